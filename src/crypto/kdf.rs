@@ -1,0 +1,87 @@
+//! Passphrase to KEK derivation (DESIGN §3).
+//!
+//! PBKDF2-HMAC-SHA256 with upstream MLflow's salt scheme and iteration count,
+//! so the same passphrase yields the same KEK in both systems. Derivation is
+//! deliberately slow (about 0.1 s), so it is done once per process and
+//! version and cached, and async callers run it on a blocking thread.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::keys::{KEY_LEN, Kek};
+
+/// Upstream MLflow's PBKDF2 iteration count (OWASP's 2023 figure for SHA-256).
+pub const DEFAULT_ITERATIONS: u32 = 600_000;
+
+/// The fixed prefix of the default salt; the version follows as `u32_be`.
+pub const DEFAULT_SALT_PREFIX: &[u8] = b"mlflow-secrets-kek-v1-2025";
+
+/// `b"mlflow-secrets-kek-v1-2025" || u32_be(version)`.
+pub fn default_salt(version: u32) -> Vec<u8> {
+    let mut salt = DEFAULT_SALT_PREFIX.to_vec();
+    salt.extend_from_slice(&version.to_be_bytes());
+    salt
+}
+
+/// Run PBKDF2-HMAC-SHA256 and return the 32-byte key. Blocking and slow.
+pub fn derive_kek_bytes(
+    passphrase: &SecretString,
+    salt: &[u8],
+    iterations: u32,
+) -> Zeroizing<[u8; KEY_LEN]> {
+    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    pbkdf2::pbkdf2_hmac::<Sha256>(
+        passphrase.expose_secret().as_bytes(),
+        salt,
+        iterations,
+        out.as_mut_slice(),
+    );
+    out
+}
+
+/// Process-wide cache of derived KEKs.
+///
+/// The key is a SHA-256 over (version, salt, iterations, passphrase), so a
+/// changed passphrase or salt never hits a stale entry, and the map holds no
+/// passphrase. Entries live for the life of the process; a process holds a
+/// handful of versions at most.
+static KEK_CACHE: LazyLock<Mutex<HashMap<[u8; 32], Arc<Kek>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn cache_key(version: u32, salt: &[u8], iterations: u32, passphrase: &SecretString) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"mlflow-secrets-kek-cache-v1");
+    h.update(version.to_be_bytes());
+    h.update((salt.len() as u64).to_be_bytes());
+    h.update(salt);
+    h.update(iterations.to_be_bytes());
+    h.update(passphrase.expose_secret().as_bytes());
+    h.finalize().into()
+}
+
+/// Derive the KEK of `version`, or return it from the process cache.
+pub fn derive_kek_cached(
+    version: u32,
+    passphrase: &SecretString,
+    salt: &[u8],
+    iterations: u32,
+) -> Arc<Kek> {
+    let key = cache_key(version, salt, iterations, passphrase);
+    if let Some(kek) = KEK_CACHE.lock().expect("kek cache").get(&key) {
+        return kek.clone();
+    }
+    // Derive outside the lock: two threads racing derive twice, which is
+    // harmless, while a slow derivation never blocks lookups of other versions.
+    let bytes = derive_kek_bytes(passphrase, salt, iterations);
+    let kek = Arc::new(Kek::from_bytes(version, &bytes));
+    KEK_CACHE
+        .lock()
+        .expect("kek cache")
+        .entry(key)
+        .or_insert(kek)
+        .clone()
+}

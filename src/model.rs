@@ -1,0 +1,148 @@
+//! Entities returned by the store (DESIGN §6). They carry metadata only:
+//! no ciphertext, iv, wrapped DEK, KEK version or AAD hash. Those columns
+//! stay inside `store::sql` (DESIGN §10 rule 1).
+
+use serde::{Deserialize, Serialize};
+
+/// `ACTIVE` or `REVOKED`. Revocation is one-way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SecretState {
+    Active,
+    Revoked,
+}
+
+impl SecretState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Revoked => "REVOKED",
+        }
+    }
+}
+
+impl std::str::FromStr for SecretState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "ACTIVE" => Ok(Self::Active),
+            "REVOKED" => Ok(Self::Revoked),
+            _ => Err(format!("state must be ACTIVE or REVOKED, not {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for SecretState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A secret's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    pub secret_id: String,
+    pub workspace: String,
+    pub secret_name: String,
+    pub masked_value: String,
+    pub is_shared: bool,
+    pub state: SecretState,
+    pub created_by: Option<String>,
+    pub created_at: i64,
+    pub last_updated_by: Option<String>,
+    pub last_updated_at: i64,
+    pub revoked_by: Option<String>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A binding of a secret to a resource under an environment-variable name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretBinding {
+    pub binding_id: String,
+    pub secret_id: String,
+    pub workspace: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub binding_name: String,
+    pub created_by: Option<String>,
+    pub created_at: i64,
+}
+
+/// One page of a listing. `next_page_token` is opaque to callers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: Option<String>,
+}
+
+/// Filters of `list_secrets`.
+#[derive(Debug, Clone, Default)]
+pub struct SecretFilter {
+    pub workspace: Option<String>,
+    pub is_shared: Option<bool>,
+    pub state: Option<SecretState>,
+    pub page_token: Option<String>,
+    pub max_results: Option<u32>,
+}
+
+/// Filters of `list_bindings`.
+#[derive(Debug, Clone, Default)]
+pub struct BindingFilter {
+    pub workspace: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub secret_id: Option<String>,
+    pub page_token: Option<String>,
+    pub max_results: Option<u32>,
+}
+
+/// What happened in an audited operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuditOutcome {
+    Success,
+    Denied,
+    Failed,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "SUCCESS",
+            Self::Denied => "DENIED",
+            Self::Failed => "FAILED",
+        }
+    }
+}
+
+/// One row of `secrets_audit_log`. It never holds a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub occurred_at: i64,
+    pub principal: Option<String>,
+    pub action: String,
+    pub workspace: Option<String>,
+    pub secret_id: Option<String>,
+    pub secret_name: Option<String>,
+    pub resource: Option<String>,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub prev_hash: String,
+    pub row_hash: String,
+}
+
+/// The default resource type of bindings and injection.
+pub const DEFAULT_RESOURCE_TYPE: &str = "SCORER_JOB";
+/// The default workspace (namespace `default` in Kubernetes).
+pub const DEFAULT_WORKSPACE: &str = "default";
+
+/// Milliseconds since the Unix epoch, the unit of every timestamp column.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,339 @@
+//! The append-only audit log and its SHA-256 hash chain (DESIGN §2).
+//!
+//! Each row's `row_hash` covers its own fields and the previous row's hash.
+//! Appends are serialized through the single row of `secrets_audit_head`
+//! (its `UPDATE` takes a row lock on PostgreSQL/MySQL; SQLite write
+//! transactions are `BEGIN IMMEDIATE`), so the chain never forks, and the
+//! head remembers the tail so that truncation is detected too. Rows never
+//! hold a value: only ids, names, binding names and KEK versions.
+
+use sha2::{Digest, Sha256};
+use sqlx::{Any, Row, Transaction};
+
+use super::sql::{Dialect, db_err};
+use super::{Result, StoreError};
+use crate::model::{AuditEntry, AuditOutcome, now_ms};
+
+/// The `prev_hash` of the first row.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Longest `detail` kept (the column is VARCHAR(2000)).
+const MAX_DETAIL_CHARS: usize = 2000;
+
+/// What an audited operation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    Create,
+    Update,
+    Revoke,
+    Delete,
+    Bind,
+    Unbind,
+    ReadValue,
+    ReadResourceValues,
+    Verify,
+    Rewrap,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Revoke => "REVOKE",
+            Self::Delete => "DELETE",
+            Self::Bind => "BIND",
+            Self::Unbind => "UNBIND",
+            Self::ReadValue => "READ_VALUE",
+            Self::ReadResourceValues => "READ_RESOURCE_VALUES",
+            Self::Verify => "VERIFY",
+            Self::Rewrap => "REWRAP",
+        }
+    }
+}
+
+/// An audit row before it is chained.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub principal: Option<String>,
+    pub action: AuditAction,
+    pub workspace: Option<String>,
+    pub secret_id: Option<String>,
+    pub secret_name: Option<String>,
+    pub resource: Option<String>,
+    pub outcome: AuditOutcome,
+    pub detail: Option<String>,
+}
+
+impl AuditRecord {
+    pub fn new(action: AuditAction, principal: &str) -> Self {
+        Self {
+            principal: Some(principal.to_string()),
+            action,
+            workspace: None,
+            secret_id: None,
+            secret_name: None,
+            resource: None,
+            outcome: AuditOutcome::Success,
+            detail: None,
+        }
+    }
+
+    pub fn workspace(mut self, ws: &str) -> Self {
+        self.workspace = Some(ws.to_string());
+        self
+    }
+
+    pub fn secret(mut self, id: &str, name: &str) -> Self {
+        self.secret_id = Some(id.to_string());
+        self.secret_name = Some(name.to_string());
+        self
+    }
+
+    pub fn secret_id(mut self, id: &str) -> Self {
+        self.secret_id = Some(id.to_string());
+        self
+    }
+
+    pub fn resource(mut self, resource_type: &str, resource_id: &str) -> Self {
+        self.resource = Some(format!("{resource_type}/{resource_id}"));
+        self
+    }
+
+    pub fn detail(mut self, d: impl Into<String>) -> Self {
+        self.detail = Some(d.into());
+        self
+    }
+
+    /// The same record, marked as failed or denied by `err`. The error's
+    /// message is safe to store: store errors never contain values.
+    pub fn failed(mut self, err: &StoreError) -> Self {
+        self.outcome = match err {
+            StoreError::PermissionDenied(_)
+            | StoreError::Unauthenticated(_)
+            | StoreError::RateLimited { .. }
+            | StoreError::Conflict(_) => AuditOutcome::Denied,
+            _ => AuditOutcome::Failed,
+        };
+        let msg = err.to_string();
+        self.detail = Some(match self.detail.take() {
+            Some(d) => format!("{d}; error: {msg}"),
+            None => format!("error: {msg}"),
+        });
+        self
+    }
+}
+
+/// Hash one row: a length-prefixed encoding of every field, so that no two
+/// different rows encode the same bytes.
+#[allow(clippy::too_many_arguments)]
+pub fn row_hash(
+    prev_hash: &str,
+    seq: i64,
+    occurred_at: i64,
+    principal: Option<&str>,
+    action: &str,
+    workspace: Option<&str>,
+    secret_id: Option<&str>,
+    secret_name: Option<&str>,
+    resource: Option<&str>,
+    outcome: &str,
+    detail: Option<&str>,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(b"mlflow-secrets-audit-v1");
+    let seq_s = seq.to_string();
+    let at_s = occurred_at.to_string();
+    for field in [
+        Some(prev_hash),
+        Some(seq_s.as_str()),
+        Some(at_s.as_str()),
+        principal,
+        Some(action),
+        workspace,
+        secret_id,
+        secret_name,
+        resource,
+        Some(outcome),
+        detail,
+    ] {
+        match field {
+            None => h.update([0u8]),
+            Some(s) => {
+                h.update([1u8]);
+                h.update((s.len() as u64).to_be_bytes());
+                h.update(s.as_bytes());
+            }
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+fn entry_hash(e: &AuditEntry) -> String {
+    row_hash(
+        &e.prev_hash,
+        e.seq,
+        e.occurred_at,
+        e.principal.as_deref(),
+        &e.action,
+        e.workspace.as_deref(),
+        e.secret_id.as_deref(),
+        e.secret_name.as_deref(),
+        e.resource.as_deref(),
+        &e.outcome,
+        e.detail.as_deref(),
+    )
+}
+
+/// Append `rec` inside `tx`. Call it as the last statement of a write
+/// transaction: the head row lock is then held for the shortest time, and
+/// lock order (data rows, then head) is the same everywhere.
+pub(crate) async fn append(
+    tx: &mut Transaction<'static, Any>,
+    dialect: Dialect,
+    rec: &AuditRecord,
+) -> Result<i64> {
+    sqlx::query(dialect.q("UPDATE secrets_audit_head SET seq = seq + 1 WHERE id = 1"))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    let head = sqlx::query(dialect.q("SELECT seq, last_hash FROM secrets_audit_head WHERE id = 1"))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    let seq: i64 = head.try_get("seq").map_err(db_err)?;
+    let prev: String = head.try_get("last_hash").map_err(db_err)?;
+    let at = now_ms();
+    let detail: Option<String> = rec.detail.as_ref().map(|d| {
+        if d.chars().count() > MAX_DETAIL_CHARS {
+            d.chars()
+                .take(MAX_DETAIL_CHARS - 3)
+                .chain("...".chars())
+                .collect()
+        } else {
+            d.clone()
+        }
+    });
+    let hash = row_hash(
+        &prev,
+        seq,
+        at,
+        rec.principal.as_deref(),
+        rec.action.as_str(),
+        rec.workspace.as_deref(),
+        rec.secret_id.as_deref(),
+        rec.secret_name.as_deref(),
+        rec.resource.as_deref(),
+        rec.outcome.as_str(),
+        detail.as_deref(),
+    );
+    sqlx::query(dialect.q(
+        "INSERT INTO secrets_audit_log (seq, occurred_at, principal, action, workspace, secret_id, \
+         secret_name, resource, outcome, detail, prev_hash, row_hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    ))
+    .bind(seq)
+    .bind(at)
+    .bind(rec.principal.clone())
+    .bind(rec.action.as_str())
+    .bind(rec.workspace.clone())
+    .bind(rec.secret_id.clone())
+    .bind(rec.secret_name.clone())
+    .bind(rec.resource.clone())
+    .bind(rec.outcome.as_str())
+    .bind(detail)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    sqlx::query(dialect.q("UPDATE secrets_audit_head SET last_hash = ? WHERE id = 1"))
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(seq)
+}
+
+/// Result of checking the chain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditVerifyReport {
+    pub rows: u64,
+    pub ok: bool,
+    /// The first row where the chain breaks, and why.
+    pub first_broken_seq: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// Incremental chain checker; feed it rows in `seq` order.
+#[derive(Debug)]
+pub struct ChainChecker {
+    expected_seq: i64,
+    prev_hash: String,
+    rows: u64,
+    broken: Option<(i64, String)>,
+}
+
+impl Default for ChainChecker {
+    fn default() -> Self {
+        Self {
+            expected_seq: 1,
+            prev_hash: GENESIS_HASH.to_string(),
+            rows: 0,
+            broken: None,
+        }
+    }
+}
+
+impl ChainChecker {
+    /// Check one row. Returns false once the chain is broken.
+    pub fn push(&mut self, e: &AuditEntry) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        self.rows += 1;
+        let problem = if e.seq != self.expected_seq {
+            Some(format!(
+                "expected row {} but found row {}: row(s) deleted",
+                self.expected_seq, e.seq
+            ))
+        } else if e.prev_hash != self.prev_hash {
+            Some(
+                "prev_hash does not match the previous row: a row before it was changed or deleted"
+                    .into(),
+            )
+        } else if entry_hash(e) != e.row_hash {
+            Some("row_hash does not match the row's contents: the row was edited".into())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            self.broken = Some((self.expected_seq.min(e.seq), p));
+            return false;
+        }
+        self.expected_seq += 1;
+        self.prev_hash = e.row_hash.clone();
+        true
+    }
+
+    /// Compare with the head row and finish.
+    pub fn finish(mut self, head_seq: i64, head_hash: &str) -> AuditVerifyReport {
+        if self.broken.is_none()
+            && (head_seq != self.expected_seq - 1 || head_hash != self.prev_hash)
+        {
+            self.broken = Some((
+                self.expected_seq,
+                format!(
+                    "the log ends at row {} but the head records row {head_seq}: rows at the end were deleted or changed",
+                    self.expected_seq - 1
+                ),
+            ));
+        }
+        AuditVerifyReport {
+            rows: self.rows,
+            ok: self.broken.is_none(),
+            first_broken_seq: self.broken.as_ref().map(|b| b.0),
+            reason: self.broken.map(|b| b.1),
+        }
+    }
+}

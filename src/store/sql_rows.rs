@@ -1,0 +1,106 @@
+//! Row <-> entity mapping for the SQL store, and the column lists shared by
+//! its queries. Crypto columns are read only by `SealedRow`, which never
+//! leaves `store::sql*`.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::sql::db_err;
+use super::{Result, StoreError};
+use crate::model::{Secret, SecretBinding, SecretState};
+
+/// Metadata columns of `secrets`. `is_shared` is normalised to an integer so
+/// that one decode works on SQLite, PostgreSQL (BOOLEAN) and MySQL (TINYINT).
+macro_rules! secret_cols {
+    () => {
+        "secret_id, workspace, secret_name, masked_value, \
+         CASE WHEN is_shared THEN 1 ELSE 0 END AS is_shared, state, created_by, created_at, \
+         last_updated_by, last_updated_at, revoked_by, revoked_at"
+    };
+}
+pub(crate) use secret_cols;
+
+macro_rules! binding_cols {
+    () => {
+        "binding_id, secret_id, workspace, resource_type, resource_id, binding_name, created_by, created_at"
+    };
+}
+pub(crate) use binding_cols;
+
+/// The columns needed to decrypt a row.
+macro_rules! sealed_cols {
+    () => {
+        "secret_id, workspace, secret_name, state, ciphertext, iv, wrapped_dek, kek_version, aad_hash"
+    };
+}
+pub(crate) use sealed_cols;
+
+pub(crate) fn secret_from_row(row: &AnyRow) -> Result<Secret> {
+    let state: String = row.try_get("state").map_err(db_err)?;
+    let shared: i64 = row.try_get("is_shared").map_err(db_err)?;
+    Ok(Secret {
+        secret_id: row.try_get("secret_id").map_err(db_err)?,
+        workspace: row.try_get("workspace").map_err(db_err)?,
+        secret_name: row.try_get("secret_name").map_err(db_err)?,
+        masked_value: row.try_get("masked_value").map_err(db_err)?,
+        is_shared: shared != 0,
+        state: state
+            .parse::<SecretState>()
+            .map_err(|e| StoreError::Database(format!("secrets.state: {e}")))?,
+        created_by: row.try_get("created_by").map_err(db_err)?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        last_updated_by: row.try_get("last_updated_by").map_err(db_err)?,
+        last_updated_at: row.try_get("last_updated_at").map_err(db_err)?,
+        revoked_by: row.try_get("revoked_by").map_err(db_err)?,
+        revoked_at: row.try_get("revoked_at").map_err(db_err)?,
+    })
+}
+
+pub(crate) fn binding_from_row(row: &AnyRow) -> Result<SecretBinding> {
+    Ok(SecretBinding {
+        binding_id: row.try_get("binding_id").map_err(db_err)?,
+        secret_id: row.try_get("secret_id").map_err(db_err)?,
+        workspace: row.try_get("workspace").map_err(db_err)?,
+        resource_type: row.try_get("resource_type").map_err(db_err)?,
+        resource_id: row.try_get("resource_id").map_err(db_err)?,
+        binding_name: row.try_get("binding_name").map_err(db_err)?,
+        created_by: row.try_get("created_by").map_err(db_err)?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+    })
+}
+
+/// The encrypted form of one row, as read for decryption.
+pub(crate) struct SealedRow {
+    pub secret_id: String,
+    pub workspace: String,
+    pub secret_name: String,
+    pub state: String,
+    pub ciphertext: Vec<u8>,
+    pub iv: Vec<u8>,
+    pub wrapped_dek: Vec<u8>,
+    pub kek_version: u32,
+    pub aad_hash: String,
+}
+
+impl SealedRow {
+    pub fn from_row(row: &AnyRow) -> Result<Self> {
+        let v: i64 = row.try_get("kek_version").map_err(db_err)?;
+        Ok(Self {
+            secret_id: row.try_get("secret_id").map_err(db_err)?,
+            workspace: row.try_get("workspace").map_err(db_err)?,
+            secret_name: row.try_get("secret_name").map_err(db_err)?,
+            state: row.try_get("state").map_err(db_err)?,
+            ciphertext: row.try_get("ciphertext").map_err(db_err)?,
+            iv: row.try_get("iv").map_err(db_err)?,
+            wrapped_dek: row.try_get("wrapped_dek").map_err(db_err)?,
+            kek_version: u32::try_from(v).map_err(|_| {
+                StoreError::Database(format!("secrets.kek_version {v} is out of range"))
+            })?,
+            aad_hash: row.try_get("aad_hash").map_err(db_err)?,
+        })
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.state == SecretState::Revoked.as_str()
+    }
+}
