@@ -21,13 +21,22 @@
 #   MLFLOW_SECRETS_PG_PORT     fixed PostgreSQL port (default: a free one)
 #   MLFLOW_SECRETS_MYSQL_PORT  fixed MariaDB port (default: a free one)
 #   MLFLOW_SECRETS_DB_TIMEOUT  seconds to wait for a server (default 60)
-set -euo pipefail
+#   MLFLOW_SECRETS_DB_CACHE    where pristine (password-free) data dirs are cached
+#                              between runs to skip initdb / mariadb-install-db
+#                              (default /var/cache/mlflow-secrets-db as root);
+#                              `off` disables the cache
+set -Eeuo pipefail
 
 readonly PROG="scripts/db.sh"
 readonly USAGE="usage: $PROG {up|env|status|down|stop-postgres|start-postgres|stop-mysql|start-mysql}"
 
 DB_DIR="${MLFLOW_SECRETS_DB_DIR:-/tmp/mlflow-secrets-db}"
 TIMEOUT="${MLFLOW_SECRETS_DB_TIMEOUT:-60}"
+if [[ "$(id -u)" == 0 ]]; then
+    CACHE_DIR="${MLFLOW_SECRETS_DB_CACHE:-/var/cache/mlflow-secrets-db}"
+else
+    CACHE_DIR="${MLFLOW_SECRETS_DB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlflow-secrets-db}"
+fi
 
 # Layout of the base dir.
 MARKER="$DB_DIR/.mlflow-secrets-db"   # "this dir is ours, rm -rf is fine"
@@ -48,6 +57,8 @@ readonly DB_NAME="mlflow_secrets"
 readonly DB_USER="mlflow"
 
 # Filled by load_state / fresh up.
+PG_INIT_PID=""
+STOPPED_PIDS=()
 PG_PORT=""
 MYSQL_PORT=""
 DB_PASSWORD=""
@@ -57,6 +68,9 @@ PG_BIN=""
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+# Anything that fails without a die() of its own still ends with one line
+# saying what failed.
+trap 'printf "%s: error: command failed (exit %s, line %s): %s\n" "$PROG" "$?" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 # Print the last lines of a log file to stderr (for failure messages).
 tail_log() {
@@ -81,20 +95,27 @@ as_pg() {
 }
 
 # Is pid $1 alive and is its command name $2 (guards against pid reuse)?
+# A zombie counts as gone: an exited server waits to be reaped by init, which
+# in some containers takes a while.
 pid_is() {
-    local pid="$1" want="$2" comm
+    local pid="$1" want="$2" comm stat
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    { read -r comm <"/proc/$pid/comm"; } 2>/dev/null || return 1
-    [[ "$comm" == "$want" ]]
+    { read -r comm <"/proc/$pid/comm" && read -r stat <"/proc/$pid/stat"; } 2>/dev/null || return 1
+    [[ "$comm" == "$want" ]] || return 1
+    stat="${stat##*) }"
+    [[ "${stat%% *}" != Z ]]
 }
 
-# Is something bound to TCP port $1 (any address, any state, v4 or v6)?
+# Is TCP port $1 in use (any local address, v4 or v6)?  With $2 = listen only
+# LISTEN sockets count: the servers set SO_REUSEADDR, so the TIME_WAIT
+# leftovers of their own last connections do not stop a restart.  Without it,
+# any socket counts (used when picking a fresh port).
 port_in_use() {
     local hex
     hex="$(printf '%04X' "$1")"
-    awk -v p=":$hex" 'FNR > 1 { if (substr($2, length($2) - 4) == p) { found = 1; exit } }
-                      END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+    awk -v p=":$hex" -v listen_only="${2:-}" '
+        FNR > 1 && substr($2, length($2) - 4) == p && (listen_only == "" || $4 == "0A") { found = 1; exit }
+        END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 
 # A free loopback port, below the Linux ephemeral range (32768+) so that
@@ -123,8 +144,8 @@ random_hex() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
 # fd 9 must never leak into the servers we spawn, or they would hold the lock
 # forever: every spawn below closes it with 9>&-.
 take_lock() {
-    mkdir -p "$(dirname "$LOCK_FILE")"
-    exec 9>>"$LOCK_FILE"
+    { mkdir -p "$(dirname "$LOCK_FILE")" && exec 9>>"$LOCK_FILE"; } 2>/dev/null \
+        || die "cannot open the lock file $LOCK_FILE"
     flock -w 300 9 || die "timed out waiting for the lock $LOCK_FILE (another $PROG running?)"
 }
 
@@ -230,6 +251,43 @@ ensure_packages() {
     have_mariadb || die "mariadb-server installed but mariadbd/mariadb-install-db/mariadb/mariadb-admin not found"
 }
 
+# ---------------------------------------------------------------- templates
+
+# initdb and mariadb-install-db cost 1-7 s; a copy of their pristine output
+# costs a fraction of that.  Templates hold no password (the passwords are set
+# per run, after start) and live in $CACHE_DIR, keyed by server version and OS
+# user.  Best effort: any problem falls back to the real init.
+
+# template_dir KIND VERSION-STRING: path of the template, or nothing if disabled.
+template_dir() {
+    [[ "$CACHE_DIR" != off && -n "$2" ]] || return 0
+    printf '%s/%s-v1-%s-%s\n' "$CACHE_DIR" "$1" "$(id -un)" "$(printf '%s' "$2" | tr -c 'A-Za-z0-9.+-' '_')"
+}
+
+# template_restore TEMPLATE DEST: copy a complete template into the empty DEST.
+template_restore() {
+    local tpl="$1" dest="$2"
+    [[ -n "$tpl" && -f "$tpl/.complete" ]] || return 1
+    if cp -a "$tpl/." "$dest/" 2>/dev/null && rm -f "$dest/.complete"; then
+        return 0
+    fi
+    log "warning: copying the template $tpl failed; initialising from scratch"
+    find "$dest" -mindepth 1 -delete 2>/dev/null || true
+    return 1
+}
+
+# template_save SRC TEMPLATE: atomically publish SRC as the template.
+template_save() {
+    local src="$1" tpl="$2"
+    [[ -n "$tpl" && ! -e "$tpl" ]] || return 0
+    local tmp="$tpl.tmp.$$"
+    if mkdir -p "$CACHE_DIR" 2>/dev/null && cp -a "$src/." "$tmp/" 2>/dev/null \
+        && : >"$tmp/.complete" && mv -T "$tmp" "$tpl" 2>/dev/null; then
+        return 0
+    fi
+    rm -rf -- "$tmp"
+}
+
 # ---------------------------------------------------------------- PostgreSQL
 
 pg_pid() {
@@ -251,30 +309,36 @@ password_encryption = 'scram-sha-256'
 max_connections = 300
 timezone = 'UTC'
 log_timezone = 'UTC'
-# Durability is irrelevant for a throwaway test instance; speed is not.
+# Durability against OS crashes is irrelevant for a throwaway test instance;
+# speed is not.  synchronous_commit stays on: a commit has reached the kernel
+# when it returns, so it survives a kill -9 of the server.
 fsync = off
-synchronous_commit = off
 full_page_writes = off
 EOF
 }
 
+# Superuser mlflow.  TCP connections need its password (scram-sha-256); the
+# unix socket (0700, in the run dir owned by the postgres OS user) trusts
+# local connections, which pg_setup uses to set the per-run password.
 pg_init() {
-    local pwfile="$RUN/pg.pw"
     mkdir -p "$PGDATA" && chmod 700 "$PGDATA" || die "cannot create $PGDATA"
-    (umask 077 && printf '%s\n' "$DB_PASSWORD" >"$pwfile") || die "cannot write $pwfile"
     if is_root; then
-        chown postgres: "$PGDATA" "$pwfile" || die "cannot chown $PGDATA to the postgres user"
+        chown postgres: "$PGDATA" || die "cannot chown $PGDATA to the postgres user"
     fi
-    if ! as_pg "$PG_BIN/initdb" -D "$PGDATA" --username="$DB_USER" --pwfile="$pwfile" \
-        --auth=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 --no-sync \
-        </dev/null >"$RUN/initdb.log" 2>&1 9>&-; then
-        rm -f "$pwfile"
-        tail_log "$RUN/initdb.log"
-        die "PostgreSQL initdb failed in $PGDATA (see $RUN/initdb.log)"
+    local tpl
+    tpl="$(template_dir postgres "$("$PG_BIN/postgres" --version 2>/dev/null || true)")"
+    if ! template_restore "$tpl" "$PGDATA"; then
+        if ! as_pg "$PG_BIN/initdb" -D "$PGDATA" --username="$DB_USER" \
+            --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 --no-sync \
+            </dev/null >"$RUN/initdb.log" 2>&1 9>&-; then
+            tail_log "$RUN/initdb.log"
+            die "PostgreSQL initdb failed in $PGDATA (see $RUN/initdb.log)"
+        fi
+        printf "\ninclude 'mlflow_secrets.conf'\n" | as_pg tee -a "$PGDATA/postgresql.conf" >/dev/null \
+            || die "cannot write PostgreSQL config in $PGDATA"
+        template_save "$PGDATA" "$tpl"
     fi
-    rm -f "$pwfile"
-    printf "\ninclude 'mlflow_secrets.conf'\n" | as_pg tee -a "$PGDATA/postgresql.conf" >/dev/null \
-        && pg_write_conf || die "cannot write PostgreSQL config in $PGDATA"
+    pg_write_conf || die "cannot write PostgreSQL config in $PGDATA"
 }
 
 # Start PostgreSQL and wait until it accepts TCP connections.
@@ -284,11 +348,10 @@ pg_start() {
         log "PostgreSQL already running (pid $(pg_pid), port $PG_PORT)"
         return 0
     fi
-    if port_in_use "$PG_PORT"; then
+    if port_in_use "$PG_PORT" listen; then
         log "PostgreSQL port $PG_PORT on 127.0.0.1 is already in use by another process"
         return 2
     fi
-    rm -f "$PGDATA/postmaster.pid"
     : >>"$PG_LOG" && is_root && chown postgres "$PG_LOG"
     local rc=0
     as_pg "$PG_BIN/pg_ctl" start -D "$PGDATA" -l "$PG_LOG" -w -t "$TIMEOUT" -s \
@@ -331,13 +394,21 @@ pg_stop() {
     wait_gone "$pid" postgres 15 || die "PostgreSQL (pid $pid) did not stop"
 }
 
+# Set the password and create the database over the unix socket (the SQL goes
+# through stdin, so the password never shows up in ps), then check that the
+# password works over TCP.
 pg_setup() {
     local out
-    if ! out="$(PGPASSWORD="$DB_PASSWORD" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 \
-        -h 127.0.0.1 -p "$PG_PORT" -U "$DB_USER" -d postgres \
-        -c "CREATE DATABASE $DB_NAME" </dev/null 2>&1 9>&-)"; then
+    if ! out="$(printf "ALTER ROLE %s PASSWORD '%s';\nCREATE DATABASE %s;\n" "$DB_USER" "$DB_PASSWORD" "$DB_NAME" \
+        | as_pg env PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 \
+            -h "$RUN" -p "$PG_PORT" -U "$DB_USER" -d postgres 2>&1 9>&-)"; then
         printf '%s\n' "$out" >&2
-        die "PostgreSQL: creating database $DB_NAME as $DB_USER over 127.0.0.1:$PG_PORT failed"
+        die "PostgreSQL: setting the $DB_USER password / creating database $DB_NAME over $RUN failed"
+    fi
+    if ! out="$(PGPASSWORD="$DB_PASSWORD" PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 \
+        -h 127.0.0.1 -p "$PG_PORT" -U "$DB_USER" -d "$DB_NAME" -c 'SELECT 1' </dev/null 2>&1 9>&-)"; then
+        printf '%s\n' "$out" >&2
+        die "PostgreSQL: password login as $DB_USER over 127.0.0.1:$PG_PORT failed"
     fi
 }
 
@@ -379,7 +450,7 @@ innodb_flush_log_at_trx_commit = 2
 innodb_flush_method = nosync
 innodb_doublewrite = 0
 innodb_buffer_pool_size = 128M
-innodb_log_file_size = 48M
+innodb_log_file_size = 16M
 innodb_buffer_pool_dump_at_shutdown = 0
 innodb_buffer_pool_load_at_startup = 0
 
@@ -391,6 +462,9 @@ EOF
 
 my_init() {
     { mkdir -p "$MYDATA" && chmod 700 "$MYDATA" && my_write_conf; } || die "cannot create $MYDATA or $MY_CNF"
+    local tpl
+    tpl="$(template_dir mariadb "$("$(mariadbd_path)" --version 2>/dev/null | awk '{ print $3; exit }' || true)")"
+    template_restore "$tpl" "$MYDATA" && return 0
     # Root (or, when not root, the invoking OS user) gets a unix_socket-auth
     # account on localhost; we use it once below to create the mlflow user.
     if ! mariadb-install-db --defaults-file="$MY_CNF" --user="$(id -un)" \
@@ -400,6 +474,7 @@ my_init() {
         tail_log "$RUN/mariadb-install-db.log"
         die "mariadb-install-db failed in $MYDATA (see $RUN/mariadb-install-db.log)"
     fi
+    template_save "$MYDATA" "$tpl"
 }
 
 my_start() {
@@ -407,7 +482,7 @@ my_start() {
         log "MariaDB already running (pid $(my_pid), port $MYSQL_PORT)"
         return 0
     fi
-    if port_in_use "$MYSQL_PORT"; then
+    if port_in_use "$MYSQL_PORT" listen; then
         log "MariaDB port $MYSQL_PORT on 127.0.0.1 is already in use by another process"
         return 2
     fi
@@ -420,8 +495,9 @@ my_start() {
     # is the mariadbd pid.
     setsid "$bin" --defaults-file="$MY_CNF" --user="$(id -un)" \
         </dev/null >>"$MY_LOG" 2>&1 9>&- &
-    echo "$!" >"$MY_LAUNCH_PID"
-    wait_my
+    local pid=$!
+    echo "$pid" >"$MY_LAUNCH_PID"
+    wait_my "$pid"
 }
 
 # Does MariaDB answer on its TCP port?  Before the mlflow user exists the
@@ -437,12 +513,13 @@ my_ping() {
     return 1
 }
 
+# $1: pid of the mariadbd we just spawned (our child; until it has exec'd,
+# its command name is still bash/setsid, so only check that it is alive).
 wait_my() {
-    local deadline=$((SECONDS + TIMEOUT)) rc=0
+    local pid="$1" deadline=$((SECONDS + TIMEOUT))
     until my_ping; do
-        if ! my_running; then
-            # Give the shell a chance to reap it, then decide why it died.
-            wait "$(cat "$MY_LAUNCH_PID" 2>/dev/null)" 2>/dev/null || true
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" 2>/dev/null || true # reap it
             if grep -q 'Address already in use\|Do you already have another' "$MY_LOG" 2>/dev/null; then
                 log "MariaDB could not bind port $MYSQL_PORT"
                 return 2
@@ -456,7 +533,6 @@ wait_my() {
         fi
         sleep 0.2
     done
-    return $rc
 }
 
 my_stop() {
@@ -482,9 +558,10 @@ GRANT ALL PRIVILEGES ON *.* TO '$DB_USER'@'127.0.0.1' WITH GRANT OPTION;
 GRANT ALL PRIVILEGES ON *.* TO '$DB_USER'@'localhost' WITH GRANT OPTION;
 CREATE DATABASE IF NOT EXISTS $DB_NAME CHARACTER SET utf8mb4;
 DELETE FROM mysql.global_priv WHERE User = '';
+DELETE FROM mysql.proxies_priv WHERE Host <> 'localhost';
 FLUSH PRIVILEGES;"
-    if ! out="$(mariadb --defaults-file="$MY_CNF" --protocol=socket -u "$(id -un)" \
-        --connect-timeout=10 -e "$sql" </dev/null 2>&1 9>&-)"; then
+    if ! out="$(printf '%s\n' "$sql" | mariadb --defaults-file="$MY_CNF" --protocol=socket \
+        -u "$(id -un)" --connect-timeout=10 2>&1 9>&-)"; then
         printf '%s\n' "$out" >&2
         die "MariaDB: creating user $DB_USER and database $DB_NAME over $MY_SOCK failed"
     fi
@@ -510,6 +587,7 @@ stray_pids() {
     for d in /proc/[0-9]*; do
         { read -r comm <"$d/comm"; } 2>/dev/null || continue
         [[ "$comm" == postgres || "$comm" == mariadbd ]] || continue
+        pid_is "${d#/proc/}" "$comm" || continue # zombie
         { mapfile -d '' -t args <"$d/cmdline"; } 2>/dev/null || continue
         case " ${args[*]} " in
             *" -D $PGDATA "* | *" --defaults-file=$MY_CNF "*) echo "${d#/proc/}" ;;
@@ -519,18 +597,21 @@ stray_pids() {
 
 stop_all() {
     [[ -n "$PG_BIN" ]] || PG_BIN="$(find_pg_bin || true)"
-    if [[ -n "$PG_BIN" ]] && pg_running; then
-        log "stopping PostgreSQL (pid $(pg_pid))"
+    local p strays
+    if [[ -n "$PG_BIN" ]] && p="$(pg_pid)"; then
+        log "stopping PostgreSQL (pid $p)"
+        STOPPED_PIDS+=("$p")
         pg_stop
     fi
-    if my_running; then
-        log "stopping MariaDB (pid $(my_pid))"
+    if p="$(my_pid)"; then
+        log "stopping MariaDB (pid $p)"
+        STOPPED_PIDS+=("$p")
         my_stop
     fi
-    local p strays
     strays="$(stray_pids)"
     if [[ -n "$strays" ]]; then
         for p in $strays; do
+            STOPPED_PIDS+=("$p")
             log "killing leftover server process $p"
             kill -TERM "$p" 2>/dev/null || true
         done
@@ -587,33 +668,41 @@ cmd_up() {
     [[ -n "$fixed_pg" && "$fixed_pg" == "$fixed_my" ]] \
         && die "MLFLOW_SECRETS_PG_PORT and MLFLOW_SECRETS_MYSQL_PORT are both $fixed_pg"
 
+    [[ -n "$fixed_pg" ]] && port_in_use "$fixed_pg" listen \
+        && die "MLFLOW_SECRETS_PG_PORT=$fixed_pg: port already in use on this machine"
+    [[ -n "$fixed_my" ]] && port_in_use "$fixed_my" listen \
+        && die "MLFLOW_SECRETS_MYSQL_PORT=$fixed_my: port already in use on this machine"
+
     PG_BIN="$(find_pg_bin)"
     DB_PASSWORD="$(random_hex)"
     PG_PORT="${fixed_pg:-$(pick_port)}"
     MYSQL_PORT="${fixed_my:-$(pick_port "$PG_PORT")}"
 
-    mkdir -p "$DB_DIR"
-    chmod 755 "$DB_DIR"
-    : >"$MARKER"
-    mkdir -p "$RUN"
-    chmod 755 "$RUN"
-    is_root && chown postgres: "$RUN"
     # Unix sockets have a 107-byte path limit.
     ((${#RUN} + 20 < 107)) || die "MLFLOW_SECRETS_DB_DIR '$DB_DIR' is too long for unix socket paths"
-    if is_root && ! runuser -u postgres -- test -w "$RUN"; then
-        die "the postgres OS user cannot write $RUN; choose an MLFLOW_SECRETS_DB_DIR it can reach (e.g. under /tmp)"
+    { mkdir -p "$DB_DIR" && chmod 755 "$DB_DIR" && : >"$MARKER" && mkdir -p "$RUN" && chmod 755 "$RUN"; } \
+        || die "cannot create $DB_DIR"
+    if is_root; then
+        chown postgres: "$RUN" || die "cannot chown $RUN to the postgres user"
+        if ! runuser -u postgres -- test -w "$RUN"; then
+            remove_dir
+            die "the postgres OS user cannot write $RUN; choose an MLFLOW_SECRETS_DB_DIR it can reach (e.g. under /tmp)"
+        fi
     fi
 
     # If anything below fails, stop what we started (logs stay in $RUN).
-    trap 'rc=$?; if ((rc != 0)); then stop_all >/dev/null 2>&1 || true; fi' EXIT
+    # (Not keyed on $?: when a signal kills us, $? here is not reliable.)
+    trap '[[ -z "$PG_INIT_PID" ]] || kill "$PG_INIT_PID" 2>/dev/null || true
+          stop_all >>"$RUN/abort.log" 2>&1 || true' EXIT
 
     # initdb and mariadb-install-db are independent: run them in parallel.
     log "initialising PostgreSQL and MariaDB data dirs in $DB_DIR"
-    local pg_init_pid rc=0
+    local rc=0
     pg_init &
-    pg_init_pid=$!
+    PG_INIT_PID=$!
     my_init
-    wait "$pg_init_pid" || rc=$?
+    wait "$PG_INIT_PID" || rc=$?
+    PG_INIT_PID=""
     ((rc == 0)) || exit "$rc"
 
     local attempt
@@ -658,18 +747,28 @@ cmd_status() {
     load_state || die "not up ($STATE missing)"
     if pg_running; then log "PostgreSQL running, pid $(pg_pid), 127.0.0.1:$PG_PORT"; else log "PostgreSQL stopped (port $PG_PORT)"; fi
     if my_running; then log "MariaDB running, pid $(my_pid), 127.0.0.1:$MYSQL_PORT"; else log "MariaDB stopped (port $MYSQL_PORT)"; fi
-    pg_running && my_running
+    if pg_running && my_running; then return 0; fi
+    exit 1
 }
 
 cmd_down() {
     take_lock
     [[ -f "$STATE" ]] && load_state
     stop_all
-    local left
+    local left p deadline=$((SECONDS + 5))
     left="$(stray_pids)"
     [[ -z "$left" ]] || die "server processes still running after stop: $left"
-    remove_dir
-    log "down: servers stopped, $DB_DIR removed"
+    # The stopped servers are zombies until init reaps them (slow in some
+    # containers); wait a little so that `pgrep` right after `down` is clean.
+    for p in "${STOPPED_PIDS[@]}"; do
+        while [[ -e "/proc/$p" ]] && ((SECONDS < deadline)); do sleep 0.1; done
+    done
+    if [[ -e "$DB_DIR" ]]; then
+        remove_dir
+        log "down: servers stopped, $DB_DIR removed"
+    else
+        log "down: nothing to do ($DB_DIR does not exist)"
+    fi
 }
 
 cmd_stop_one() {
