@@ -1,1 +1,178 @@
-pub fn placeholder() {}
+//! The `mlflow-secrets` command (DESIGN §9).
+//!
+//! `main.rs` parses [`Cli`] and calls [`run`]; everything else happens here.
+//! This is the only layer that uses `anyhow`: the library's typed errors
+//! become one line on stderr and exit code 1. Usage errors are clap's, with
+//! exit code 2.
+//!
+//! Layout: [`args`] (clap types), [`secrets`] (secret and binding commands),
+//! [`kek`] (the keystore), [`admin`] (verify, rewrap, migrate, audit,
+//! completion), [`input`] (reading values), [`output`] (tables and JSON),
+//! [`logging`].
+
+mod admin;
+pub mod args;
+mod input;
+mod kek;
+mod logging;
+pub mod output;
+mod secrets;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+pub use args::Cli;
+use args::{AuditCommand, Command, GlobalArgs, KekCommand};
+
+use crate::keystore::{Keystore, KeystoreConfig, KeystoreHandle};
+use crate::store::SqlStore;
+use crate::store::sql::Dialect;
+use output::OutputFormat;
+
+/// Run a parsed command line. `Ok` carries the exit code: a command can
+/// succeed in running and still report a failure (`verify` found a bad
+/// row), which is exit 1 without an `error:` line of its own.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let Cli { global, command } = cli;
+    logging::init(global.log_format, global.log_level.as_deref(), global.quiet);
+    if let Command::Completion(a) = &command {
+        return admin::completion(a.shell);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let ctx = Ctx { g: global };
+    rt.block_on(dispatch(&ctx, command))
+}
+
+/// Print an error the way DESIGN §9 asks: one line, `error: ` first. The
+/// chain of causes is joined with `: `; line breaks inside a message (a
+/// database driver's, say) are folded so a script sees a single line.
+pub fn print_error(err: &anyhow::Error) {
+    let msg = format!("{err:#}");
+    let one_line: Vec<&str> = msg.split_whitespace().collect();
+    eprintln!("error: {}", one_line.join(" "));
+}
+
+async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Create(a) => secrets::create(ctx, a).await,
+        Command::List(a) => secrets::list(ctx, a).await,
+        Command::Get(a) => secrets::get(ctx, a).await,
+        Command::Update(a) => secrets::update(ctx, a).await,
+        Command::Revoke(a) => secrets::revoke(ctx, a).await,
+        Command::Delete(a) => secrets::delete(ctx, a).await,
+        Command::Bind(a) => secrets::bind(ctx, a).await,
+        Command::Unbind(a) => secrets::unbind(ctx, a).await,
+        Command::ListBindings(a) => secrets::list_bindings(ctx, a).await,
+        Command::Verify => admin::verify(ctx).await,
+        Command::Rewrap(a) => admin::rewrap(ctx, a).await,
+        Command::Migrate => admin::migrate(ctx).await,
+        Command::Audit(AuditCommand::Verify) => admin::audit_verify(ctx).await,
+        Command::Kek(k) => match k {
+            KekCommand::Generate(a) => kek::generate(ctx, a).await,
+            KekCommand::Rotate(a) => kek::rotate(ctx, a).await,
+            KekCommand::List => kek::list(ctx).await,
+            KekCommand::SetActive(a) => kek::set_active(ctx, a.version).await,
+            KekCommand::Retire(a) => kek::retire(ctx, a.version).await,
+        },
+        Command::Completion(a) => admin::completion(a.shell),
+    }
+}
+
+/// What every command needs: the global options, and the ways to reach the
+/// keystore and the store built from them.
+pub(crate) struct Ctx {
+    g: GlobalArgs,
+}
+
+impl Ctx {
+    fn json(&self) -> bool {
+        self.g.output == OutputFormat::Json
+    }
+
+    /// Confirmations are for people: not with `-o json`, not with `-q`.
+    fn chatty(&self) -> bool {
+        !self.json() && !self.g.quiet
+    }
+
+    fn workspace(&self) -> &str {
+        &self.g.workspace
+    }
+
+    fn keystore_config(&self) -> KeystoreConfig {
+        KeystoreConfig::from_env(self.g.keystore.clone())
+    }
+
+    /// Load and verify the keystore (PBKDF2 runs on a blocking thread).
+    async fn load_keystore(&self) -> Result<Keystore> {
+        let cfg = self.keystore_config();
+        // The keystore logs its own test-mode warning; say it here only when
+        // the log filter would hide that one, so it is printed exactly once.
+        let warn_logged = tracing::level_filters::LevelFilter::current()
+            >= tracing::level_filters::LevelFilter::WARN;
+        if cfg.test_mode && !warn_logged {
+            eprintln!(
+                "WARNING: {} is on: secrets are encrypted with a fixed, publicly known test key. \
+                 Never use test mode for real secrets.",
+                crate::keystore::TEST_MODE_ENV
+            );
+        }
+        Ok(Keystore::load_async(cfg).await?)
+    }
+
+    /// Connect to the store with an already loaded keystore, without
+    /// touching the schema (for `migrate`).
+    async fn connect(&self, ks: Keystore) -> Result<SqlStore> {
+        let store = SqlStore::connect(&self.g.store_uri, KeystoreHandle::new(ks)).await?;
+        Ok(store)
+    }
+
+    /// Load the keystore and open the store with a current schema. SQLite
+    /// (the embedded default) migrates itself; a shared PostgreSQL or MySQL
+    /// database is only migrated by `migrate`, so this errors instead.
+    ///
+    /// The keystore is loaded even for metadata-only commands: the SQL store
+    /// needs one, and the only keyless alternative, test mode, is insecure.
+    async fn open_store(&self) -> Result<SqlStore> {
+        self.check_store_uri()?;
+        let ks = self.load_keystore().await?;
+        self.open_store_with(ks).await
+    }
+
+    /// [`Ctx::open_store`] with a keystore the caller already loaded.
+    async fn open_store_with(&self, ks: Keystore) -> Result<SqlStore> {
+        let dialect = self.check_store_uri()?;
+        let store = self.connect(ks).await?;
+        store.ensure_schema(dialect == Dialect::Sqlite).await?;
+        Ok(store)
+    }
+
+    /// Refuse store URIs this build cannot open before doing any work. The
+    /// URI itself is never echoed: it may carry a database password.
+    fn check_store_uri(&self) -> Result<Dialect> {
+        let uri = self.g.store_uri.as_str();
+        if uri.starts_with("http://") || uri.starts_with("https://") {
+            bail!(
+                "the server store (http(s)://) is not available in this build yet: use a sqlite://, postgres:// or mysql:// store URI"
+            );
+        }
+        match Dialect::from_uri(uri) {
+            Some(d) => Ok(d),
+            None => bail!(
+                "unsupported store URI: it must start with sqlite://, postgres://, mysql:// or http(s)://"
+            ),
+        }
+    }
+}
+
+/// The principal recorded for direct database use: `cli:<OS user>`.
+fn actor() -> String {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|u| !u.trim().is_empty());
+    format!("cli:{}", user.as_deref().unwrap_or("unknown"))
+}

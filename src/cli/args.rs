@@ -1,0 +1,406 @@
+//! The command line (DESIGN §9), as clap derive types.
+//!
+//! Only parsing lives here; [`super::run`] dispatches. None of these types
+//! derives `Debug`: `--value` holds a secret, and a stray `{:?}` must not be
+//! able to print it.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::{DEFAULT_RESOURCE_TYPE, DEFAULT_WORKSPACE, SecretState};
+
+use super::output::OutputFormat;
+
+/// Environment variable naming the store.
+pub const STORE_URI_ENV: &str = "MLFLOW_SECRETS_STORE_URI";
+/// Environment variable naming the workspace.
+pub const WORKSPACE_ENV: &str = "MLFLOW_SECRETS_WORKSPACE";
+/// The default store: an embedded SQLite file in the current directory.
+pub const DEFAULT_STORE_URI: &str = "sqlite://mlflow-secrets.db";
+
+const TOP_EXAMPLES: &str = "\
+EXAMPLES:
+  # Create a keystore (the passphrase file must exist first)
+  mlflow-secrets kek generate
+  # Store an API key from stdin and bind it to a scorer job
+  printf '%s' \"$OPENAI_API_KEY\" | mlflow-secrets create openai-key --value-stdin
+  mlflow-secrets bind openai-key --resource-type SCORER_JOB --resource-id job-42 --name OPENAI_API_KEY
+  # Check that every secret still decrypts
+  mlflow-secrets verify";
+
+/// Encrypted secrets store for MLflow.
+#[derive(Parser)]
+#[command(
+    name = "mlflow-secrets",
+    version,
+    about,
+    arg_required_else_help = true,
+    after_help = TOP_EXAMPLES
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Args, Clone)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Store: sqlite://PATH, postgres://..., mysql://... (http(s)://HOST: not in this build yet)
+    #[arg(
+        long,
+        global = true,
+        env = STORE_URI_ENV,
+        hide_env_values = true,
+        default_value = DEFAULT_STORE_URI,
+        value_name = "URI"
+    )]
+    pub store_uri: String,
+    /// Workspace (the Kubernetes namespace) that names resolve in
+    #[arg(long, global = true, env = WORKSPACE_ENV, hide_env_values = true, default_value = DEFAULT_WORKSPACE, value_name = "NAME")]
+    pub workspace: String,
+    /// Keystore directory [default: /etc/mlflow/keystore]
+    #[arg(
+        long,
+        global = true,
+        env = crate::keystore::KEYSTORE_PATH_ENV,
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
+    pub keystore: Option<PathBuf>,
+    /// Output format: tables for people, JSON for scripts
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Log line format (logs go to stderr)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `mlflow_secrets=debug` [default: RUST_LOG, else warn]
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// No confirmations or progress bars; only errors, warnings and requested data
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+// `serve`, `operator`, `crdgen` and `token` join this enum in later issues.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a secret (the value is encrypted with the active KEK)
+    #[command(after_help = "\
+EXAMPLES:
+  printf '%s' \"$KEY\" | mlflow-secrets create openai-key --value-stdin
+  mlflow-secrets create judge-creds --shared --json-file creds.json
+  mlflow-secrets create openai-key            # prompts, echo off")]
+    Create(CreateArgs),
+    /// List secrets (metadata only)
+    #[command(after_help = "\
+EXAMPLES:
+  mlflow-secrets list
+  mlflow-secrets list --shared --state ACTIVE -o json
+  mlflow-secrets list --all-workspaces")]
+    List(ListArgs),
+    /// Show a secret's metadata (never its value)
+    #[command(after_help = "\
+EXAMPLES:
+  mlflow-secrets get openai-key
+  mlflow-secrets get openai-key --workspace team-a -o json")]
+    Get(NameArgs),
+    /// Replace a secret's value (a fresh DEK is generated)
+    #[command(after_help = "\
+EXAMPLES:
+  printf '%s' \"$NEW_KEY\" | mlflow-secrets update openai-key --value-stdin
+  mlflow-secrets update judge-creds --json-file creds.json")]
+    Update(UpdateArgs),
+    /// Revoke a secret: its value can no longer be read (one-way)
+    #[command(after_help = "\
+EXAMPLES:
+  mlflow-secrets revoke openai-key")]
+    Revoke(NameArgs),
+    /// Delete a secret and its bindings
+    #[command(after_help = "\
+EXAMPLES:
+  mlflow-secrets delete openai-key            # asks for confirmation
+  mlflow-secrets delete openai-key --yes")]
+    Delete(DeleteArgs),
+    /// Bind a secret to a resource under an environment-variable name
+    #[command(after_help = "\
+EXAMPLES:
+  mlflow-secrets bind openai-key --resource-type SCORER_JOB --resource-id job-42 --name OPENAI_API_KEY")]
+    Bind(BindArgs),
+    /// Remove a binding
+    #[command(after_help = "\
+EXAMPLES:
+  mlflow-secrets unbind 0b5e6c1a-7f1d-4c8e-9a55-2f0c3d4e5f60")]
+    Unbind(UnbindArgs),
+    /// List bindings
+    #[command(after_help = "\
+EXAMPLES:
+  mlflow-secrets list-bindings
+  mlflow-secrets list-bindings --resource-type SCORER_JOB --resource-id job-42
+  mlflow-secrets list-bindings --secret openai-key -o json")]
+    ListBindings(ListBindingsArgs),
+    /// Decrypt every secret and report failures (never values)
+    #[command(after_help = "\
+Exits 1 when any secret fails to decrypt.
+
+EXAMPLES:
+  mlflow-secrets verify
+  mlflow-secrets verify -o json")]
+    Verify,
+    /// Manage the KEK keystore
+    #[command(subcommand)]
+    Kek(KekCommand),
+    /// Re-wrap DEKs under the active KEK, in batches (safe to rerun after a crash)
+    #[command(after_help = "\
+Exits 1 when any row could not be rewrapped (it is left untouched and listed).
+
+EXAMPLES:
+  mlflow-secrets kek rotate && mlflow-secrets rewrap --all
+  mlflow-secrets rewrap --kek-version 1 --batch-size 200")]
+    Rewrap(RewrapArgs),
+    /// Audit log checks
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Apply pending database migrations
+    #[command(after_help = "\
+SQLite is migrated automatically; PostgreSQL and MySQL only by this command.
+
+EXAMPLES:
+  MLFLOW_SECRETS_STORE_URI=postgres://secrets@db/secrets mlflow-secrets migrate")]
+    Migrate,
+    /// Print a shell completion script
+    #[command(after_help = "\
+EXAMPLES:
+  mlflow-secrets completion bash > /etc/bash_completion.d/mlflow-secrets
+  mlflow-secrets completion zsh > \"${fpath[1]}/_mlflow-secrets\"")]
+    Completion(CompletionArgs),
+}
+
+/// Where a value comes from. At most one; with none, a terminal prompts.
+#[derive(Args)]
+#[group(id = "value_source", multiple = false)]
+#[command(next_help_heading = "Value (at most one; none prompts on a terminal)")]
+pub struct ValueArgs {
+    /// Read the value from standard input (one trailing newline is stripped)
+    #[arg(long)]
+    pub value_stdin: bool,
+    /// Read the value from a file (one trailing newline is stripped)
+    #[arg(long, value_name = "FILE")]
+    pub value_file: Option<PathBuf>,
+    /// Read a JSON string, or an object of strings, from a file
+    #[arg(long, value_name = "FILE")]
+    pub json_file: Option<PathBuf>,
+    /// The value itself (discouraged: it lands in shell history and process listings)
+    #[arg(long, value_name = "VALUE")]
+    pub value: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Secret name (unique in the workspace)
+    pub name: String,
+    /// Allow any resource in the workspace to bind it (default: one resource)
+    #[arg(long)]
+    pub shared: bool,
+    #[command(flatten)]
+    pub value: ValueArgs,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub value: ValueArgs,
+}
+
+#[derive(Args)]
+pub struct NameArgs {
+    /// Secret name
+    pub name: String,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// Secret name
+    pub name: String,
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// Only shared secrets
+    #[arg(long)]
+    pub shared: bool,
+    /// Only secrets in this state
+    #[arg(long, value_name = "ACTIVE|REVOKED", value_parser = parse_state)]
+    pub state: Option<SecretState>,
+    /// List every workspace, not only --workspace
+    #[arg(long, short = 'A')]
+    pub all_workspaces: bool,
+    /// Return one page of at most N secrets (default: every page)
+    #[arg(long, value_name = "N")]
+    pub max_results: Option<u32>,
+    /// Continue a paged listing (implies one page)
+    #[arg(long, value_name = "TOKEN")]
+    pub page_token: Option<String>,
+}
+
+#[derive(Args)]
+pub struct BindArgs {
+    /// Secret name
+    pub name: String,
+    /// Resource type
+    #[arg(long, value_name = "T", default_value = DEFAULT_RESOURCE_TYPE)]
+    pub resource_type: String,
+    /// Resource id (for a scorer job, its id)
+    #[arg(long, value_name = "ID")]
+    pub resource_id: String,
+    /// Binding name: the environment variable the value is injected as
+    #[arg(long = "name", value_name = "BINDING")]
+    pub binding_name: String,
+}
+
+#[derive(Args)]
+pub struct UnbindArgs {
+    /// Binding id (from `list-bindings`)
+    pub binding_id: String,
+}
+
+#[derive(Args)]
+pub struct ListBindingsArgs {
+    #[arg(long, value_name = "T")]
+    pub resource_type: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub resource_id: Option<String>,
+    /// Only bindings of this secret (a name in --workspace)
+    #[arg(long, value_name = "NAME")]
+    pub secret: Option<String>,
+    /// List every workspace, not only --workspace
+    #[arg(long, short = 'A', conflicts_with = "secret")]
+    pub all_workspaces: bool,
+}
+
+#[derive(Subcommand)]
+pub enum KekCommand {
+    /// Create the keystore with KEK version 1
+    #[command(after_help = "\
+The passphrase comes from --passphrase-file / --passphrase-stdin, or else from
+MLFLOW_SECRETS_KEK_PASSPHRASE_FILE (default /root/.mlflow_kek_pass: a file, or
+a directory of v<N> files). It is never accepted as an argument.
+
+EXAMPLES:
+  mlflow-secrets kek generate
+  mlflow-secrets kek generate --passphrase-file /run/secrets/kek-pass --random-salt")]
+    Generate(KekNewArgs),
+    /// Add the next KEK version and make it active
+    #[command(after_help = "\
+Existing rows stay readable with the old version until `rewrap` moves them.
+
+EXAMPLES:
+  echo 'new passphrase' > /etc/mlflow/kek-passphrase/v2 && mlflow-secrets kek rotate
+  mlflow-secrets rewrap --all")]
+    Rotate(KekNewArgs),
+    /// List KEK versions and how many secrets use each
+    #[command(after_help = "\
+EXAMPLES:
+  mlflow-secrets kek list
+  mlflow-secrets kek list -o json")]
+    List,
+    /// Make a version the one new writes use
+    #[command(after_help = "\
+EXAMPLES:
+  mlflow-secrets kek set-active --version 2")]
+    SetActive(VersionArgs),
+    /// Retire a version no secret uses any more (it is no longer loaded)
+    #[command(after_help = "\
+Refuses the active version, and any version a secret still uses.
+
+EXAMPLES:
+  mlflow-secrets rewrap --kek-version 1 && mlflow-secrets kek retire --version 1")]
+    Retire(VersionArgs),
+}
+
+#[derive(Args)]
+#[group(id = "passphrase_source", multiple = false)]
+#[command(next_help_heading = "Passphrase (default: MLFLOW_SECRETS_KEK_PASSPHRASE_FILE)")]
+pub struct PassphraseArgs {
+    /// Read the passphrase from this file (one trailing newline is stripped)
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Read the passphrase from standard input
+    #[arg(long)]
+    pub passphrase_stdin: bool,
+}
+
+#[derive(Args)]
+pub struct KekNewArgs {
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    /// Use a random 16-byte salt instead of the MLflow-compatible default
+    #[arg(long)]
+    pub random_salt: bool,
+}
+
+#[derive(Args)]
+pub struct VersionArgs {
+    /// KEK version
+    #[arg(long, value_name = "N")]
+    pub version: u32,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["kek_version", "all"])))]
+pub struct RewrapArgs {
+    /// Rewrap the rows on this version
+    #[arg(long, value_name = "N")]
+    pub kek_version: Option<u32>,
+    /// Rewrap every row not on the active version
+    #[arg(long)]
+    pub all: bool,
+    /// Rows per transaction
+    #[arg(long, value_name = "B", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain
+    #[command(after_help = "\
+Exits 1 and names the first broken row when a row was edited or deleted.
+
+EXAMPLES:
+  mlflow-secrets audit verify")]
+    Verify,
+}
+
+#[derive(Args)]
+pub struct CompletionArgs {
+    /// Shell to generate for
+    pub shell: clap_complete::Shell,
+}
+
+fn parse_state(s: &str) -> Result<SecretState, String> {
+    s.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,255 @@
+//! `kek generate | rotate | list | set-active | retire` (DESIGN §5, §9).
+//!
+//! A passphrase comes from `--passphrase-file`, `--passphrase-stdin` or the
+//! configured source (`MLFLOW_SECRETS_KEK_PASSPHRASE_FILE`), never from an
+//! argument, and is never printed. When a flag supplied it, we check that
+//! the configured source will give the same passphrase later: otherwise the
+//! new version cannot be loaded, and the user should hear that now rather
+//! than at the next deploy.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use crate::keystore::passphrase::{read_passphrase_file, read_passphrase_stdin};
+use crate::keystore::{
+    self, KekFile, KekInfo, KekState, KeystoreConfig, KeystoreError, NewKekOptions,
+    PASSPHRASE_FILE_ENV, file,
+};
+
+use super::Ctx;
+use super::args::{KekNewArgs, PassphraseArgs};
+use super::output::{emit, emit_json, emit_table, fmt_time, table};
+
+fn read_passphrase(a: &PassphraseArgs, cfg: &KeystoreConfig, version: u32) -> Result<SecretString> {
+    Ok(if let Some(p) = &a.passphrase_file {
+        read_passphrase_file(p)?
+    } else if a.passphrase_stdin {
+        read_passphrase_stdin()?
+    } else {
+        cfg.passphrase.read(version)?
+    })
+}
+
+fn from_flag(a: &PassphraseArgs) -> bool {
+    a.passphrase_file.is_some() || a.passphrase_stdin
+}
+
+/// Warn when the configured passphrase source will not give `pass` for
+/// `version`, saying where it must go.
+fn warn_if_source_differs(cfg: &KeystoreConfig, version: u32, pass: &SecretString) {
+    let src = cfg.passphrase.path();
+    let problem = match cfg.passphrase.read(version) {
+        Ok(p) if p.expose_secret() == pass.expose_secret() => return,
+        Ok(_) => "holds a different passphrase",
+        Err(KeystoreError::PassphraseMissing { .. }) => "does not exist",
+        Err(_) => "cannot be read",
+    };
+    let target = cfg.passphrase.file_for(version);
+    let where_ = if src.is_dir() {
+        target.display().to_string()
+    } else {
+        format!(
+            "{} (one passphrase for every version) or {}/v{version} (a directory of per-version files)",
+            src.display(),
+            src.display()
+        )
+    };
+    eprintln!(
+        "warning: the passphrase for KEK version {version} is not where the keystore loads it from: \
+         {} {problem}. Store it in {where_} ({PASSPHRASE_FILE_ENV}) before the keystore can be loaded.",
+        target.display()
+    );
+}
+
+/// Report a newly written version.
+fn report_new(ctx: &Ctx, cfg: &KeystoreConfig, f: &KekFile, what: &str) -> Result<()> {
+    let path = file::path_for(&cfg.dir, f.version);
+    if ctx.json() {
+        return emit_json(&json!({
+            "version": f.version,
+            "path": path,
+            "state": f.state.as_str(),
+        }));
+    }
+    if ctx.chatty() {
+        emit(&format!(
+            "{what} KEK version {} ({}) at {}",
+            f.version,
+            f.state.as_str(),
+            path.display()
+        ))?;
+    }
+    Ok(())
+}
+
+pub(super) async fn generate(ctx: &Ctx, a: KekNewArgs) -> Result<ExitCode> {
+    let cfg = ctx.keystore_config();
+    let pass = read_passphrase(&a.passphrase, &cfg, 1)?;
+    if from_flag(&a.passphrase) {
+        warn_if_source_differs(&cfg, 1, &pass);
+    }
+    let dir = cfg.dir.clone();
+    let opts = NewKekOptions {
+        random_salt: a.random_salt,
+    };
+    let f = tokio::task::spawn_blocking(move || keystore::generate(&dir, &pass, opts))
+        .await
+        .context("key derivation thread")??;
+    report_new(ctx, &cfg, &f, "Created")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn rotate(ctx: &Ctx, a: KekNewArgs) -> Result<ExitCode> {
+    let cfg = ctx.keystore_config();
+    let next = max_version(&cfg.dir)?.ok_or_else(|| KeystoreError::Missing {
+        dir: cfg.dir.clone(),
+    })? + 1;
+    let pass = read_passphrase(&a.passphrase, &cfg, next)?;
+    if from_flag(&a.passphrase) {
+        warn_if_source_differs(&cfg, next, &pass);
+    }
+    let dir = cfg.dir.clone();
+    let opts = NewKekOptions {
+        random_salt: a.random_salt,
+    };
+    let f = tokio::task::spawn_blocking(move || keystore::rotate(&dir, &pass, opts))
+        .await
+        .context("key derivation thread")??;
+    report_new(ctx, &cfg, &f, "Created")?;
+    if ctx.chatty() {
+        emit(
+            "Existing secrets stay on their old version until you run `mlflow-secrets rewrap --all`.",
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The highest `kek-v<N>.json` in `dir` (what `rotate` adds one to), so the
+/// passphrase of the new version can be read before it exists.
+fn max_version(dir: &std::path::Path) -> Result<Option<u32>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| dir.display().to_string()),
+    };
+    let mut max = None;
+    for entry in entries {
+        let entry = entry.with_context(|| dir.display().to_string())?;
+        if let Some(v) = entry.file_name().to_str().and_then(file::version_of) {
+            max = max.max(Some(v));
+        }
+    }
+    Ok(max)
+}
+
+pub(super) async fn list(ctx: &Ctx) -> Result<ExitCode> {
+    let ks = ctx.load_keystore().await?;
+    let infos: Vec<KekInfo> = ks.versions().cloned().collect();
+    let dir: Option<PathBuf> = ks.dir().map(PathBuf::from);
+    // Counts are a bonus: a store that cannot be opened still lets people
+    // see their keystore.
+    let counts = match ctx.open_store_with(ks).await {
+        Ok(store) => match store.kek_version_counts().await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("warning: cannot count secrets per KEK version: {e}");
+                None
+            }
+        },
+        Err(e) => {
+            eprintln!("warning: cannot open the store to count secrets per KEK version: {e:#}");
+            None
+        }
+    };
+    let count_of = |v: u32| counts.as_ref().map(|c| c.get(&v).copied().unwrap_or(0));
+    if let Some(c) = &counts {
+        for (v, n) in c {
+            if !infos.iter().any(|i| i.version == *v) {
+                eprintln!(
+                    "warning: {n} secret(s) use KEK version {v}, which is not in this keystore"
+                );
+            }
+        }
+    }
+    if ctx.json() {
+        let rows: Vec<_> = infos
+            .iter()
+            .map(|i| {
+                json!({
+                    "version": i.version,
+                    "state": i.state.as_str(),
+                    "salt": salt_kind(i),
+                    "iterations": i.iterations,
+                    "created_at": i.created_at,
+                    "secrets": count_of(i.version),
+                })
+            })
+            .collect();
+        emit_json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = table(&[
+        "VERSION",
+        "STATE",
+        "SALT",
+        "ITERATIONS",
+        "CREATED",
+        "SECRETS",
+    ]);
+    for i in &infos {
+        t.add_row(vec![
+            i.version.to_string(),
+            i.state.as_str().to_string(),
+            salt_kind(i).to_string(),
+            i.iterations.to_string(),
+            fmt_time(i.created_at),
+            count_of(i.version).map_or_else(|| "?".to_string(), |n| n.to_string()),
+        ]);
+    }
+    emit_table(&t)?;
+    if let (Some(d), true) = (dir, ctx.chatty()) {
+        emit(&format!("\nKeystore: {}", d.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn salt_kind(i: &KekInfo) -> &'static str {
+    if i.default_salt { "default" } else { "random" }
+}
+
+pub(super) async fn set_active(ctx: &Ctx, version: u32) -> Result<ExitCode> {
+    let cfg = ctx.keystore_config();
+    tokio::task::spawn_blocking(move || keystore::set_active(&cfg, version))
+        .await
+        .context("key derivation thread")??;
+    if ctx.json() {
+        emit_json(&json!({ "version": version, "state": KekState::Active.as_str() }))?;
+    } else if ctx.chatty() {
+        emit(&format!(
+            "KEK version {version} is now active. Run `mlflow-secrets rewrap --all` to move existing secrets to it."
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn retire(ctx: &Ctx, version: u32) -> Result<ExitCode> {
+    let cfg = ctx.keystore_config();
+    let store = ctx.open_store().await?;
+    let rows = store
+        .kek_version_counts()
+        .await?
+        .get(&version)
+        .copied()
+        .unwrap_or(0);
+    keystore::retire(&cfg.dir, version, rows)?;
+    if ctx.json() {
+        emit_json(&json!({ "version": version, "state": KekState::Retired.as_str() }))?;
+    } else if ctx.chatty() {
+        emit(&format!("Retired KEK version {version}"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
