@@ -190,7 +190,7 @@ const MIN_MASKABLE_CHARS: usize = 12;
 const MAX_REVEALED_CHARS: usize = 8;
 
 /// Show a few leading and trailing characters: never more than 8, never more
-/// than a quarter of the value (DESIGN §4). `sk-proj-abcdefghijklmnop1234`
+/// than a quarter of the value (DESIGN §4). `sk-proj-abcdefghijklmnopqrstuv1234`
 /// becomes `sk-p...1234`.
 pub fn mask_str(value: &str) -> String {
     let chars: Vec<char> = value.chars().collect();
@@ -236,7 +236,10 @@ mod tests {
                 assert!(revealed(&m) * 4 <= n, "{n}: {m}");
             }
         }
-        assert_eq!(mask_str("sk-proj-abcdefghijklmnop1234"), "sk-p...1234");
+        assert_eq!(
+            mask_str("sk-proj-abcdefghijklmnopqrstuv1234"),
+            "sk-p...1234"
+        );
         assert_eq!(mask_str("short"), "***");
     }
 

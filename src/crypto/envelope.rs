@@ -156,3 +156,43 @@ pub fn rewrap_dek(old: &Kek, new: &Kek, wrapped_dek: &[u8]) -> Result<Vec<u8>, C
 }
 
 const _: () = assert!(KEY_LEN == 32);
+
+/// Decrypt a value in upstream MLflow's gateway-secrets format (DESIGN §11):
+/// `encrypted_value = nonce(12) || ciphertext || tag`, AAD
+/// `{secret_id}|{secret_name}` (not hashed). The building block of an
+/// importer from an MLflow 3.8+ tracking store.
+pub fn open_mlflow_gateway(
+    kek: &Kek,
+    secret_id: &str,
+    secret_name: &str,
+    encrypted_value: &[u8],
+    wrapped_dek: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if encrypted_value.len() < NONCE_LEN + TAG_LEN {
+        return Err(CryptoError::Malformed {
+            field: "encrypted_value",
+            expected: NONCE_LEN + TAG_LEN,
+            found: encrypted_value.len(),
+        });
+    }
+    let dek = kek.unwrap_dek(wrapped_dek)?;
+    let (nonce, rest) = encrypted_value.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("length checked");
+    let tag: [u8; TAG_LEN] = tag.try_into().expect("length checked");
+    let aad = format!("{secret_id}|{secret_name}");
+    let mut buf = Zeroizing::new(ct.to_vec());
+    dek.cipher()
+        .decrypt_inout_detached(
+            &Nonce::from(nonce),
+            aad.as_bytes(),
+            buf.as_mut_slice().into(),
+            &tag.into(),
+        )
+        .map_err(|_| CryptoError::DecryptFailed)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+#[path = "vectors_test.rs"]
+mod vectors_test;

@@ -34,10 +34,15 @@ pub fn derive_kek_bytes(
     iterations: u32,
 ) -> Zeroizing<[u8; KEY_LEN]> {
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
-    pbkdf2::pbkdf2_hmac::<Sha256>(
+    // The non-generic entry point is monomorphised inside the (optimised)
+    // pbkdf2 crate rather than in ours, so debug builds derive at full speed.
+    let params = pbkdf2::Params::new_with_output_len(iterations, KEY_LEN)
+        .expect("iteration count and key length are within PBKDF2's limits");
+    pbkdf2::pbkdf2_hmac_with_params(
         passphrase.expose_secret().as_bytes(),
         salt,
-        iterations,
+        pbkdf2::Algorithm::Pbkdf2Sha256,
+        params,
         out.as_mut_slice(),
     );
     out

@@ -16,6 +16,12 @@ use super::KeystoreError;
 /// The only KDF this version of the format knows.
 pub const KDF_PBKDF2_SHA256: &str = "pbkdf2-hmac-sha256";
 
+/// Fewer PBKDF2 iterations than this is refused: a keystore file must not be
+/// able to silently weaken the KDF. (Ours and MLflow's use 600000.)
+pub const MIN_ITERATIONS: u32 = 100_000;
+/// More than this would stall every process start for many seconds.
+pub const MAX_ITERATIONS: u32 = 10_000_000;
+
 /// The plaintext sealed into every check value.
 pub const CHECK_LABEL: &[u8] = b"mlflow-secrets-kek-check-v1";
 
@@ -106,6 +112,15 @@ pub fn read(path: &Path) -> Result<KekFile, KeystoreError> {
         path: path.to_path_buf(),
         reason: format!("not a KEK file: {e}"),
     })?;
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&file.iterations) {
+        return Err(KeystoreError::BadFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "iterations {} is outside the accepted range {MIN_ITERATIONS}..={MAX_ITERATIONS}",
+                file.iterations
+            ),
+        });
+    }
     if file.kdf != KDF_PBKDF2_SHA256 {
         return Err(KeystoreError::BadFile {
             path: path.to_path_buf(),

@@ -746,7 +746,10 @@ impl SqlStore {
                 )));
             }
             out.insert(binding.clone(), self.open_row(&row)?);
-            detail.push(format!("{binding}=kek_v{}", row.kek_version));
+            detail.push(format!(
+                "{binding}={}@kek_v{}",
+                row.secret_id, row.kek_version
+            ));
         }
         rec.detail = Some(detail.join(","));
         Ok(out)

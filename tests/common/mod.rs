@@ -1,0 +1,231 @@
+//! Shared fixtures for the store tests: a keystore, and one fresh database
+//! per test on each backend.
+//!
+//! SQLite always runs. PostgreSQL and MariaDB run when
+//! `MLFLOW_SECRETS_TEST_POSTGRES_URL` / `MLFLOW_SECRETS_TEST_MYSQL_URL` are
+//! set (`scripts/db.sh up` prints them); with
+//! `MLFLOW_SECRETS_REQUIRE_ALL_BACKENDS=1` (set by `scripts/test.sh`) a
+//! missing one is a failure, not a skip.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use mlflow_secrets::keystore::{
+    self, Keystore, KeystoreConfig, KeystoreHandle, NewKekOptions, PassphraseSource,
+};
+use mlflow_secrets::store::SqlStore;
+use secrecy::SecretString;
+use sqlx::Connection;
+
+pub const PASSPHRASE_V1: &str = "test passphrase one";
+pub const PASSPHRASE_V2: &str = "a different passphrase for v2";
+
+/// A keystore directory with a passphrase directory (`v1`, `v2` files).
+pub struct TestKeystore {
+    pub dir: tempfile::TempDir,
+    pub config: KeystoreConfig,
+}
+
+impl TestKeystore {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pass = dir.path().join("pass");
+        std::fs::create_dir(&pass).unwrap();
+        std::fs::write(pass.join("v1"), format!("{PASSPHRASE_V1}\n")).unwrap();
+        std::fs::write(pass.join("v2"), format!("{PASSPHRASE_V2}\n")).unwrap();
+        let ks = dir.path().join("keystore");
+        keystore::generate(
+            &ks,
+            &SecretString::from(PASSPHRASE_V1),
+            NewKekOptions::default(),
+        )
+        .unwrap();
+        let config = KeystoreConfig {
+            dir: ks,
+            passphrase: PassphraseSource::new(pass),
+            test_mode: false,
+        };
+        Self { dir, config }
+    }
+
+    pub fn load(&self) -> Keystore {
+        Keystore::load(&self.config).unwrap()
+    }
+
+    pub fn handle(&self) -> KeystoreHandle {
+        KeystoreHandle::new(self.load())
+    }
+
+    /// Add version 2 (the `v2` passphrase) and make it active.
+    pub fn rotate(&self) {
+        keystore::rotate(
+            &self.config.dir,
+            &SecretString::from(PASSPHRASE_V2),
+            NewKekOptions::default(),
+        )
+        .unwrap();
+    }
+}
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl Backend {
+    fn env(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("MLFLOW_SECRETS_TEST_POSTGRES_URL"),
+            Self::Mysql => Some("MLFLOW_SECRETS_TEST_MYSQL_URL"),
+        }
+    }
+}
+
+/// A fresh, migrated database for one test.
+pub struct TestDb {
+    pub backend: Backend,
+    pub uri: String,
+    pub keystore: TestKeystore,
+    pub store: SqlStore,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+fn require_all() -> bool {
+    std::env::var("MLFLOW_SECRETS_REQUIRE_ALL_BACKENDS").as_deref() == Ok("1")
+}
+
+/// A unique database name for this test.
+fn db_name() -> String {
+    format!("mst_{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
+}
+
+/// Replace the database path of a server URL.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{db}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// An empty database on `backend`, or `None` when that backend is not
+/// configured (and not required).
+pub async fn empty_database(backend: Backend) -> Option<(String, Option<tempfile::TempDir>)> {
+    sqlx::any::install_default_drivers();
+    match backend.env() {
+        None => {
+            let tmp = tempfile::tempdir().unwrap();
+            let uri = format!(
+                "sqlite://{}?mode=rwc",
+                tmp.path().join("store.db").display()
+            );
+            Some((uri, Some(tmp)))
+        }
+        Some(var) => {
+            let Ok(admin) = std::env::var(var) else {
+                assert!(
+                    !require_all(),
+                    "{var} is not set but MLFLOW_SECRETS_REQUIRE_ALL_BACKENDS=1: start the databases with scripts/db.sh up"
+                );
+                eprintln!("skipping {backend:?}: {var} is not set (run scripts/db.sh up)");
+                return None;
+            };
+            let name = db_name();
+            let mut conn = sqlx::AnyConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {backend:?} at {var}: {e}"));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.ok();
+            Some((with_database(&admin, &name), None))
+        }
+    }
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let (uri, tmp) = empty_database(backend).await?;
+        let keystore = TestKeystore::new();
+        let store = SqlStore::connect(&uri, keystore.handle()).await.unwrap();
+        store.migrate().await.unwrap();
+        Some(Self {
+            backend,
+            uri,
+            keystore,
+            store,
+            _tmp: tmp,
+        })
+    }
+
+    /// A raw connection for tests that tamper with rows behind the store.
+    pub async fn raw(&self) -> sqlx::AnyConnection {
+        sqlx::AnyConnection::connect(&self.uri).await.unwrap()
+    }
+
+    /// `?` placeholders for this backend (PostgreSQL numbers them).
+    pub fn sql(&self, s: &str) -> String {
+        if self.backend != Backend::Postgres {
+            return s.to_string();
+        }
+        let mut n = 0;
+        s.chars()
+            .map(|c| {
+                if c == '?' {
+                    n += 1;
+                    format!("${n}")
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    }
+
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.uri
+            .strip_prefix("sqlite://")
+            .map(|p| PathBuf::from(p.split('?').next().unwrap_or(p)))
+    }
+}
+
+/// A `tracing` writer that keeps everything for later inspection.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+static INIT: OnceLock<()> = OnceLock::new();
+
+pub fn init() {
+    INIT.get_or_init(sqlx::any::install_default_drivers);
+}
