@@ -101,6 +101,10 @@ install_bins() { # install_bins SCRATCH STAMP RECIPE BINARY...
   printf '%s\n' "$want" > "$stamp"
 }
 
+in_dir() { # in_dir DIR CMD...: run CMD in DIR
+  ( cd "$1" && shift && exec "$@" )
+}
+
 timed() { # timed LABEL LOGFILE CMD...: run, log, report the time, tail on failure
   local label=$1 logfile=$2 start rc=0; shift 2
   start=$(date +%s)
@@ -141,8 +145,9 @@ cmd_build() {
   local gover
   gover=$(go env GOVERSION)
   # etcd 3.6.16 and helm 3.21 declare go 1.26.0.
-  [[ "$gover" =~ ^go1\.([0-9]+) ]] && (( BASH_REMATCH[1] >= 26 )) \
-    || die "Go >= 1.26 is required to build the control plane (found $gover)"
+  if ! [[ "$gover" =~ ^go1\.([0-9]+) ]] || (( BASH_REMATCH[1] < 26 )); then
+    die "Go >= 1.26 is required to build the control plane (found $gover)"
+  fi
 
   mkdir -p "$BIN_DIR" "$VERSION_DIR/logs"
   # One build at a time per version (two test processes may race here).
@@ -170,7 +175,7 @@ cmd_build() {
     log "kubernetes $KUBE_VERSION binaries are up to date"
   else
     timed "kube-apiserver, kube-controller-manager, kubectl $KUBE_VERSION" "$VERSION_DIR/logs/build-kubernetes.log" \
-      bash -c 'cd "$1" && shift && exec go build -p "$@"' _ "$WRAPPER_DIR/kubernetes" "$GO_P" \
+      in_dir "$WRAPPER_DIR/kubernetes" go build -p "$GO_P" \
         -trimpath -tags providerless -ldflags "$ld" -o "$scratch/" \
         k8s.io/kubernetes/cmd/kube-apiserver \
         k8s.io/kubernetes/cmd/kube-controller-manager \
@@ -184,7 +189,7 @@ cmd_build() {
     log "etcd $ETCD_VERSION is up to date"
   else
     timed "etcd $ETCD_VERSION" "$VERSION_DIR/logs/build-etcd.log" \
-      bash -c 'cd "$1" && shift && exec go build -p "$@"' _ "$WRAPPER_DIR/etcd" "$GO_P" \
+      in_dir "$WRAPPER_DIR/etcd" go build -p "$GO_P" \
         -trimpath -ldflags "$ld" -o "$scratch/etcd" go.etcd.io/etcd/server/v3
     install_bins "$scratch" "$VERSION_DIR/.etcd.stamp" "$want" etcd
   fi
@@ -197,8 +202,7 @@ cmd_build() {
     log "helm $HELM_VERSION is up to date"
   else
     timed "helm $HELM_VERSION" "$VERSION_DIR/logs/build-helm.log" \
-      env GOBIN="$scratch" GOFLAGS="${GOFLAGS/-mod=readonly/}" \
-        bash -c 'cd "$1" && shift && exec go install -p "$@"' _ "$scratch" "$GO_P" \
+      in_dir "$scratch" env GOBIN="$scratch" GOFLAGS="${GOFLAGS/-mod=readonly/}" go install -p "$GO_P" \
         -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
     install_bins "$scratch" "$VERSION_DIR/.helm.stamp" "$want" helm
   fi
@@ -390,7 +394,9 @@ etcd_healthy() {
 }
 
 apiserver_ready() {
-  [[ "$("$BIN_DIR/kubectl" --kubeconfig "$RUN_DIR/kubeconfig" --request-timeout=2s get --raw /readyz)" == ok ]]
+  [[ "$(curl -sf --max-time 2 --cacert "$RUN_DIR/pki/ca.crt" \
+    --cert "$RUN_DIR/pki/admin.crt" --key "$RUN_DIR/pki/admin.key" \
+    "https://127.0.0.1:$APISERVER_PORT/readyz")" == ok ]]
 }
 
 kcm_healthy() {
@@ -457,6 +463,8 @@ EOF
     --kubeconfig="$RUN_DIR/kube-controller-manager.kubeconfig" \
     --authentication-kubeconfig="$RUN_DIR/kube-controller-manager.kubeconfig" \
     --authorization-kubeconfig="$RUN_DIR/kube-controller-manager.kubeconfig" \
+    --authentication-skip-lookup=true \
+    --client-ca-file="$pki/ca.crt" \
     --bind-address=127.0.0.1 \
     --secure-port="$KCM_PORT" \
     --tls-cert-file="$pki/kube-controller-manager-serving.crt" \
@@ -474,7 +482,7 @@ EOF
 cmd_up() {
   need openssl curl base64 setsid
   local name started=0 attempt start
-  for name in "${COMPONENTS[@]}" kubectl; do
+  for name in "${COMPONENTS[@]}"; do
     [[ -x "$BIN_DIR/$name" ]] || die "$BIN_DIR/$name is missing: run '$0 build' first"
   done
   if [[ -d "$RUN_DIR" ]]; then
@@ -540,6 +548,8 @@ cmd_status() {
 }
 
 cmd_env() {
+  # $PATH stays literal: it expands where the line is evaluated.
+  # shellcheck disable=SC2016
   printf 'export KUBECONFIG=%q PATH=%q:$PATH\n' "$RUN_DIR/kubeconfig" "$BIN_DIR"
 }
 

@@ -56,7 +56,9 @@ pub struct TestEnv {
     own_run_dir: Option<PathBuf>,
 }
 
-static ENV: OnceLock<TestEnv> = OnceLock::new();
+/// The shared control plane, or why there is none. A failure is kept, so
+/// that every test reports it at once instead of trying to start again.
+static ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
 
 /// The repository root (where Cargo.toml is).
 pub fn repo_root() -> PathBuf {
@@ -101,37 +103,38 @@ impl TestEnv {
     /// Panics, with what went wrong, when there is none and none can be
     /// started: a test that needs Kubernetes never passes without it.
     pub async fn get() -> &'static TestEnv {
-        if let Some(env) = ENV.get() {
-            return env;
-        }
+        let first = ENV.get().is_none();
         // Starting runs blocking commands for a while; keep them off the
         // test's runtime. OnceLock makes concurrent tests wait for one start.
         let env = tokio::task::spawn_blocking(|| ENV.get_or_init(TestEnv::init))
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        env.check_ready().await;
+        let env = match env {
+            Ok(env) => env,
+            Err(e) => panic!("no Kubernetes control plane for this test: {e}"),
+        };
+        if first {
+            env.check_ready().await;
+        }
         env
     }
 
-    fn init() -> TestEnv {
-        let bin_dir = match run_script(&["bin-dir"], None) {
-            Ok(out) => PathBuf::from(out.trim()),
-            Err(e) => panic!("{e}"),
-        };
+    fn init() -> Result<TestEnv, String> {
+        let bin_dir = PathBuf::from(run_script(&["bin-dir"], None)?.trim());
         if let Some(path) = std::env::var_os(KUBECONFIG_ENV).filter(|p| !p.is_empty()) {
             return TestEnv::from_kubeconfig(PathBuf::from(path), bin_dir, None);
         }
         if env_flag(REQUIRE_ENV) {
-            panic!(
+            return Err(format!(
                 "{REQUIRE_ENV}=1 but {KUBECONFIG_ENV} is not set: start a control plane with \
                  `scripts/testenv.sh build && scripts/testenv.sh up` and export \
                  {KUBECONFIG_ENV}=<the path it prints>"
-            );
+            ));
         }
         TestEnv::start_own(bin_dir)
     }
 
-    fn start_own(bin_dir: PathBuf) -> TestEnv {
+    fn start_own(bin_dir: PathBuf) -> Result<TestEnv, String> {
         let run_dir = std::env::temp_dir().join(format!(
             "mlflow-secrets-testenv-auto-{}",
             std::process::id()
@@ -140,30 +143,32 @@ impl TestEnv {
             "testenv: no {KUBECONFIG_ENV}; building (cached) and starting a control plane in {}",
             run_dir.display()
         );
-        if let Err(e) = run_script(&["build"], None) {
-            panic!("{e}");
-        }
+        run_script(&["build"], None)?;
         // The watchdog is started before `up`, so that whatever `up` leaves
         // is stopped even if this process dies during it.
-        spawn_watchdog(&run_dir);
-        let out = run_script(&["up"], Some(&run_dir)).unwrap_or_else(|e| panic!("{e}"));
+        spawn_watchdog(&run_dir)?;
+        let out = run_script(&["up"], Some(&run_dir))?;
         let kubeconfig = out
             .lines()
             .last()
             .map(PathBuf::from)
-            .unwrap_or_else(|| panic!("`scripts/testenv.sh up` printed no kubeconfig path"));
+            .ok_or("`scripts/testenv.sh up` printed no kubeconfig path")?;
         TestEnv::from_kubeconfig(kubeconfig, bin_dir, Some(run_dir))
     }
 
-    fn from_kubeconfig(path: PathBuf, bin_dir: PathBuf, own_run_dir: Option<PathBuf>) -> TestEnv {
+    fn from_kubeconfig(
+        path: PathBuf,
+        bin_dir: PathBuf,
+        own_run_dir: Option<PathBuf>,
+    ) -> Result<TestEnv, String> {
         let kubeconfig_data = Kubeconfig::read_from(&path)
-            .unwrap_or_else(|e| panic!("reading kubeconfig {}: {e}", path.display()));
-        TestEnv {
+            .map_err(|e| format!("reading kubeconfig {}: {e}", path.display()))?;
+        Ok(TestEnv {
             kubeconfig: path,
             kubeconfig_data,
             bin_dir,
             own_run_dir,
-        }
+        })
     }
 
     async fn check_ready(&self) {
@@ -315,7 +320,7 @@ where
 /// Starts a detached process that waits for this test process to exit, then
 /// stops the control plane in `run_dir` and removes the directory. Detached
 /// (own session), it also runs when the tests are interrupted or killed.
-fn spawn_watchdog(run_dir: &Path) {
+fn spawn_watchdog(run_dir: &Path) -> Result<(), String> {
     let script = script();
     let watchdog = r#"
         while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
@@ -331,7 +336,8 @@ fn spawn_watchdog(run_dir: &Path) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("starting the testenv watchdog with setsid: {e}"));
+        .map(drop)
+        .map_err(|e| format!("starting the testenv watchdog with setsid: {e}"))
 }
 
 /// A namespace owned by one test. Deleted on [`TestNamespace::cleanup`] or on
