@@ -8,7 +8,9 @@ pub mod audit;
 pub mod migrate;
 pub mod sql;
 mod sql_admin;
+mod sql_ops;
 mod sql_rows;
+mod sql_trait;
 pub mod validate;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,462 @@
+//! The write and value-read operations of the SQL store. Each runs in one
+//! transaction that ends with its audit record, so a change and its audit
+//! row commit together or not at all.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::audit::{self, AuditRecord};
+use super::sql::{Dialect, SqlStore, bound_select, db_err, violated_constraint};
+use super::sql_rows::{SealedRow, sealed_cols};
+use super::validate;
+use super::{Result, SecretsStore, StoreError};
+use crate::model::{Secret, SecretBinding, SecretState, now_ms};
+use crate::value::SecretValue;
+
+impl SqlStore {
+    pub(super) async fn create_inner(
+        &self,
+        workspace: &str,
+        secret_name: &str,
+        value: &SecretValue,
+        is_shared: bool,
+        actor: &str,
+        rec: &AuditRecord,
+    ) -> Result<Secret> {
+        validate::workspace(workspace)?;
+        validate::secret_name(secret_name)?;
+        let secret_id = uuid::Uuid::new_v4().to_string();
+        let sealed = self.seal(workspace, &secret_id, secret_name, value)?;
+        let now = now_ms();
+        let secret = Secret {
+            secret_id: secret_id.clone(),
+            workspace: workspace.to_string(),
+            secret_name: secret_name.to_string(),
+            masked_value: value.mask(),
+            is_shared,
+            state: SecretState::Active,
+            created_by: Some(actor.to_string()),
+            created_at: now,
+            last_updated_by: Some(actor.to_string()),
+            last_updated_at: now,
+            revoked_by: None,
+            revoked_at: None,
+        };
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(self.dialect.q(
+            "INSERT INTO secrets (secret_id, workspace, secret_name, ciphertext, iv, wrapped_dek, \
+             kek_version, aad_hash, masked_value, is_shared, state, created_by, last_updated_by, \
+             created_at, last_updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?, ?, ?)",
+        ))
+        .bind(&secret.secret_id)
+        .bind(&secret.workspace)
+        .bind(&secret.secret_name)
+        .bind(sealed.ciphertext)
+        .bind(sealed.iv.to_vec())
+        .bind(sealed.wrapped_dek)
+        .bind(i64::from(sealed.kek_version))
+        .bind(sealed.aad_hash)
+        .bind(&secret.masked_value)
+        .bind(is_shared)
+        .bind(actor)
+        .bind(actor)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = inserted {
+            return Err(match violated_constraint(&e) {
+                Some("uq_secrets_workspace_secret_name") => StoreError::AlreadyExists(format!(
+                    "secret '{secret_name}' already exists in workspace '{workspace}'"
+                )),
+                _ => db_err(e),
+            });
+        }
+        let rec = rec.clone().secret_id(&secret_id);
+        audit::append(&mut tx, self.dialect, &rec).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(secret)
+    }
+
+    /// Read the sealed row of a secret.
+    pub(crate) async fn sealed_row(&self, secret_id: &str) -> Result<Option<SealedRow>> {
+        let row = sqlx::query(self.dialect.q(concat!(
+            "SELECT ",
+            sealed_cols!(),
+            " FROM secrets WHERE secret_id = ?"
+        )))
+        .bind(secret_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(SealedRow::from_row).transpose()
+    }
+
+    pub(super) async fn value_inner(
+        &self,
+        secret_id: &str,
+        rec: &mut AuditRecord,
+    ) -> Result<SecretValue> {
+        validate::uuid("secret_id", secret_id)?;
+        let row = self
+            .sealed_row(secret_id)
+            .await?
+            .ok_or_else(|| not_found_secret(secret_id))?;
+        *rec = rec
+            .clone()
+            .secret(&row.secret_id, &row.secret_name)
+            .workspace(&row.workspace);
+        if row.is_revoked() {
+            return Err(revoked(&row.secret_name, &row.workspace));
+        }
+        let value = self.open_row(&row)?;
+        rec.detail = Some(format!("kek_version={}", row.kek_version));
+        self.append_audit(rec).await?;
+        Ok(value)
+    }
+
+    pub(super) async fn update_inner(
+        &self,
+        secret_id: &str,
+        value: &SecretValue,
+        actor: &str,
+        rec: &mut AuditRecord,
+    ) -> Result<Secret> {
+        validate::uuid("secret_id", secret_id)?;
+        let mut tx = self.begin_write().await?;
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "SELECT workspace, secret_name, state FROM secrets WHERE secret_id = ?"
+            }
+            _ => "SELECT workspace, secret_name, state FROM secrets WHERE secret_id = ? FOR UPDATE",
+        };
+        let row = sqlx::query(self.dialect.q(sql))
+            .bind(secret_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| not_found_secret(secret_id))?;
+        let (ws, name, state) = name_state(&row)?;
+        *rec = rec.clone().secret(secret_id, &name).workspace(&ws);
+        if state == SecretState::Revoked {
+            return Err(revoked(&name, &ws));
+        }
+        // A new DEK and IV for every value written, including updates.
+        let sealed = self.seal(&ws, secret_id, &name, value)?;
+        let now = now_ms();
+        sqlx::query(self.dialect.q(
+            "UPDATE secrets SET ciphertext = ?, iv = ?, wrapped_dek = ?, kek_version = ?, \
+             aad_hash = ?, masked_value = ?, last_updated_by = ?, last_updated_at = ? \
+             WHERE secret_id = ? AND state = 'ACTIVE'",
+        ))
+        .bind(sealed.ciphertext)
+        .bind(sealed.iv.to_vec())
+        .bind(sealed.wrapped_dek)
+        .bind(i64::from(sealed.kek_version))
+        .bind(sealed.aad_hash)
+        .bind(value.mask())
+        .bind(actor)
+        .bind(now)
+        .bind(secret_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        audit::append(&mut tx, self.dialect, rec).await?;
+        tx.commit().await.map_err(db_err)?;
+        self.get_secret(secret_id).await
+    }
+
+    pub(super) async fn revoke_inner(
+        &self,
+        secret_id: &str,
+        actor: &str,
+        rec: &mut AuditRecord,
+    ) -> Result<Secret> {
+        validate::uuid("secret_id", secret_id)?;
+        let current = self.get_secret(secret_id).await?;
+        *rec = rec
+            .clone()
+            .secret(secret_id, &current.secret_name)
+            .workspace(&current.workspace);
+        let mut tx = self.begin_write().await?;
+        let now = now_ms();
+        let done = sqlx::query(self.dialect.q(
+            "UPDATE secrets SET state = 'REVOKED', revoked_by = ?, revoked_at = ?, \
+             last_updated_by = ?, last_updated_at = ? WHERE secret_id = ? AND state = 'ACTIVE'",
+        ))
+        .bind(actor)
+        .bind(now)
+        .bind(actor)
+        .bind(now)
+        .bind(secret_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "secret '{}' in workspace '{}' is already revoked",
+                current.secret_name, current.workspace
+            )));
+        }
+        audit::append(&mut tx, self.dialect, rec).await?;
+        tx.commit().await.map_err(db_err)?;
+        self.get_secret(secret_id).await
+    }
+
+    pub(super) async fn delete_inner(&self, secret_id: &str, rec: &mut AuditRecord) -> Result<()> {
+        validate::uuid("secret_id", secret_id)?;
+        let current = self.get_secret(secret_id).await?;
+        *rec = rec
+            .clone()
+            .secret(secret_id, &current.secret_name)
+            .workspace(&current.workspace);
+        let mut tx = self.begin_write().await?;
+        let bindings: i64 = sqlx::query(
+            self.dialect
+                .q("SELECT COUNT(*) AS n FROM secrets_bindings WHERE secret_id = ?"),
+        )
+        .bind(secret_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .try_get("n")
+        .map_err(db_err)?;
+        let done = sqlx::query(self.dialect.q("DELETE FROM secrets WHERE secret_id = ?"))
+            .bind(secret_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(not_found_secret(secret_id));
+        }
+        rec.detail = Some(format!("bindings_removed={bindings}"));
+        audit::append(&mut tx, self.dialect, rec).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub(super) async fn bind_inner(
+        &self,
+        secret_id: &str,
+        resource_type: &str,
+        resource_id: &str,
+        binding_name: &str,
+        actor: &str,
+        rec: &mut AuditRecord,
+    ) -> Result<SecretBinding> {
+        validate::uuid("secret_id", secret_id)?;
+        validate::resource_type(resource_type)?;
+        validate::resource_id(resource_id)?;
+        validate::binding_name(binding_name)?;
+        let mut tx = self.begin_write().await?;
+        // Lock the secret row: the private-secret rule below reads other
+        // bindings, and two concurrent binds must not both pass it.
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "SELECT workspace, secret_name, state, CASE WHEN is_shared THEN 1 ELSE 0 END AS is_shared FROM secrets WHERE secret_id = ?"
+            }
+            _ => {
+                "SELECT workspace, secret_name, state, CASE WHEN is_shared THEN 1 ELSE 0 END AS is_shared FROM secrets WHERE secret_id = ? FOR UPDATE"
+            }
+        };
+        let row = sqlx::query(self.dialect.q(sql))
+            .bind(secret_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| not_found_secret(secret_id))?;
+        let (ws, name, state) = name_state(&row)?;
+        let shared: i64 = row.try_get("is_shared").map_err(db_err)?;
+        *rec = rec.clone().secret(secret_id, &name).workspace(&ws);
+        if state == SecretState::Revoked {
+            return Err(StoreError::Conflict(format!(
+                "secret '{name}' in workspace '{ws}' is revoked and cannot be bound"
+            )));
+        }
+        if shared == 0 {
+            let other = sqlx::query(
+                self.dialect
+                    .q("SELECT resource_type, resource_id FROM secrets_bindings \
+                 WHERE secret_id = ? AND NOT (resource_type = ? AND resource_id = ?)"),
+            )
+            .bind(secret_id)
+            .bind(resource_type)
+            .bind(resource_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if let Some(o) = other {
+                let t: String = o.try_get("resource_type").map_err(db_err)?;
+                let i: String = o.try_get("resource_id").map_err(db_err)?;
+                return Err(StoreError::Conflict(format!(
+                    "secret '{name}' in workspace '{ws}' is private and already bound to {t}/{i}; \
+                     make it shared to bind it to more than one resource"
+                )));
+            }
+        }
+        let binding = SecretBinding {
+            binding_id: uuid::Uuid::new_v4().to_string(),
+            secret_id: secret_id.to_string(),
+            workspace: ws.clone(),
+            resource_type: resource_type.to_string(),
+            resource_id: resource_id.to_string(),
+            binding_name: binding_name.to_string(),
+            created_by: Some(actor.to_string()),
+            created_at: now_ms(),
+        };
+        let inserted = sqlx::query(self.dialect.q(
+            "INSERT INTO secrets_bindings (binding_id, secret_id, workspace, resource_type, \
+             resource_id, binding_name, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(&binding.binding_id)
+        .bind(&binding.secret_id)
+        .bind(&binding.workspace)
+        .bind(&binding.resource_type)
+        .bind(&binding.resource_id)
+        .bind(&binding.binding_name)
+        .bind(actor)
+        .bind(binding.created_at)
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = inserted {
+            return Err(match violated_constraint(&e) {
+                Some("unique_binding_per_resource") => StoreError::AlreadyExists(format!(
+                    "binding '{binding_name}' already exists for {resource_type}/{resource_id} in workspace '{ws}'"
+                )),
+                Some("fk_secrets_bindings_secret_id") => not_found_secret(secret_id),
+                _ => db_err(e),
+            });
+        }
+        *rec = rec
+            .clone()
+            .resource(resource_type, resource_id)
+            .detail(format!(
+                "binding_id={} binding_name={binding_name}",
+                binding.binding_id
+            ));
+        audit::append(&mut tx, self.dialect, rec).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(binding)
+    }
+
+    pub(super) async fn unbind_inner(&self, binding_id: &str, rec: &mut AuditRecord) -> Result<()> {
+        validate::uuid("binding_id", binding_id)?;
+        let b = self.get_binding(binding_id).await?;
+        *rec = rec
+            .clone()
+            .secret_id(&b.secret_id)
+            .workspace(&b.workspace)
+            .resource(&b.resource_type, &b.resource_id)
+            .detail(format!(
+                "binding_id={binding_id} binding_name={}",
+                b.binding_name
+            ));
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            self.dialect
+                .q("DELETE FROM secrets_bindings WHERE binding_id = ?"),
+        )
+        .bind(binding_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(not_found_binding(binding_id));
+        }
+        audit::append(&mut tx, self.dialect, rec).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    /// Bound rows of a resource (see `bound_select!`).
+    pub(super) async fn resource_rows(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+        binding_name: Option<&str>,
+    ) -> Result<Vec<(String, SealedRow)>> {
+        validate::workspace(workspace)?;
+        validate::resource_type(resource_type)?;
+        validate::resource_id(resource_id)?;
+        let rows: Vec<AnyRow> = match binding_name {
+            Some(n) => {
+                validate::binding_name(n)?;
+                sqlx::query(
+                    self.dialect
+                        .q(concat!(bound_select!(), " AND b.binding_name = ?")),
+                )
+                .bind(workspace)
+                .bind(resource_type)
+                .bind(resource_id)
+                .bind(n)
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query(self.dialect.q(bound_select!()))
+                    .bind(workspace)
+                    .bind(resource_type)
+                    .bind(resource_id)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let name: String = r.try_get("binding_name").map_err(db_err)?;
+                Ok((name, SealedRow::from_row(r)?))
+            })
+            .collect()
+    }
+
+    /// Decrypt bound rows, refusing revoked ones by name.
+    pub(super) fn open_bound(
+        &self,
+        rows: Vec<(String, SealedRow)>,
+        rec: &mut AuditRecord,
+    ) -> Result<BTreeMap<String, SecretValue>> {
+        let mut out = BTreeMap::new();
+        let mut detail = Vec::with_capacity(rows.len());
+        for (binding, row) in rows {
+            if row.is_revoked() {
+                return Err(StoreError::Conflict(format!(
+                    "secret '{}' (bound as {binding}) in workspace '{}' is revoked",
+                    row.secret_name, row.workspace
+                )));
+            }
+            out.insert(binding.clone(), self.open_row(&row)?);
+            detail.push(format!(
+                "{binding}={}@kek_v{}",
+                row.secret_id, row.kek_version
+            ));
+        }
+        rec.detail = Some(detail.join(","));
+        Ok(out)
+    }
+}
+
+fn name_state(row: &AnyRow) -> Result<(String, String, SecretState)> {
+    let ws: String = row.try_get("workspace").map_err(db_err)?;
+    let name: String = row.try_get("secret_name").map_err(db_err)?;
+    let state: String = row.try_get("state").map_err(db_err)?;
+    let state = state
+        .parse::<SecretState>()
+        .map_err(|e| StoreError::Database(format!("secrets.state: {e}")))?;
+    Ok((ws, name, state))
+}
+
+pub(crate) fn not_found_secret(secret_id: &str) -> StoreError {
+    StoreError::NotFound(format!("secret with id '{secret_id}' does not exist"))
+}
+
+pub(super) fn not_found_binding(binding_id: &str) -> StoreError {
+    StoreError::NotFound(format!("binding with id '{binding_id}' does not exist"))
+}
+
+fn revoked(name: &str, ws: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "secret '{name}' in workspace '{ws}' is revoked; its value can no longer be read or changed"
+    ))
+}
