@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn bounded_read_refuses_oversized_input() {
-        let big = vec![b'x'; 10];
+        let big = [b'x'; 10];
         assert!(read_bounded(&big[..], 9).is_err());
         assert_eq!(read_bounded(&big[..], 10).unwrap().len(), 10);
     }

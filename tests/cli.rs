@@ -1,0 +1,610 @@
+//! End-to-end tests of the `mlflow-secrets` binary (DESIGN §9): each test
+//! runs the built binary against a temporary SQLite database and keystore.
+//!
+//! Every invocation goes through [`Env::run`], which asserts that no secret
+//! value or passphrase the test has used appears on stdout or stderr
+//! (DESIGN §10 rule 2). Each process derives its KEKs with PBKDF2, so the
+//! tests keep the number of invocations modest; bulk data is written through
+//! the library instead.
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mlflow_secrets::keystore::{Keystore, KeystoreConfig, KeystoreHandle, PassphraseSource};
+use mlflow_secrets::store::{SecretsStore, SqlStore};
+use mlflow_secrets::value::SecretValue;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mlflow-secrets");
+
+/// A scratch keystore, passphrase source and database.
+struct Env {
+    _tmp: tempfile::TempDir,
+    ks: PathBuf,
+    pass: PathBuf,
+    db: PathBuf,
+    /// Strings that must never be printed: values and passphrases.
+    forbidden: RefCell<Vec<String>>,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    what: String,
+}
+
+impl Run {
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "{} failed\nstdout: {}\nstderr: {}",
+            self.what, self.stdout, self.stderr
+        );
+        self
+    }
+
+    fn fails(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "{}: expected exit {code}\nstdout: {}\nstderr: {}",
+            self.what, self.stdout, self.stderr
+        );
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("{}: stdout is not JSON ({e}): {}", self.what, self.stdout))
+    }
+
+    /// The single `error:` line of a failed command.
+    fn error_line(&self) -> &str {
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{}: expected one line: {}",
+            self.what,
+            self.stderr
+        );
+        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+        lines[0]
+    }
+}
+
+impl Env {
+    /// A passphrase file (one passphrase for every version).
+    fn with_pass_file(pass: &str) -> Self {
+        let env = Self::bare();
+        std::fs::write(&env.pass, format!("{pass}\n")).unwrap();
+        env.forbid(pass);
+        env
+    }
+
+    /// A passphrase directory with `v1` (the projected-Secret form).
+    fn with_pass_dir(v1: &str) -> Self {
+        let env = Self::bare();
+        std::fs::create_dir(&env.pass).unwrap();
+        env.set_dir_pass(1, v1);
+        env
+    }
+
+    fn bare() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().to_path_buf();
+        Self {
+            ks: p.join("keystore"),
+            pass: p.join("kek-pass"),
+            db: p.join("t.db"),
+            _tmp: tmp,
+            forbidden: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn set_dir_pass(&self, version: u32, pass: &str) {
+        std::fs::write(self.pass.join(format!("v{version}")), pass).unwrap();
+        self.forbid(pass);
+    }
+
+    fn forbid(&self, s: &str) {
+        self.forbidden.borrow_mut().push(s.to_string());
+    }
+
+    fn uri(&self) -> String {
+        format!("sqlite://{}", self.db.display())
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("MLFLOW_SECRETS_KEK_PASSPHRASE_FILE", &self.pass)
+            .env("MLFLOW_SECRETS_KEYSTORE_PATH", &self.ks)
+            .env("MLFLOW_SECRETS_STORE_URI", self.uri())
+            .env("USER", "tester")
+            .env_remove("MLFLOW_SECRETS_TEST_MODE")
+            .env_remove("MLFLOW_SECRETS_WORKSPACE")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_stdin(args, None)
+    }
+
+    fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut child = self
+            .cmd(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            what: format!("mlflow-secrets {}", args.join(" ")),
+        };
+        self.assert_no_leak(&run);
+        run
+    }
+
+    fn assert_no_leak(&self, run: &Run) {
+        for secret in self.forbidden.borrow().iter() {
+            assert!(
+                !run.stdout.contains(secret.as_str()) && !run.stderr.contains(secret.as_str()),
+                "{} printed a secret value or passphrase",
+                run.what
+            );
+        }
+    }
+
+    /// The library's view of the same store, for bulk writes and for
+    /// reading values back (which the CLI never prints).
+    async fn store(&self) -> SqlStore {
+        let cfg = KeystoreConfig {
+            dir: self.ks.clone(),
+            passphrase: PassphraseSource::new(&self.pass),
+            test_mode: false,
+        };
+        let ks = Keystore::load_async(cfg).await.unwrap();
+        let store = SqlStore::connect(&self.uri(), KeystoreHandle::new(ks))
+            .await
+            .unwrap();
+        store.ensure_schema(true).await.unwrap();
+        store
+    }
+}
+
+fn string_of(v: &SecretValue) -> String {
+    match v {
+        SecretValue::String(s) => s.expose_secret().to_string(),
+        other => panic!("expected a string value, got {other:?}"),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `kek list -o json` as version -> (state, secrets).
+fn kek_table(env: &Env) -> Vec<(u64, String, Value)> {
+    env.run(&["kek", "list", "-o", "json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["version"].as_u64().unwrap(),
+                r["state"].as_str().unwrap().to_string(),
+                r["secrets"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn quick_start_flow_and_json_output() {
+    let env = Env::with_pass_file("quick start passphrase");
+    let value = "sk-proj-QUICKSTART-abcdefghijklmnop";
+    env.forbid(value);
+
+    let r = env.run(&["kek", "generate", "-o", "json"]).ok().json();
+    assert_eq!(r["version"], 1);
+    assert_eq!(r["state"], "active");
+    assert!(Path::new(r["path"].as_str().unwrap()).is_file());
+
+    env.run_stdin(
+        &["create", "openai-key", "--value-stdin"],
+        Some(&format!("{value}\n")),
+    )
+    .ok();
+
+    let s = env.run(&["get", "openai-key", "-o", "json"]).ok().json();
+    assert_eq!(s["secret_name"], "openai-key");
+    assert_eq!(s["workspace"], "default");
+    assert_eq!(s["state"], "ACTIVE");
+    assert_eq!(s["created_by"], "cli:tester");
+    assert!(s["masked_value"].as_str().unwrap().contains("..."));
+    for field in [
+        "value",
+        "ciphertext",
+        "wrapped_dek",
+        "kek_version",
+        "aad_hash",
+    ] {
+        assert!(s.get(field).is_none(), "get -o json has {field}");
+    }
+    let human = env.run(&["get", "openai-key"]).ok();
+    assert!(human.stdout.contains("openai-key") && human.stdout.contains("ACTIVE"));
+
+    let b = env
+        .run(&[
+            "bind",
+            "openai-key",
+            "--resource-type",
+            "SCORER_JOB",
+            "--resource-id",
+            "job-42",
+            "--name",
+            "OPENAI_API_KEY",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(b["secret_id"], s["secret_id"]);
+
+    let bl = env
+        .run(&["list-bindings", "--secret", "openai-key", "-o", "json"])
+        .ok()
+        .json();
+    let bindings = bl["bindings"].as_array().unwrap();
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0]["binding_name"], "OPENAI_API_KEY");
+    assert_eq!(bindings[0]["resource_id"], "job-42");
+
+    let v = env.run(&["verify", "-o", "json"]).ok().json();
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["ok"], 1);
+    assert_eq!(v["failed"].as_array().unwrap().len(), 0);
+
+    let l = env.run(&["list", "-o", "json"]).ok().json();
+    assert_eq!(l["secrets"].as_array().unwrap().len(), 1);
+    assert!(l["next_page_token"].is_null());
+    let table = env.run(&["list"]).ok();
+    assert!(table.stdout.starts_with("NAME"), "{}", table.stdout);
+
+    assert_eq!(
+        kek_table(&env),
+        vec![(1, "active".to_string(), Value::from(1))]
+    );
+
+    // create, bind, verify: the audit chain is intact and counts them.
+    let a = env.run(&["audit", "verify", "-o", "json"]).ok().json();
+    assert_eq!(a["ok"], true);
+    assert!(a["rows"].as_u64().unwrap() >= 3, "{a}");
+}
+
+#[test]
+fn value_flags_warn_and_never_print_values() {
+    let env = Env::with_pass_file("values passphrase");
+    env.run(&["kek", "generate", "-q"]).ok();
+
+    let argv_value = "sk-ARGV-value-0123456789";
+    env.forbid(argv_value);
+    let r = env
+        .run(&["create", "from-argv", "--value", argv_value])
+        .ok();
+    assert!(r.stderr.contains("warning: --value"), "{}", r.stderr);
+    assert!(r.stderr.contains("shell history"), "{}", r.stderr);
+
+    let file_value = "sk-FILE-value-abcdefghijk";
+    env.forbid(file_value);
+    let f = env._tmp.path().join("value.txt");
+    std::fs::write(&f, format!("{file_value}\n")).unwrap();
+    env.run(&["update", "from-argv", "--value-file", f.to_str().unwrap()])
+        .ok();
+
+    let json_value = "sk-JSON-value-zyxwvutsrqp";
+    env.forbid(json_value);
+    let jf = env._tmp.path().join("value.json");
+    std::fs::write(
+        &jf,
+        format!(r#"{{"api_key": "{json_value}", "org": "org-1234567890abc"}}"#),
+    )
+    .unwrap();
+    let s = env
+        .run(&[
+            "create",
+            "from-json",
+            "--shared",
+            "--json-file",
+            jf.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(s["is_shared"], true);
+
+    // No flag and no terminal: refuse, and say which flags exist.
+    let r = env.run(&["create", "no-value"]).fails(1);
+    assert!(r.error_line().contains("--value-stdin"), "{}", r.stderr);
+
+    // A bad JSON file is refused without echoing it.
+    let bad = "sk-BAD-json-never-echoed";
+    env.forbid(bad);
+    std::fs::write(&jf, format!(r#"{{"k": ["{bad}"]}}"#)).unwrap();
+    env.run(&["create", "bad-json", "--json-file", jf.to_str().unwrap()])
+        .fails(1);
+
+    // The stored values are the ones given, newline stripped.
+    rt().block_on(async {
+        let store = env.store().await;
+        let s = store
+            .get_secret_by_name("default", "from-argv")
+            .await
+            .unwrap();
+        let v = store.get_secret_value(&s.secret_id, "test").await.unwrap();
+        assert_eq!(string_of(&v), file_value);
+        let s = store
+            .get_secret_by_name("default", "from-json")
+            .await
+            .unwrap();
+        match store.get_secret_value(&s.secret_id, "test").await.unwrap() {
+            SecretValue::Object(m) => assert_eq!(m["api_key"].expose_secret(), json_value),
+            other => panic!("expected an object, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn exit_codes() {
+    let env = Env::with_pass_file("exit codes passphrase");
+    // Usage errors are clap's: exit 2.
+    env.run(&["create"]).fails(2);
+    env.run(&["rewrap"]).fails(2);
+    env.run(&["rewrap", "--all", "--kek-version", "1"]).fails(2);
+    env.run(&["create", "x", "--value-stdin", "--value", "y"])
+        .fails(2);
+    env.run(&["list", "--state", "DELETED"]).fails(2);
+
+    // No keystore yet: one line that says how to make one.
+    let r = env.run(&["list"]).fails(1);
+    assert!(r.error_line().contains("kek generate"), "{}", r.stderr);
+
+    env.run(&["kek", "generate", "-q"]).ok();
+    let r = env.run(&["get", "no-such-secret"]).fails(1);
+    assert!(r.error_line().contains("'no-such-secret'"), "{}", r.stderr);
+
+    let r = env
+        .run(&["--store-uri", "https://secrets.example", "list"])
+        .fails(1);
+    assert!(r.error_line().contains("not available"), "{}", r.stderr);
+}
+
+#[test]
+fn rotation_with_passphrase_directory() {
+    let env = Env::with_pass_dir("first passphrase v1");
+    env.run(&["kek", "generate", "-q"]).ok();
+    let values = [
+        ("alpha", "sk-alpha-0123456789abcdef"),
+        ("beta", "sk-beta-0123456789abcdef"),
+        ("gamma", "sk-gamma-0123456789abcdef"),
+    ];
+    for (name, value) in values {
+        env.forbid(value);
+        env.run_stdin(&["create", name, "--value-stdin"], Some(value))
+            .ok();
+    }
+
+    // The active version cannot be retired.
+    env.run(&["kek", "retire", "--version", "1"]).fails(1);
+
+    // A new passphrase for v2 lands in the projected directory, then rotate.
+    env.set_dir_pass(2, "second passphrase v2");
+    let r = env.run(&["kek", "rotate", "-o", "json"]).ok().json();
+    assert_eq!(r["version"], 2);
+    assert_eq!(r["state"], "active");
+
+    // v1 still holds rows: retiring it is refused and says what to do.
+    let r = env.run(&["kek", "retire", "--version", "1"]).fails(1);
+    assert!(r.error_line().contains("rewrap"), "{}", r.stderr);
+
+    let r = env.run(&["rewrap", "--all", "-o", "json"]).ok().json();
+    assert_eq!(r["rewrapped"], 3);
+    assert_eq!(r["to_version"], 2);
+
+    assert_eq!(
+        kek_table(&env),
+        vec![
+            (1, "decrypt_only".to_string(), Value::from(0)),
+            (2, "active".to_string(), Value::from(3)),
+        ]
+    );
+    let v = env.run(&["verify", "-o", "json"]).ok().json();
+    assert_eq!(v["ok"], 3);
+    assert_eq!(v["by_kek_version"], serde_json::json!({"2": 3}));
+
+    rt().block_on(async {
+        let store = env.store().await;
+        for (name, value) in values {
+            let s = store.get_secret_by_name("default", name).await.unwrap();
+            let v = store.get_secret_value(&s.secret_id, "test").await.unwrap();
+            assert_eq!(string_of(&v), value, "{name} changed");
+        }
+    });
+
+    env.run(&["kek", "retire", "--version", "1"]).ok();
+    // v1's passphrase is no longer needed once it is retired.
+    std::fs::remove_file(env.pass.join("v1")).unwrap();
+    let states = kek_table(&env);
+    assert_eq!(states[0].1, "retired");
+    env.run(&["verify"]).ok();
+}
+
+#[test]
+fn rewrap_survives_kill_9() {
+    const N: usize = 3000;
+    let env = Env::with_pass_dir("crash test passphrase v1");
+    env.run(&["kek", "generate", "-q"]).ok();
+    rt().block_on(async {
+        let store = env.store().await;
+        for i in 0..N {
+            let v = SecretValue::from_string(format!("crash-value-{i:05}-xxxxxxxx")).unwrap();
+            store
+                .create_secret("default", &format!("s{i:05}"), &v, false, "test")
+                .await
+                .unwrap();
+        }
+    });
+    env.forbid("crash-value-");
+    env.set_dir_pass(2, "crash test passphrase v2");
+    env.run(&["kek", "rotate", "-q"]).ok();
+
+    // Start a slow rewrap and kill it hard once a batch has committed.
+    let mut child = env
+        .cmd(&[
+            "rewrap",
+            "--all",
+            "--batch-size",
+            "50",
+            "--log-level",
+            "info",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("rewrap progress") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let started = Instant::now();
+    let _ = rx.recv_timeout(Duration::from_secs(120));
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    eprintln!(
+        "rewrap killed after {:?} (exit status {status:?})",
+        started.elapsed()
+    );
+
+    let (total, counts) = rt().block_on(async {
+        let store = env.store().await;
+        (
+            store.count_secrets().await.unwrap(),
+            store.kek_version_counts().await.unwrap(),
+        )
+    });
+    assert_eq!(total, N as u64, "rows lost by the interrupted rewrap");
+    eprintln!("after the kill: {counts:?}");
+
+    // A rerun finishes the job.
+    let r = env.run(&["rewrap", "--all", "-o", "json"]).ok().json();
+    assert_eq!(
+        r["rewrapped"].as_u64().unwrap(),
+        counts.get(&1).copied().unwrap_or(0)
+    );
+    let v = env.run(&["verify", "-o", "json"]).ok().json();
+    assert_eq!(v["total"], N as u64);
+    assert_eq!(v["ok"], N as u64);
+    assert_eq!(v["by_kek_version"], serde_json::json!({"2": N}));
+}
+
+#[test]
+fn delete_needs_confirmation_and_cascades() {
+    let env = Env::with_pass_file("delete passphrase");
+    env.run(&["kek", "generate", "-q"]).ok();
+    env.forbid("sk-delete-me-0123456789");
+    env.run_stdin(
+        &["create", "doomed", "--value-stdin"],
+        Some("sk-delete-me-0123456789"),
+    )
+    .ok();
+    env.run(&[
+        "bind",
+        "doomed",
+        "--resource-id",
+        "job-1",
+        "--name",
+        "KEY",
+        "-q",
+    ])
+    .ok();
+
+    let r = env.run(&["delete", "doomed"]).fails(1);
+    assert!(r.error_line().contains("--yes"), "{}", r.stderr);
+    env.run(&["get", "doomed", "-q"]).ok();
+
+    let r = env
+        .run(&["delete", "doomed", "--yes", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(r["deleted"], true);
+    assert_eq!(r["bindings_deleted"], 1);
+    env.run(&["get", "doomed"]).fails(1);
+    let b = env.run(&["list-bindings", "-o", "json"]).ok().json();
+    assert_eq!(b["bindings"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn audit_verify_detects_an_edited_row() {
+    let env = Env::with_pass_file("audit passphrase");
+    env.run(&["kek", "generate", "-q"]).ok();
+    env.forbid("sk-audit-0123456789abc");
+    env.run_stdin(
+        &["create", "audited", "--value-stdin"],
+        Some("sk-audit-0123456789abc"),
+    )
+    .ok();
+    env.run(&["revoke", "audited", "-q"]).ok();
+    let r = env.run(&["audit", "verify"]).ok();
+    assert!(r.stdout.contains("intact"), "{}", r.stdout);
+    assert!(r.stdout.contains("2 row(s)"), "{}", r.stdout);
+
+    rt().block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&env.uri()).await.unwrap();
+        // Someone with database access drops the append-only guard first.
+        for sql in [
+            "DROP TRIGGER trg_secrets_audit_log_no_update",
+            "UPDATE secrets_audit_log SET principal = 'someone-else' WHERE seq = 1",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    });
+    let r = env.run(&["audit", "verify"]).fails(1);
+    assert!(r.stdout.contains("BROKEN at row 1"), "{}", r.stdout);
+}
