@@ -156,7 +156,8 @@ cmd_build() {
 
   # Never download a different Go toolchain, never touch a go.work around us,
   # and never rewrite the committed go.mod/go.sum.
-  export GOTOOLCHAIN=local GOWORK=off GOFLAGS="${GOFLAGS:-} -mod=readonly"
+  # No VCS stamping: the wrapper modules sit inside this repository's checkout.
+  export GOTOOLCHAIN=local GOWORK=off GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false"
   export CGO_ENABLED=0
   local scratch
   scratch=$(mktemp -d "$VERSION_DIR/.build.XXXXXX")
@@ -241,17 +242,21 @@ stop_component() {
       kill -KILL "$pid" 2>/dev/null || true
       for (( i = 0; i < 50; i++ )); do pid_runs "$pid" "$name" || break; sleep 0.1; done
     fi
-    pid_runs "$pid" "$name" && die "could not stop $name (pid $pid)"
+    if pid_runs "$pid" "$name"; then
+      log "error: could not stop $name (pid $pid)"
+      return 1
+    fi
     log "stopped $name (pid $pid)"
   fi
   rm -f "$RUN_DIR/$name.pid"
 }
 
-stop_all() {
-  local i
+stop_all() { # stops every component it can; fails if one could not be stopped
+  local i rc=0
   for (( i = ${#COMPONENTS[@]} - 1; i >= 0; i-- )); do
-    stop_component "${COMPONENTS[i]}"
+    stop_component "${COMPONENTS[i]}" || rc=1
   done
+  return "$rc"
 }
 
 # Free loopback TCP ports. All sockets stay bound until every port is chosen,
@@ -507,7 +512,7 @@ cmd_up() {
     rm -rf "$RUN_DIR/data" "$RUN_DIR/logs"
     mkdir -p "$RUN_DIR/data" "$RUN_DIR/logs"
     if start_all; then break; fi
-    stop_all
+    stop_all || die "could not stop the components of a failed start"
     # A picked port taken by someone else before we bound it: pick again.
     if (( attempt < 3 )) && grep -qs 'address already in use' "$RUN_DIR"/logs/*.log; then
       log "a port was taken meanwhile; retrying with new ports"
@@ -524,7 +529,7 @@ cmd_up() {
 
 cmd_down() {
   [[ -d "$RUN_DIR" ]] || { log "nothing to stop: $RUN_DIR does not exist"; return 0; }
-  stop_all
+  stop_all || die "some components could not be stopped; $RUN_DIR is left in place"
   # Remove data and secrets; keep the logs of the last run for debugging.
   rm -rf "$RUN_DIR/data" "$RUN_DIR/pki" "$RUN_DIR"/*.kubeconfig "$RUN_DIR/kubeconfig" \
     "$RUN_DIR/kubeconfig.tmp" "$RUN_DIR/ports"
