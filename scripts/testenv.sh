@@ -101,6 +101,7 @@ install_bins() { # install_bins SCRATCH STAMP RECIPE BINARY...
   printf '%s\n' "$want" > "$stamp"
 }
 
+# shellcheck disable=SC2317 # called indirectly
 in_dir() { # in_dir DIR CMD...: run CMD in DIR
   ( cd "$1" && shift && exec "$@" )
 }
@@ -263,9 +264,8 @@ stop_all() { # stops every component it can; fails if one could not be stopped
 # so the ports are distinct; a port can still be taken by another process
 # before the component binds it, which `up` detects and retries.
 free_ports() {
-  local n=$1
-  if command -v python3 >/dev/null 2>&1; then
-    python3 - "$n" <<'PY'
+  local n=$1 out ports=() p
+  if command -v python3 >/dev/null 2>&1 && out=$(python3 - "$n" 2>/dev/null <<'PY'
 import socket, sys
 socks = []
 for _ in range(int(sys.argv[1])):
@@ -274,17 +274,19 @@ for _ in range(int(sys.argv[1])):
     socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
-  else
-    # Fallback: random ports below the ephemeral range that nothing answers on.
-    local ports=() p
-    while (( ${#ports[@]} < n )); do
-      p=$(( 20000 + RANDOM % 12000 ))
-      [[ " ${ports[*]} " == *" $p "* ]] && continue
-      (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-      ports+=("$p")
-    done
-    echo "${ports[*]}"
+  ) && [[ "$out" =~ ^[0-9]+( [0-9]+)*$ ]]; then
+    echo "$out"
+    return 0
   fi
+  # Fallback: random ports below the usual ephemeral range that nothing
+  # answers on.
+  while (( ${#ports[@]} < n )); do
+    p=$(( 20000 + RANDOM % 12000 ))
+    [[ " ${ports[*]} " == *" $p "* ]] && continue
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+    ports+=("$p")
+  done
+  echo "${ports[*]}"
 }
 
 # --- PKI ---------------------------------------------------------------------
@@ -392,18 +394,21 @@ wait_for() { # wait_for NAME CHECK-CMD...: poll until CHECK succeeds, NAME dies 
   done
 }
 
+# shellcheck disable=SC2317 # called indirectly
 etcd_healthy() {
   curl -sf --max-time 2 --cacert "$RUN_DIR/pki/ca.crt" \
     --cert "$RUN_DIR/pki/apiserver-etcd-client.crt" --key "$RUN_DIR/pki/apiserver-etcd-client.key" \
     "https://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'
 }
 
+# shellcheck disable=SC2317 # called indirectly
 apiserver_ready() {
   [[ "$(curl -sf --max-time 2 --cacert "$RUN_DIR/pki/ca.crt" \
     --cert "$RUN_DIR/pki/admin.crt" --key "$RUN_DIR/pki/admin.key" \
     "https://127.0.0.1:$APISERVER_PORT/readyz")" == ok ]]
 }
 
+# shellcheck disable=SC2317 # called indirectly
 kcm_healthy() {
   # /healthz is in kube-controller-manager's always-allowed paths.
   [[ "$(curl -sf --max-time 2 --cacert "$RUN_DIR/pki/ca.crt" "https://127.0.0.1:$KCM_PORT/healthz")" == ok ]]
@@ -596,16 +601,22 @@ cmd_selftest() {
   echo "selftest: ok (${#pids[@]} processes started and stopped)"
 }
 
-case "${1:-}" in
-  build) cmd_build ;;
-  up) cmd_up ;;
-  down) cmd_down ;;
-  env) cmd_env ;;
-  bin-dir) echo "$BIN_DIR" ;;
-  status) cmd_status ;;
-  selftest) cmd_selftest ;;
-  *)
-    sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2
-    exit 2
-    ;;
-esac
+main() {
+  case "${1:-}" in
+    build) cmd_build ;;
+    up) cmd_up ;;
+    down) cmd_down ;;
+    env) cmd_env ;;
+    bin-dir) echo "$BIN_DIR" ;;
+    status) cmd_status ;;
+    selftest) cmd_selftest ;;
+    *)
+      sed -n '4,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2
+      exit 2
+      ;;
+  esac
+}
+
+# On one line: bash reads a script as it runs it, so nothing after this line
+# is read, and editing the file while it runs cannot break a running build.
+main "$@"; exit
