@@ -540,6 +540,29 @@ fn rewrap_survives_kill_9() {
     assert_eq!(v["total"], N as u64);
     assert_eq!(v["ok"], N as u64);
     assert_eq!(v["by_kek_version"], serde_json::json!({"2": N}));
+
+    // A plain `list` pages through everything; --max-results gives one page.
+    let l = env.run(&["list", "-o", "json"]).ok().json();
+    assert_eq!(l["secrets"].as_array().unwrap().len(), N);
+    let p = env
+        .run(&["list", "--max-results", "10", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(p["secrets"].as_array().unwrap().len(), 10);
+    let token = p["next_page_token"].as_str().unwrap();
+    let p2 = env
+        .run(&[
+            "list",
+            "--max-results",
+            "10",
+            "--page-token",
+            token,
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(p2["secrets"][0]["secret_name"], "s00010");
 }
 
 #[test]
@@ -607,4 +630,28 @@ fn audit_verify_detects_an_edited_row() {
     });
     let r = env.run(&["audit", "verify"]).fails(1);
     assert!(r.stdout.contains("BROKEN at row 1"), "{}", r.stdout);
+}
+
+#[test]
+fn passphrase_from_a_flag_must_also_be_in_the_configured_source() {
+    let env = Env::bare();
+    let pass = "stdin passphrase for v1";
+    env.forbid(pass);
+    let r = env
+        .run_stdin(&["kek", "generate", "--passphrase-stdin"], Some(pass))
+        .ok();
+    assert!(r.stderr.contains("warning:"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(env.pass.to_str().unwrap()),
+        "{}",
+        r.stderr
+    );
+    // Until it is stored there, the keystore does not load.
+    let r = env.run(&["list"]).fails(1);
+    assert!(r.error_line().contains("no passphrase for KEK version 1"));
+    std::fs::write(&env.pass, pass).unwrap();
+    env.run(&["list"]).ok();
+    // A second generate refuses to overwrite the keystore.
+    let r = env.run(&["kek", "generate"]).fails(1);
+    assert!(r.error_line().contains("kek rotate"), "{}", r.stderr);
 }

@@ -49,18 +49,18 @@ fn warn_if_source_differs(cfg: &KeystoreConfig, version: u32, pass: &SecretStrin
         Err(_) => "cannot be read",
     };
     let target = cfg.passphrase.file_for(version);
-    let where_ = if src.is_dir() {
-        target.display().to_string()
+    let alternative = if src.is_dir() {
+        String::new()
     } else {
         format!(
-            "{} (one passphrase for every version) or {}/v{version} (a directory of per-version files)",
-            src.display(),
+            " (or make it a directory holding {}/v{version})",
             src.display()
         )
     };
     eprintln!(
-        "warning: the passphrase for KEK version {version} is not where the keystore loads it from: \
-         {} {problem}. Store it in {where_} ({PASSPHRASE_FILE_ENV}) before the keystore can be loaded.",
+        "warning: the keystore reads the passphrase of KEK version {version} from {} \
+         ({PASSPHRASE_FILE_ENV}), which {problem}: store the passphrase there{alternative} \
+         before the keystore is loaded",
         target.display()
     );
 }
