@@ -27,12 +27,12 @@ fn envelope(c: &mut Criterion) {
         b.iter(|| {
             let ks = handle.current();
             let aad = Aad::new("default", SECRET_ID, "openai-key");
-            black_box(crypto::seal(ks.active(), &aad, &v.to_plaintext()).unwrap())
+            black_box(crypto::seal(ks.active().unwrap(), &aad, &v.to_plaintext()).unwrap())
         })
     });
     let ks = handle.current();
     let sealed = crypto::seal(
-        ks.active(),
+        ks.active().unwrap(),
         &Aad::new("default", SECRET_ID, "openai-key"),
         &v.to_plaintext(),
     )

@@ -13,7 +13,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use mlflow_secrets::crypto::{self, Aad};
-use mlflow_secrets::keystore::{self, KeystoreConfig, KeystoreHandle, NewKekOptions, PassphraseSource};
+use mlflow_secrets::keystore::{
+    self, KeystoreConfig, KeystoreHandle, NewKekOptions, PassphraseSource,
+};
 use mlflow_secrets::model::now_ms;
 use mlflow_secrets::store::SqlStore;
 use mlflow_secrets::value::SecretValue;
@@ -55,8 +57,12 @@ async fn main() {
     std::fs::write(pass.join("v1"), "bench passphrase one").unwrap();
     std::fs::write(pass.join("v2"), "bench passphrase two").unwrap();
     let ks = tmp.path().join("keystore");
-    keystore::generate(&ks, &SecretString::from("bench passphrase one"), NewKekOptions::default())
-        .unwrap();
+    keystore::generate(
+        &ks,
+        &SecretString::from("bench passphrase one"),
+        NewKekOptions::default(),
+    )
+    .unwrap();
     let cfg = KeystoreConfig {
         dir: ks.clone(),
         passphrase: PassphraseSource::new(&pass),
@@ -70,7 +76,7 @@ async fn main() {
     // Seed through the real envelope code, in large transactions (the
     // one-transaction-per-create path would dominate the run).
     let seed_start = Instant::now();
-    let kek = handle.current().active().clone();
+    let kek = handle.current().active().unwrap().clone();
     let mut conn = sqlx::AnyConnection::connect(&uri).await.unwrap();
     for chunk in (0..n).collect::<Vec<_>>().chunks(SEED_BATCH) {
         sqlx::raw_sql("BEGIN").execute(&mut conn).await.unwrap();
@@ -78,7 +84,8 @@ async fn main() {
             let id = uuid::Uuid::new_v4().to_string();
             let name = format!("bench-{i:07}");
             let v = SecretValue::from_string(format!("sk-bench-{i:07}-abcdefghijklmnop")).unwrap();
-            let sealed = crypto::seal(&kek, &Aad::new("default", &id, &name), &v.to_plaintext()).unwrap();
+            let sealed =
+                crypto::seal(&kek, &Aad::new("default", &id, &name), &v.to_plaintext()).unwrap();
             sqlx::query(
                 "INSERT INTO secrets (secret_id, workspace, secret_name, ciphertext, iv, wrapped_dek, \
                  kek_version, aad_hash, masked_value, is_shared, state, created_at, last_updated_at) \
@@ -103,16 +110,34 @@ async fn main() {
     drop(conn);
     let seed = seed_start.elapsed().as_secs_f64();
 
-    keystore::rotate(&ks, &SecretString::from("bench passphrase two"), NewKekOptions::default())
-        .unwrap();
-    let rewrap = cli(&["rewrap", "--all", "--batch-size", "1000"], &uri, &ks, &pass);
+    keystore::rotate(
+        &ks,
+        &SecretString::from("bench passphrase two"),
+        NewKekOptions::default(),
+    )
+    .unwrap();
+    let rewrap = cli(
+        &["rewrap", "--all", "--batch-size", "1000"],
+        &uri,
+        &ks,
+        &pass,
+    );
     let verify = cli(&["verify"], &uri, &ks, &pass);
     let counts = store.kek_version_counts().await.unwrap();
-    assert_eq!(counts.get(&2).copied(), Some(n as u64), "every row moved to v2");
+    assert_eq!(
+        counts.get(&2).copied(),
+        Some(n as u64),
+        "every row moved to v2"
+    );
 
     println!("store_bulk: {n} secrets on SQLite");
     println!("  seed (library, {SEED_BATCH}/txn):   {seed:8.2} s");
-    println!("  rewrap --all (CLI, end to end): {rewrap:8.2} s  ({:.0} secrets/s)", n as f64 / rewrap);
-    println!("  verify (CLI, end to end):       {verify:8.2} s  ({:.0} secrets/s)", n as f64 / verify);
+    println!(
+        "  rewrap --all (CLI, end to end): {rewrap:8.2} s  ({:.0} secrets/s)",
+        n as f64 / rewrap
+    );
+    println!(
+        "  verify (CLI, end to end):       {verify:8.2} s  ({:.0} secrets/s)",
+        n as f64 / verify
+    );
 }
-

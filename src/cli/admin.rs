@@ -9,6 +9,7 @@ use clap::CommandFactory;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
+use crate::keystore::Keystore;
 use crate::store::{RewrapTarget, VerifyFailure};
 
 use super::args::{Cli, RewrapArgs};
@@ -138,7 +139,7 @@ pub(super) async fn rewrap(ctx: &Ctx, a: RewrapArgs) -> Result<ExitCode> {
 
 pub(super) async fn migrate(ctx: &Ctx) -> Result<ExitCode> {
     ctx.check_store_uri()?;
-    let store = ctx.connect(ctx.load_keystore().await?).await?;
+    let store = ctx.connect(Keystore::metadata_only()).await?;
     let applied = store.migrate().await?;
     if ctx.json() {
         emit_json(&json!({ "applied": applied }))?;
@@ -152,7 +153,7 @@ pub(super) async fn migrate(ctx: &Ctx) -> Result<ExitCode> {
 }
 
 pub(super) async fn audit_verify(ctx: &Ctx) -> Result<ExitCode> {
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store_metadata().await?;
     let report = store.audit_verify().await?;
     if ctx.json() {
         emit_json(&report)?;

@@ -368,8 +368,9 @@ pub struct RewrapArgs {
     /// Rewrap every row not on the active version
     #[arg(long)]
     pub all: bool,
-    /// Rows per transaction
-    #[arg(long, value_name = "B", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Rows per transaction (1 to 10000)
+    #[arg(long, value_name = "B", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::store::MAX_REWRAP_BATCH)))]
     pub batch_size: u32,
 }
 

@@ -105,9 +105,7 @@ pub(super) async fn generate(ctx: &Ctx, a: KekNewArgs) -> Result<ExitCode> {
 
 pub(super) async fn rotate(ctx: &Ctx, a: KekNewArgs) -> Result<ExitCode> {
     let cfg = ctx.keystore_config();
-    let next = max_version(&cfg.dir)?.ok_or_else(|| KeystoreError::Missing {
-        dir: cfg.dir.clone(),
-    })? + 1;
+    let next = keystore::next_version(&cfg.dir)?;
     let pass = read_passphrase(&a.passphrase, &cfg, next)?;
     if from_flag(&a.passphrase) {
         warn_if_source_differs(&cfg, next, &pass);
@@ -128,31 +126,25 @@ pub(super) async fn rotate(ctx: &Ctx, a: KekNewArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The highest `kek-v<N>.json` in `dir` (what `rotate` adds one to), so the
-/// passphrase of the new version can be read before it exists.
-fn max_version(dir: &std::path::Path) -> Result<Option<u32>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| dir.display().to_string()),
-    };
-    let mut max = None;
-    for entry in entries {
-        let entry = entry.with_context(|| dir.display().to_string())?;
-        if let Some(v) = entry.file_name().to_str().and_then(file::version_of) {
-            max = max.max(Some(v));
-        }
-    }
-    Ok(max)
-}
-
 pub(super) async fn list(ctx: &Ctx) -> Result<ExitCode> {
-    let ks = ctx.load_keystore().await?;
-    let infos: Vec<KekInfo> = ks.versions().cloned().collect();
-    let dir: Option<PathBuf> = ks.dir().map(PathBuf::from);
+    // Reads the files only: no key is derived, so a missing or wrong
+    // passphrase does not stop anyone from seeing their keystore.
+    let cfg = ctx.keystore_config();
+    let infos: Vec<KekInfo> = if cfg.test_mode {
+        crate::keystore::Keystore::test_mode()
+            .versions()
+            .cloned()
+            .collect()
+    } else {
+        keystore::list_versions(&cfg.dir)?
+    };
+    if infos.is_empty() && !cfg.test_mode {
+        return Err(KeystoreError::Missing { dir: cfg.dir }.into());
+    }
+    let dir: Option<PathBuf> = (!cfg.test_mode).then(|| cfg.dir.clone());
     // Counts are a bonus: a store that cannot be opened still lets people
     // see their keystore.
-    let counts = match ctx.open_store_with(ks).await {
+    let counts = match ctx.open_store_metadata().await {
         Ok(store) => match store.kek_version_counts().await {
             Ok(c) => Some(c),
             Err(e) => {
@@ -238,7 +230,7 @@ pub(super) async fn set_active(ctx: &Ctx, version: u32) -> Result<ExitCode> {
 
 pub(super) async fn retire(ctx: &Ctx, version: u32) -> Result<ExitCode> {
     let cfg = ctx.keystore_config();
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store_metadata().await?;
     let rows = store
         .kek_version_counts()
         .await?

@@ -133,13 +133,18 @@ impl Ctx {
     /// Load the keystore and open the store with a current schema. SQLite
     /// (the embedded default) migrates itself; a shared PostgreSQL or MySQL
     /// database is only migrated by `migrate`, so this errors instead.
-    ///
-    /// The keystore is loaded even for metadata-only commands: the SQL store
-    /// needs one, and the only keyless alternative, test mode, is insecure.
     async fn open_store(&self) -> Result<SqlStore> {
         self.check_store_uri()?;
         let ks = self.load_keystore().await?;
         self.open_store_with(ks).await
+    }
+
+    /// Open the store for a command that never encrypts or decrypts
+    /// (`list`, `get`, `bind`, `revoke`, `delete`, `audit verify`, ...): no
+    /// keystore or passphrase is needed, and no key is derived.
+    async fn open_store_metadata(&self) -> Result<SqlStore> {
+        self.check_store_uri()?;
+        self.open_store_with(Keystore::metadata_only()).await
     }
 
     /// [`Ctx::open_store`] with a keystore the caller already loaded.

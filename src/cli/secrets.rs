@@ -59,7 +59,7 @@ pub(super) async fn update(ctx: &Ctx, a: UpdateArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn get(ctx: &Ctx, a: NameArgs) -> Result<ExitCode> {
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store_metadata().await?;
     let s = resolve(&store, ctx, &a.name).await?;
     if ctx.json() {
         emit_json(&s)?;
@@ -70,7 +70,7 @@ pub(super) async fn get(ctx: &Ctx, a: NameArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn revoke(ctx: &Ctx, a: NameArgs) -> Result<ExitCode> {
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store_metadata().await?;
     let current = resolve(&store, ctx, &a.name).await?;
     let s = store.revoke_secret(&current.secret_id, &actor()).await?;
     report_secret(ctx, &s, "Revoked")?;
@@ -78,7 +78,7 @@ pub(super) async fn revoke(ctx: &Ctx, a: NameArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<ExitCode> {
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store_metadata().await?;
     let s = resolve(&store, ctx, &a.name).await?;
     let bindings = all_bindings(
         &store,
@@ -129,7 +129,7 @@ fn confirm_delete(s: &Secret, bindings: usize) -> Result<bool> {
 }
 
 pub(super) async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store_metadata().await?;
     let mut filter = SecretFilter {
         workspace: (!a.all_workspaces).then(|| ctx.workspace().to_string()),
         is_shared: a.shared.then_some(true),
@@ -166,7 +166,7 @@ pub(super) async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn bind(ctx: &Ctx, a: BindArgs) -> Result<ExitCode> {
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store_metadata().await?;
     let s = resolve(&store, ctx, &a.name).await?;
     let b = store
         .bind_secret(
@@ -189,7 +189,7 @@ pub(super) async fn bind(ctx: &Ctx, a: BindArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn unbind(ctx: &Ctx, a: UnbindArgs) -> Result<ExitCode> {
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store_metadata().await?;
     let b = store.get_binding(&a.binding_id).await?;
     store.unbind_secret(&b.binding_id, &actor()).await?;
     if ctx.json() {
@@ -204,7 +204,7 @@ pub(super) async fn unbind(ctx: &Ctx, a: UnbindArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn list_bindings(ctx: &Ctx, a: ListBindingsArgs) -> Result<ExitCode> {
-    let store = ctx.open_store().await?;
+    let store = ctx.open_store_metadata().await?;
     let secret_id = match &a.secret {
         Some(name) => Some(resolve(&store, ctx, name).await?.secret_id),
         None => None,

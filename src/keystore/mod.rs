@@ -77,6 +77,8 @@ pub enum KeystoreError {
     InUse { version: u32, rows: u64 },
     #[error("KEK version {0} is the active version and cannot be retired")]
     RetireActive(u32),
+    #[error("no KEK is loaded: this operation needs the keystore")]
+    NotLoaded,
     #[error("{0}")]
     Crypto(#[from] CryptoError),
 }
@@ -227,9 +229,22 @@ impl Keystore {
         }
     }
 
+    /// A keystore with no keys, for commands that only read metadata
+    /// (`list`, `get`, `migrate`, ...): they then work without a passphrase,
+    /// and any attempt to encrypt or decrypt fails with `NotLoaded`.
+    pub fn metadata_only() -> Self {
+        Self {
+            dir: None,
+            keks: BTreeMap::new(),
+            info: BTreeMap::new(),
+            active: 0,
+            test_mode: false,
+        }
+    }
+
     /// The KEK new writes use.
-    pub fn active(&self) -> &Arc<Kek> {
-        &self.keks[&self.active]
+    pub fn active(&self) -> Result<&Arc<Kek>, KeystoreError> {
+        self.keks.get(&self.active).ok_or(KeystoreError::NotLoaded)
     }
 
     pub fn active_version(&self) -> u32 {
@@ -239,7 +254,9 @@ impl Keystore {
     /// The KEK of `version`, for reading rows written under it.
     pub fn kek(&self, version: u32) -> Result<&Arc<Kek>, KeystoreError> {
         self.keks.get(&version).ok_or_else(|| {
-            if self.info.contains_key(&version) {
+            if self.keks.is_empty() && !self.test_mode {
+                KeystoreError::NotLoaded
+            } else if self.info.contains_key(&version) {
                 KeystoreError::Retired(version)
             } else {
                 KeystoreError::UnknownVersion(version)
@@ -312,6 +329,35 @@ fn list_files(dir: &Path) -> Result<BTreeMap<u32, KekFile>, KeystoreError> {
     Ok(out)
 }
 
+/// The versions in `dir` as their files describe them, without deriving any
+/// key (so it works with a missing or wrong passphrase).
+pub fn list_versions(dir: &Path) -> Result<Vec<KekInfo>, KeystoreError> {
+    list_files(dir)?
+        .into_iter()
+        .map(|(version, f)| {
+            let salt = f.salt_bytes(&file::path_for(dir, version))?;
+            Ok(KekInfo {
+                version,
+                state: f.state,
+                iterations: f.iterations,
+                created_at: f.created_at,
+                default_salt: salt == crypto::default_salt(version),
+            })
+        })
+        .collect()
+}
+
+/// The version `rotate` will create: one more than the highest in `dir`.
+pub fn next_version(dir: &Path) -> Result<u32, KeystoreError> {
+    list_files(dir)?
+        .keys()
+        .max()
+        .map(|v| v + 1)
+        .ok_or_else(|| KeystoreError::Missing {
+            dir: dir.to_path_buf(),
+        })
+}
+
 /// Options for a new KEK version.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NewKekOptions {
@@ -374,12 +420,7 @@ pub fn rotate(
     opts: NewKekOptions,
 ) -> Result<KekFile, KeystoreError> {
     let files = list_files(dir)?;
-    let Some(max) = files.keys().max().copied() else {
-        return Err(KeystoreError::Missing {
-            dir: dir.to_path_buf(),
-        });
-    };
-    let f = new_kek_file(max + 1, passphrase, opts, KekState::Active)?;
+    let f = new_kek_file(next_version(dir)?, passphrase, opts, KekState::Active)?;
     file::write_atomic(dir, &f)?;
     for old in files.values().filter(|o| o.state == KekState::Active) {
         let mut old = old.clone();
@@ -584,6 +625,9 @@ mod tests {
     fn debug_output_has_no_key_material() {
         let ks = Keystore::test_mode();
         let dbg = format!("{ks:?}");
+        let none = Keystore::metadata_only();
+        assert!(matches!(none.active(), Err(KeystoreError::NotLoaded)));
+        assert!(matches!(none.kek(1), Err(KeystoreError::NotLoaded)));
         assert!(dbg.contains("REDACTED"));
         assert!(!dbg.contains("INSECURE"));
     }

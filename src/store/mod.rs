@@ -24,7 +24,7 @@ use crate::model::{AuditEntry, BindingFilter, Page, Secret, SecretBinding, Secre
 use crate::value::SecretValue;
 
 pub use sql::SqlStore;
-pub use sql_admin::{RewrapReport, RewrapTarget, VerifyFailure, VerifyReport};
+pub use sql_admin::{MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, VerifyFailure, VerifyReport};
 
 /// Errors of the store layer. Each message names the object and what is
 /// wrong, and none contains a value, key or passphrase.

@@ -331,7 +331,7 @@ impl SqlStore {
     ) -> Result<crypto::Sealed> {
         let ks = self.keys.current();
         let aad = Aad::new(workspace, secret_id, secret_name);
-        crypto::seal(ks.active(), &aad, &value.to_plaintext()).map_err(|source| {
+        crypto::seal(ks.active()?, &aad, &value.to_plaintext()).map_err(|source| {
             StoreError::Crypto {
                 secret_id: secret_id.to_string(),
                 source,

@@ -157,7 +157,7 @@ impl SqlStore {
             )));
         }
         let ks = self.keys.current();
-        let new = ks.active().clone();
+        let new = ks.active()?.clone();
         let to = new.version();
         if target == RewrapTarget::Version(to) {
             return Err(StoreError::InvalidParameter(format!(
@@ -173,16 +173,16 @@ impl SqlStore {
         };
         let select = match (target, self.dialect) {
             (RewrapTarget::All, super::sql::Dialect::Sqlite) => {
-                "SELECT secret_id, wrapped_dek, kek_version FROM secrets WHERE kek_version <> ? AND secret_id > ? ORDER BY secret_id LIMIT ?"
+                "SELECT secret_id, workspace, secret_name, wrapped_dek, kek_version FROM secrets WHERE kek_version <> ? AND secret_id > ? ORDER BY secret_id LIMIT ?"
             }
             (RewrapTarget::All, _) => {
-                "SELECT secret_id, wrapped_dek, kek_version FROM secrets WHERE kek_version <> ? AND secret_id > ? ORDER BY secret_id LIMIT ? FOR UPDATE"
+                "SELECT secret_id, workspace, secret_name, wrapped_dek, kek_version FROM secrets WHERE kek_version <> ? AND secret_id > ? ORDER BY secret_id LIMIT ? FOR UPDATE"
             }
             (RewrapTarget::Version(_), super::sql::Dialect::Sqlite) => {
-                "SELECT secret_id, wrapped_dek, kek_version FROM secrets WHERE kek_version = ? AND secret_id > ? ORDER BY secret_id LIMIT ?"
+                "SELECT secret_id, workspace, secret_name, wrapped_dek, kek_version FROM secrets WHERE kek_version = ? AND secret_id > ? ORDER BY secret_id LIMIT ?"
             }
             (RewrapTarget::Version(_), _) => {
-                "SELECT secret_id, wrapped_dek, kek_version FROM secrets WHERE kek_version = ? AND secret_id > ? ORDER BY secret_id LIMIT ? FOR UPDATE"
+                "SELECT secret_id, workspace, secret_name, wrapped_dek, kek_version FROM secrets WHERE kek_version = ? AND secret_id > ? ORDER BY secret_id LIMIT ? FOR UPDATE"
             }
         };
         let version_arg = match target {
@@ -233,8 +233,8 @@ impl SqlStore {
                     }
                     Err(e) => report.failed.push(VerifyFailure {
                         secret_id: id.clone(),
-                        workspace: String::new(),
-                        secret_name: String::new(),
+                        workspace: r.try_get("workspace").map_err(db_err)?,
+                        secret_name: r.try_get("secret_name").map_err(db_err)?,
                         kek_version: v,
                         reason: e.to_string(),
                     }),
