@@ -65,6 +65,7 @@ contract!(
     audit_log_tampering_is_detected,
     rotation_rewrap_and_verify,
     foreign_mlflow_table_is_refused,
+    decrypts_are_rate_limited,
 );
 
 async fn create_and_get(db: TestDb) {
@@ -1248,3 +1249,58 @@ async fn foreign_mlflow_table_is_refused(db: TestDb) {
 }
 
 use sqlx::Connection;
+
+async fn decrypts_are_rate_limited(db: TestDb) {
+    use mlflow_secrets::store::DecryptLimits;
+    let s = db.store.clone().with_decrypt_limits(DecryptLimits {
+        per_principal_per_minute: Some(2),
+        per_workspace_per_minute: Some(4),
+    });
+    let a = s
+        .create_secret("default", "a", &val("value-a-123456789"), true, ACTOR)
+        .await
+        .unwrap();
+    let b = s
+        .create_secret("default", "b", &val("value-b-123456789"), true, ACTOR)
+        .await
+        .unwrap();
+    s.bind_secret(&a.secret_id, "SCORER_JOB", "job-1", "A", ACTOR)
+        .await
+        .unwrap();
+    s.bind_secret(&b.secret_id, "SCORER_JOB", "job-1", "B", ACTOR)
+        .await
+        .unwrap();
+    s.get_secret_value(&a.secret_id, "p1").await.unwrap();
+    s.get_secret_value(&a.secret_id, "p1").await.unwrap();
+    let e = s.get_secret_value(&a.secret_id, "p1").await.unwrap_err();
+    assert_eq!(e.error_code(), "REQUEST_LIMIT_EXCEEDED", "{e}");
+    assert!(matches!(e, StoreError::RateLimited { retry_after, .. } if retry_after.as_secs() >= 1));
+    // A resource read takes one decrypt per binding: 2 more fill the workspace.
+    s.get_all_secrets_for_resource("default", "SCORER_JOB", "job-1", "p2")
+        .await
+        .unwrap();
+    let e = s
+        .get_all_secrets_for_resource("default", "SCORER_JOB", "job-1", "p3")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("workspace 'default'"), "{e}");
+    // Other workspaces are unaffected, and metadata reads are never limited.
+    let c = s
+        .create_secret("team-a", "c", &val("value-c-123456789"), true, ACTOR)
+        .await
+        .unwrap();
+    s.get_secret_value(&c.secret_id, "p4").await.unwrap();
+    s.get_secret(&a.secret_id).await.unwrap();
+    // Refusals are audited as denials.
+    let log = s
+        .list_audit(&AuditFilter {
+            max_results: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.outcome == "DENIED" && e.principal.as_deref() == Some("p1"))
+    );
+}

@@ -33,6 +33,13 @@ pub enum AuditAction {
     ReadResourceValues,
     Verify,
     Rewrap,
+    GetSecret,
+    GetBinding,
+    ListSecrets,
+    ListBindings,
+    ListAudit,
+    /// A request refused before it reached an operation (401, 403, 429).
+    AuthDenied,
 }
 
 impl AuditAction {
@@ -48,6 +55,12 @@ impl AuditAction {
             Self::ReadResourceValues => "READ_RESOURCE_VALUES",
             Self::Verify => "VERIFY",
             Self::Rewrap => "REWRAP",
+            Self::GetSecret => "GET_SECRET",
+            Self::GetBinding => "GET_BINDING",
+            Self::ListSecrets => "LIST_SECRETS",
+            Self::ListBindings => "LIST_BINDINGS",
+            Self::ListAudit => "LIST_AUDIT",
+            Self::AuthDenied => "AUTH_DENIED",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! each of which is audited.
 
 pub mod audit;
+mod limits;
 pub mod migrate;
 pub mod sql;
 mod sql_admin;
@@ -23,6 +24,7 @@ use crate::keystore::KeystoreError;
 use crate::model::{AuditEntry, BindingFilter, Page, Secret, SecretBinding, SecretFilter};
 use crate::value::SecretValue;
 
+pub use limits::DecryptLimits;
 pub use sql::SqlStore;
 pub use sql_admin::{MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, VerifyFailure, VerifyReport};
 

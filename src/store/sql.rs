@@ -16,8 +16,9 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlStr, Transaction};
 
 use super::audit::{self, AuditRecord};
+use super::limits::DecryptLimiter;
 use super::sql_rows::{SealedRow, secret_from_row};
-use super::{Result, StoreError};
+use super::{DecryptLimits, Result, StoreError};
 use crate::crypto::{self, Aad};
 use crate::keystore::KeystoreHandle;
 use crate::model::Secret;
@@ -185,6 +186,7 @@ pub struct SqlStore {
     pub(crate) pool: AnyPool,
     pub(crate) dialect: Dialect,
     pub(crate) keys: KeystoreHandle,
+    pub(crate) decrypt_limiter: Option<Arc<DecryptLimiter>>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -248,7 +250,24 @@ impl SqlStore {
             pool,
             dialect,
             keys,
+            decrypt_limiter: None,
         })
+    }
+
+    /// Rate-limit value reads per principal and per workspace (DESIGN §10
+    /// rule 7). Servers and the webhook set this; the CLI's maintenance
+    /// commands (`verify`, `rewrap`) are not value reads and are not limited.
+    pub fn with_decrypt_limits(mut self, limits: DecryptLimits) -> Self {
+        self.decrypt_limiter = Some(Arc::new(DecryptLimiter::new(limits)));
+        self
+    }
+
+    /// Take `n` decrypts from the limits of `actor` and `workspace`.
+    pub(crate) fn check_decrypt_limit(&self, actor: &str, workspace: &str, n: usize) -> Result<()> {
+        match &self.decrypt_limiter {
+            Some(l) => l.check(actor, workspace, u32::try_from(n).unwrap_or(u32::MAX)),
+            None => Ok(()),
+        }
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -267,8 +286,9 @@ impl SqlStore {
         .map_err(db_err)
     }
 
-    /// Append a standalone audit record (for failed or read-only events).
-    pub(crate) async fn append_audit(&self, rec: &AuditRecord) -> Result<()> {
+    /// Append a standalone audit record (failed operations, metadata reads,
+    /// authentication denials: whatever a front end must record on its own).
+    pub async fn append_audit(&self, rec: &AuditRecord) -> Result<()> {
         let mut tx = self.begin_write().await?;
         audit::append(&mut tx, self.dialect, rec).await?;
         tx.commit().await.map_err(db_err)

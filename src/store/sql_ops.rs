@@ -111,6 +111,8 @@ impl SqlStore {
         if row.is_revoked() {
             return Err(revoked(&row.secret_name, &row.workspace));
         }
+        let actor = rec.principal.clone().unwrap_or_default();
+        self.check_decrypt_limit(&actor, &row.workspace, 1)?;
         let value = self.open_row(&row)?;
         rec.detail = Some(format!("kek_version={}", row.kek_version));
         self.append_audit(rec).await?;
@@ -417,6 +419,9 @@ impl SqlStore {
         rows: Vec<(String, SealedRow)>,
         rec: &mut AuditRecord,
     ) -> Result<BTreeMap<String, SecretValue>> {
+        let actor = rec.principal.clone().unwrap_or_default();
+        let workspace = rec.workspace.clone().unwrap_or_default();
+        self.check_decrypt_limit(&actor, &workspace, rows.len())?;
         let mut out = BTreeMap::new();
         let mut detail = Vec::with_capacity(rows.len());
         for (binding, row) in rows {
