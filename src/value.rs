@@ -124,6 +124,19 @@ impl SecretValue {
         out
     }
 
+    /// The REST form of the value: a JSON string, or a JSON object of
+    /// strings (the `value` field of `create` and `update`, DESIGN §7).
+    pub fn to_request_json(&self) -> Zeroizing<Vec<u8>> {
+        match self {
+            Self::String(s) => {
+                let mut out = Zeroizing::new(Vec::with_capacity(self.json_capacity()));
+                serde_json::to_writer(&mut *out, s.expose_secret()).expect("write to vec");
+                out
+            }
+            Self::Object(_) => self.to_plaintext(),
+        }
+    }
+
     /// Capacity for the JSON form, generous enough that writing never
     /// reallocates (a reallocation would leave an unwiped copy behind).
     fn json_capacity(&self) -> usize {

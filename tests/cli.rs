@@ -403,10 +403,17 @@ fn exit_codes() {
     let r = env.run(&["get", "no-such-secret"]).fails(1);
     assert!(r.error_line().contains("'no-such-secret'"), "{}", r.stderr);
 
+    // Maintenance commands need the database itself, not a server.
     let r = env
-        .run(&["--store-uri", "https://secrets.example", "list"])
+        .run(&["--store-uri", "https://127.0.0.1:9", "verify"])
         .fails(1);
-    assert!(r.error_line().contains("not available"), "{}", r.stderr);
+    assert!(r.error_line().contains("direct database access"), "{}", r.stderr);
+    // Plain http:// is refused for a non-loopback server (the token would
+    // travel in clear); no connection is attempted.
+    let r = env
+        .run(&["--store-uri", "http://10.0.0.1:5005", "list"])
+        .fails(1);
+    assert!(r.error_line().contains("https://"), "{}", r.stderr);
 }
 
 #[test]

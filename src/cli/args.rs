@@ -49,7 +49,7 @@ pub struct Cli {
 #[derive(Args, Clone)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Store: sqlite://PATH, postgres://..., mysql://... (http(s)://HOST: not in this build yet)
+    /// Store: sqlite://PATH, postgres://..., mysql://..., or http(s)://HOST of a running server
     #[arg(
         long,
         global = true,
@@ -83,6 +83,18 @@ pub struct GlobalArgs {
     /// No confirmations or progress bars; only errors, warnings and requested data
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// File holding the bearer token for an http(s):// store [default: MLFLOW_SECRETS_TOKEN]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA certificate to trust for an https:// store, besides the system roots
+    #[arg(
+        long,
+        global = true,
+        env = "MLFLOW_SECRETS_CA_CERT",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

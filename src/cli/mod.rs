@@ -26,8 +26,8 @@ pub use args::Cli;
 use args::{AuditCommand, Command, GlobalArgs, KekCommand};
 
 use crate::keystore::{Keystore, KeystoreConfig, KeystoreHandle};
-use crate::store::SqlStore;
 use crate::store::sql::Dialect;
+use crate::store::{HttpStore, SecretsStore, SqlStore};
 use output::OutputFormat;
 
 /// Run a parsed command line. `Ok` carries the exit code: a command can
@@ -139,6 +139,27 @@ impl Ctx {
         self.open_store_with(ks).await
     }
 
+    /// Open the store behind the secret and binding commands: a server for
+    /// `http(s)://` (which encrypts on its side, so no keystore is loaded
+    /// here), otherwise the database, with the keystore only when
+    /// `needs_keys`.
+    async fn open_api(&self, needs_keys: bool) -> Result<Box<dyn SecretsStore>> {
+        let uri = self.g.store_uri.as_str();
+        if is_server_uri(uri) {
+            let token = read_token(self.g.token_file.as_deref())?;
+            return Ok(Box::new(HttpStore::new(
+                uri,
+                token,
+                self.g.ca_cert.as_deref(),
+            )?));
+        }
+        Ok(if needs_keys {
+            Box::new(self.open_store().await?)
+        } else {
+            Box::new(self.open_store_metadata().await?)
+        })
+    }
+
     /// Open the store for a command that never encrypts or decrypts
     /// (`list`, `get`, `bind`, `revoke`, `delete`, `audit verify`, ...): no
     /// keystore or passphrase is needed, and no key is derived.
@@ -159,9 +180,9 @@ impl Ctx {
     /// URI itself is never echoed: it may carry a database password.
     fn check_store_uri(&self) -> Result<Dialect> {
         let uri = self.g.store_uri.as_str();
-        if uri.starts_with("http://") || uri.starts_with("https://") {
+        if is_server_uri(uri) {
             bail!(
-                "the server store (http(s)://) is not available in this build yet: use a sqlite://, postgres:// or mysql:// store URI"
+                "this command needs direct database access: use a sqlite://, postgres:// or mysql:// store URI, not a server"
             );
         }
         match Dialect::from_uri(uri) {
@@ -171,6 +192,32 @@ impl Ctx {
             ),
         }
     }
+}
+
+fn is_server_uri(uri: &str) -> bool {
+    uri.starts_with("http://") || uri.starts_with("https://")
+}
+
+/// The bearer token for a server store: `--token-file`, else
+/// `MLFLOW_SECRETS_TOKEN`. One trailing newline is stripped. Anonymous
+/// access (no token) is left for the server to accept or refuse.
+fn read_token(file: Option<&std::path::Path>) -> Result<Option<secrecy::SecretString>> {
+    use anyhow::Context;
+    let raw = match file {
+        Some(f) => zeroize::Zeroizing::new(
+            std::fs::read_to_string(f).with_context(|| format!("token file {}", f.display()))?,
+        ),
+        None => match std::env::var(crate::store::http::TOKEN_ENV) {
+            Ok(t) => zeroize::Zeroizing::new(t),
+            Err(_) => return Ok(None),
+        },
+    };
+    let t = raw.strip_suffix('\n').unwrap_or(&raw);
+    let t = t.strip_suffix('\r').unwrap_or(t);
+    if t.is_empty() {
+        bail!("the bearer token is empty");
+    }
+    Ok(Some(secrecy::SecretString::from(t)))
 }
 
 /// The principal recorded for direct database use: `cli:<OS user>`.

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use crate::model::{BindingFilter, Secret, SecretBinding, SecretFilter};
-use crate::store::{SecretsStore, SqlStore};
+use crate::store::SecretsStore;
 
 use super::args::{
     BindArgs, CreateArgs, DeleteArgs, ListArgs, ListBindingsArgs, NameArgs, UnbindArgs, UpdateArgs,
@@ -17,7 +17,7 @@ use super::args::{
 use super::output::{bindings_table, emit, emit_json, emit_table, secret_detail, secrets_table};
 use super::{Ctx, actor, input};
 
-async fn resolve(store: &SqlStore, ctx: &Ctx, name: &str) -> Result<Secret> {
+async fn resolve(store: &dyn SecretsStore, ctx: &Ctx, name: &str) -> Result<Secret> {
     Ok(store.get_secret_by_name(ctx.workspace(), name).await?)
 }
 
@@ -38,7 +38,7 @@ fn report_secret(ctx: &Ctx, s: &Secret, verb: &str) -> Result<()> {
 pub(super) async fn create(ctx: &Ctx, a: CreateArgs) -> Result<ExitCode> {
     // Open the store first: a missing keystore should fail before the user
     // types a value.
-    let store = ctx.open_store().await?;
+    let store = ctx.open_api(true).await?;
     let value = input::read_value(a.value, &a.name)?;
     let s = store
         .create_secret(ctx.workspace(), &a.name, &value, a.shared, &actor())
@@ -48,8 +48,8 @@ pub(super) async fn create(ctx: &Ctx, a: CreateArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn update(ctx: &Ctx, a: UpdateArgs) -> Result<ExitCode> {
-    let store = ctx.open_store().await?;
-    let current = resolve(&store, ctx, &a.name).await?;
+    let store = ctx.open_api(true).await?;
+    let current = resolve(&*store, ctx, &a.name).await?;
     let value = input::read_value(a.value, &a.name)?;
     let s = store
         .update_secret(&current.secret_id, &value, &actor())
@@ -59,8 +59,8 @@ pub(super) async fn update(ctx: &Ctx, a: UpdateArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn get(ctx: &Ctx, a: NameArgs) -> Result<ExitCode> {
-    let store = ctx.open_store_metadata().await?;
-    let s = resolve(&store, ctx, &a.name).await?;
+    let store = ctx.open_api(false).await?;
+    let s = resolve(&*store, ctx, &a.name).await?;
     if ctx.json() {
         emit_json(&s)?;
     } else {
@@ -70,18 +70,18 @@ pub(super) async fn get(ctx: &Ctx, a: NameArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn revoke(ctx: &Ctx, a: NameArgs) -> Result<ExitCode> {
-    let store = ctx.open_store_metadata().await?;
-    let current = resolve(&store, ctx, &a.name).await?;
+    let store = ctx.open_api(false).await?;
+    let current = resolve(&*store, ctx, &a.name).await?;
     let s = store.revoke_secret(&current.secret_id, &actor()).await?;
     report_secret(ctx, &s, "Revoked")?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub(super) async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<ExitCode> {
-    let store = ctx.open_store_metadata().await?;
-    let s = resolve(&store, ctx, &a.name).await?;
+    let store = ctx.open_api(false).await?;
+    let s = resolve(&*store, ctx, &a.name).await?;
     let bindings = all_bindings(
-        &store,
+        &*store,
         BindingFilter {
             secret_id: Some(s.secret_id.clone()),
             ..Default::default()
@@ -129,7 +129,7 @@ fn confirm_delete(s: &Secret, bindings: usize) -> Result<bool> {
 }
 
 pub(super) async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
-    let store = ctx.open_store_metadata().await?;
+    let store = ctx.open_api(false).await?;
     let mut filter = SecretFilter {
         workspace: (!a.all_workspaces).then(|| ctx.workspace().to_string()),
         is_shared: a.shared.then_some(true),
@@ -166,8 +166,8 @@ pub(super) async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn bind(ctx: &Ctx, a: BindArgs) -> Result<ExitCode> {
-    let store = ctx.open_store_metadata().await?;
-    let s = resolve(&store, ctx, &a.name).await?;
+    let store = ctx.open_api(false).await?;
+    let s = resolve(&*store, ctx, &a.name).await?;
     let b = store
         .bind_secret(
             &s.secret_id,
@@ -189,7 +189,7 @@ pub(super) async fn bind(ctx: &Ctx, a: BindArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn unbind(ctx: &Ctx, a: UnbindArgs) -> Result<ExitCode> {
-    let store = ctx.open_store_metadata().await?;
+    let store = ctx.open_api(false).await?;
     let b = store.get_binding(&a.binding_id).await?;
     store.unbind_secret(&b.binding_id, &actor()).await?;
     if ctx.json() {
@@ -204,13 +204,13 @@ pub(super) async fn unbind(ctx: &Ctx, a: UnbindArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn list_bindings(ctx: &Ctx, a: ListBindingsArgs) -> Result<ExitCode> {
-    let store = ctx.open_store_metadata().await?;
+    let store = ctx.open_api(false).await?;
     let secret_id = match &a.secret {
-        Some(name) => Some(resolve(&store, ctx, name).await?.secret_id),
+        Some(name) => Some(resolve(&*store, ctx, name).await?.secret_id),
         None => None,
     };
     let bindings = all_bindings(
-        &store,
+        &*store,
         BindingFilter {
             workspace: (!a.all_workspaces).then(|| ctx.workspace().to_string()),
             resource_type: a.resource_type,
@@ -228,7 +228,7 @@ pub(super) async fn list_bindings(ctx: &Ctx, a: ListBindingsArgs) -> Result<Exit
         emit("No bindings.")?;
         return Ok(ExitCode::SUCCESS);
     }
-    let names = secret_names(&store, &bindings).await;
+    let names = secret_names(&*store, &bindings).await;
     emit_table(&bindings_table(&bindings, a.all_workspaces, |id| {
         names.get(id).cloned().unwrap_or_else(|| id.to_string())
     }))?;
@@ -236,7 +236,10 @@ pub(super) async fn list_bindings(ctx: &Ctx, a: ListBindingsArgs) -> Result<Exit
 }
 
 /// Every page of a binding listing.
-async fn all_bindings(store: &SqlStore, mut filter: BindingFilter) -> Result<Vec<SecretBinding>> {
+async fn all_bindings(
+    store: &dyn SecretsStore,
+    mut filter: BindingFilter,
+) -> Result<Vec<SecretBinding>> {
     let mut out = Vec::new();
     loop {
         let page = store.list_bindings(&filter).await?;
@@ -250,7 +253,10 @@ async fn all_bindings(store: &SqlStore, mut filter: BindingFilter) -> Result<Vec
 
 /// Secret names for the SECRET column, one lookup per distinct secret. A
 /// lookup that fails just shows the id.
-async fn secret_names(store: &SqlStore, bindings: &[SecretBinding]) -> HashMap<String, String> {
+async fn secret_names(
+    store: &dyn SecretsStore,
+    bindings: &[SecretBinding],
+) -> HashMap<String, String> {
     let mut names = HashMap::new();
     for b in bindings {
         if names.contains_key(&b.secret_id) {

@@ -5,6 +5,7 @@
 //! each of which is audited.
 
 pub mod audit;
+pub mod http;
 mod limits;
 pub mod migrate;
 pub mod sql;
@@ -25,6 +26,7 @@ use crate::model::{AuditEntry, BindingFilter, Page, Secret, SecretBinding, Secre
 use crate::value::SecretValue;
 
 pub use limits::DecryptLimits;
+pub use http::HttpStore;
 pub use sql::SqlStore;
 pub use sql_admin::{MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, VerifyFailure, VerifyReport};
 

@@ -1,0 +1,472 @@
+//! [`SecretsStore`] over the REST API of a running `mlflow-secrets serve`
+//! (DESIGN §7), so the CLI behaves the same against a server as against a
+//! database.
+//!
+//! TLS is rustls (ring) with the system's roots plus an optional private CA.
+//! Plain `http://` is accepted only for a loopback host: a bearer token must
+//! never cross a network in clear. Values travel only in request bodies and
+//! are never read back: the API has no endpoint that returns one, so the
+//! value-reading operations fail with `PermissionDenied` here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::pem::PemObject;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::{AuditFilter, Result, SecretsStore, StoreError};
+use crate::model::{AuditEntry, BindingFilter, Page, Secret, SecretBinding, SecretFilter};
+use crate::value::SecretValue;
+
+/// The API prefix of DESIGN §7.
+pub const API_PREFIX: &str = "/api/2.0/mlflow/secrets";
+/// Environment variable holding a bearer token for the CLI.
+pub const TOKEN_ENV: &str = "MLFLOW_SECRETS_TOKEN";
+/// A request that takes longer than this fails as `Unavailable`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The REST client store.
+pub struct HttpStore {
+    base: String,
+    token: Option<SecretString>,
+    client: HttpsClient,
+}
+
+impl std::fmt::Debug for HttpStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpStore")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    error_code: String,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct SecretResponse {
+    secret: Secret,
+}
+
+#[derive(Deserialize)]
+struct BindingResponse {
+    binding: SecretBinding,
+}
+
+#[derive(Deserialize)]
+struct SecretsPage {
+    #[serde(default)]
+    secrets: Vec<Secret>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BindingsPage {
+    #[serde(default)]
+    bindings: Vec<SecretBinding>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AuditPage {
+    #[serde(default)]
+    entries: Vec<AuditEntry>,
+}
+
+/// True for `localhost`, `127.0.0.0/8` and `[::1]`.
+fn is_loopback_host(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+impl HttpStore {
+    /// A client for the server at `base_url` (`https://host[:port]`, or
+    /// `http://` on loopback). `ca_pem` adds a private CA to the system roots.
+    pub fn new(base_url: &str, token: Option<SecretString>, ca_pem: Option<&Path>) -> Result<Self> {
+        let base = base_url.trim_end_matches('/').to_string();
+        let (scheme, rest) = base.split_once("://").ok_or_else(|| {
+            StoreError::InvalidParameter("server URL must start with https:// or http://".into())
+        })?;
+        let authority = rest.split('/').next().unwrap_or("");
+        match scheme {
+            "https" => {}
+            "http" if is_loopback_host(authority) => {}
+            "http" => {
+                return Err(StoreError::InvalidParameter(
+                    "plain http:// is only allowed for a loopback server: use https:// so the token is not sent in clear".into(),
+                ));
+            }
+            _ => {
+                return Err(StoreError::InvalidParameter(
+                    "server URL must start with https:// or http://".into(),
+                ));
+            }
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = ca_pem {
+            let pem = std::fs::read(path).map_err(|e| {
+                StoreError::InvalidParameter(format!("CA certificate {}: {e}", path.display()))
+            })?;
+            let mut n = 0;
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| {
+                    StoreError::InvalidParameter(format!("CA certificate {}: {e}", path.display()))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    StoreError::InvalidParameter(format!("CA certificate {}: {e}", path.display()))
+                })?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(StoreError::InvalidParameter(format!(
+                    "CA certificate {} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| StoreError::InvalidParameter(format!("TLS configuration: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build(https);
+        Ok(Self {
+            base,
+            token,
+            client,
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        endpoint: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<T> {
+        let mut uri = format!("{}{API_PREFIX}/{endpoint}", self.base);
+        if !query.is_empty() {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+            uri.push('?');
+            uri.push_str(&q.finish());
+        }
+        let mut req = Request::builder().method(method).uri(&uri);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {}", t.expose_secret()));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(b))),
+            None => req.body(Full::new(Bytes::new())),
+        }
+        .map_err(|e| StoreError::InvalidParameter(format!("bad request: {e}")))?;
+        let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("{} did not answer in time", self.base)))?
+            .map_err(|e| StoreError::Unavailable(format!("cannot reach {}: {e}", self.base)))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("reading the response of {}: {e}", self.base))
+            })?
+            .to_bytes();
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                StoreError::Database(format!("unexpected response from {endpoint}: {e}"))
+            });
+        }
+        Err(api_error(status, &bytes, retry_after))
+    }
+}
+
+/// Map an MLflow-style error body back to the store error it came from.
+fn api_error(status: StatusCode, body: &[u8], retry_after: Option<u64>) -> StoreError {
+    let Ok(e) = serde_json::from_slice::<ApiError>(body) else {
+        return StoreError::Unavailable(format!("server answered {status}"));
+    };
+    match e.error_code.as_str() {
+        "RESOURCE_DOES_NOT_EXIST" => StoreError::NotFound(e.message),
+        "RESOURCE_ALREADY_EXISTS" => StoreError::AlreadyExists(e.message),
+        "INVALID_PARAMETER_VALUE" => StoreError::InvalidParameter(e.message),
+        "RESOURCE_CONFLICT" => StoreError::Conflict(e.message),
+        "PERMISSION_DENIED" => StoreError::PermissionDenied(e.message),
+        "UNAUTHENTICATED" => StoreError::Unauthenticated(e.message),
+        "REQUEST_LIMIT_EXCEEDED" => StoreError::RateLimited {
+            message: e.message,
+            retry_after: Duration::from_secs(retry_after.unwrap_or(1)),
+        },
+        _ => StoreError::Unavailable(format!("server error ({status}): {}", e.message)),
+    }
+}
+
+/// Append `"value": <json>` to a JSON object body without an intermediate
+/// `serde_json::Value` holding the secret.
+fn body_with_value(fields: serde_json::Value, value: &SecretValue) -> Vec<u8> {
+    let mut out = serde_json::to_vec(&fields).expect("serialize body");
+    out.pop(); // the closing brace
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"value\":");
+    out.extend_from_slice(&value.to_request_json());
+    out.push(b'}');
+    out
+}
+
+fn no_values() -> StoreError {
+    StoreError::PermissionDenied(
+        "the REST API never returns secret values; read them with direct database access or through injection".into(),
+    )
+}
+
+fn opt(q: &mut Vec<(&'static str, String)>, k: &'static str, v: Option<impl ToString>) {
+    if let Some(v) = v {
+        q.push((k, v.to_string()));
+    }
+}
+
+#[async_trait]
+impl SecretsStore for HttpStore {
+    async fn create_secret(
+        &self,
+        workspace: &str,
+        secret_name: &str,
+        value: &SecretValue,
+        is_shared: bool,
+        _actor: &str,
+    ) -> Result<Secret> {
+        let body = body_with_value(
+            json!({"secret_name": secret_name, "workspace": workspace, "is_shared": is_shared}),
+            value,
+        );
+        let r: SecretResponse = self.call(Method::POST, "create", &[], Some(body)).await?;
+        Ok(r.secret)
+    }
+
+    async fn get_secret(&self, secret_id: &str) -> Result<Secret> {
+        let q = [("secret_id", secret_id.to_string())];
+        let r: SecretResponse = self.call(Method::GET, "get", &q, None).await?;
+        Ok(r.secret)
+    }
+
+    async fn get_secret_by_name(&self, workspace: &str, secret_name: &str) -> Result<Secret> {
+        let q = [
+            ("secret_name", secret_name.to_string()),
+            ("workspace", workspace.to_string()),
+        ];
+        let r: SecretResponse = self.call(Method::GET, "get", &q, None).await?;
+        Ok(r.secret)
+    }
+
+    async fn get_secret_value(&self, _secret_id: &str, _actor: &str) -> Result<SecretValue> {
+        Err(no_values())
+    }
+
+    async fn list_secrets(&self, f: &SecretFilter) -> Result<Page<Secret>> {
+        let mut q = Vec::new();
+        opt(&mut q, "workspace", f.workspace.as_ref());
+        opt(&mut q, "is_shared", f.is_shared);
+        opt(&mut q, "state", f.state.map(|s| s.as_str()));
+        opt(&mut q, "max_results", f.max_results);
+        opt(&mut q, "page_token", f.page_token.as_ref());
+        let r: SecretsPage = self.call(Method::GET, "list", &q, None).await?;
+        Ok(Page {
+            items: r.secrets,
+            next_page_token: r.next_page_token,
+        })
+    }
+
+    async fn update_secret(
+        &self,
+        secret_id: &str,
+        value: &SecretValue,
+        _actor: &str,
+    ) -> Result<Secret> {
+        let body = body_with_value(json!({"secret_id": secret_id}), value);
+        let r: SecretResponse = self.call(Method::PATCH, "update", &[], Some(body)).await?;
+        Ok(r.secret)
+    }
+
+    async fn revoke_secret(&self, secret_id: &str, _actor: &str) -> Result<Secret> {
+        let body = serde_json::to_vec(&json!({"secret_id": secret_id})).expect("body");
+        let r: SecretResponse = self.call(Method::POST, "revoke", &[], Some(body)).await?;
+        Ok(r.secret)
+    }
+
+    async fn delete_secret(&self, secret_id: &str, _actor: &str) -> Result<()> {
+        let body = serde_json::to_vec(&json!({"secret_id": secret_id})).expect("body");
+        let _: serde_json::Value = self.call(Method::DELETE, "delete", &[], Some(body)).await?;
+        Ok(())
+    }
+
+    async fn bind_secret(
+        &self,
+        secret_id: &str,
+        resource_type: &str,
+        resource_id: &str,
+        binding_name: &str,
+        _actor: &str,
+    ) -> Result<SecretBinding> {
+        let body = serde_json::to_vec(&json!({
+            "secret_id": secret_id,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+            "binding_name": binding_name,
+        }))
+        .expect("body");
+        let r: BindingResponse = self.call(Method::POST, "bind", &[], Some(body)).await?;
+        Ok(r.binding)
+    }
+
+    async fn get_binding(&self, binding_id: &str) -> Result<SecretBinding> {
+        let q = [("binding_id", binding_id.to_string())];
+        let r: BindingResponse = self.call(Method::GET, "get-binding", &q, None).await?;
+        Ok(r.binding)
+    }
+
+    async fn list_bindings(&self, f: &BindingFilter) -> Result<Page<SecretBinding>> {
+        let mut q = Vec::new();
+        opt(&mut q, "workspace", f.workspace.as_ref());
+        opt(&mut q, "resource_type", f.resource_type.as_ref());
+        opt(&mut q, "resource_id", f.resource_id.as_ref());
+        opt(&mut q, "secret_id", f.secret_id.as_ref());
+        opt(&mut q, "max_results", f.max_results);
+        opt(&mut q, "page_token", f.page_token.as_ref());
+        let r: BindingsPage = self.call(Method::GET, "list-bindings", &q, None).await?;
+        Ok(Page {
+            items: r.bindings,
+            next_page_token: r.next_page_token,
+        })
+    }
+
+    async fn unbind_secret(&self, binding_id: &str, _actor: &str) -> Result<()> {
+        let body = serde_json::to_vec(&json!({"binding_id": binding_id})).expect("body");
+        let _: serde_json::Value = self.call(Method::DELETE, "unbind", &[], Some(body)).await?;
+        Ok(())
+    }
+
+    async fn get_secret_for_resource(
+        &self,
+        _workspace: &str,
+        _resource_type: &str,
+        _resource_id: &str,
+        _binding_name: &str,
+        _actor: &str,
+    ) -> Result<SecretValue> {
+        Err(no_values())
+    }
+
+    async fn get_all_secrets_for_resource(
+        &self,
+        _workspace: &str,
+        _resource_type: &str,
+        _resource_id: &str,
+        _actor: &str,
+    ) -> Result<BTreeMap<String, SecretValue>> {
+        Err(no_values())
+    }
+
+    async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let mut q = Vec::new();
+        opt(&mut q, "secret_id", f.secret_id.as_ref());
+        opt(&mut q, "workspace", f.workspace.as_ref());
+        opt(&mut q, "after_seq", f.after_seq);
+        opt(&mut q, "max_results", f.max_results);
+        let r: AuditPage = self.call(Method::GET, "list-audit", &q, None).await?;
+        Ok(r.entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        assert!(HttpStore::new("http://127.0.0.1:5005", None, None).is_ok());
+        assert!(HttpStore::new("http://localhost:5005/", None, None).is_ok());
+        assert!(HttpStore::new("http://[::1]:5005", None, None).is_ok());
+        let e = HttpStore::new("http://secrets.internal:5005", None, None).unwrap_err();
+        assert!(e.to_string().contains("https://"), "{e}");
+        assert!(HttpStore::new("https://secrets.internal", None, None).is_ok());
+        assert!(HttpStore::new("ftp://x", None, None).is_err());
+    }
+
+    #[test]
+    fn value_goes_in_the_body_as_json() {
+        let v = SecretValue::from_string("a \"b\"".into()).unwrap();
+        let body = body_with_value(json!({"secret_id": "x"}), &v);
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(parsed, json!({"secret_id": "x", "value": "a \"b\""}));
+        let o = SecretValue::from_json_text(r#"{"k":"v"}"#).unwrap();
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&body_with_value(json!({}), &o)).unwrap();
+        assert_eq!(parsed, json!({"value": {"k": "v"}}));
+    }
+
+    #[test]
+    fn errors_map_back_to_store_errors() {
+        let e = api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            br#"{"error_code":"REQUEST_LIMIT_EXCEEDED","message":"slow down"}"#,
+            Some(7),
+        );
+        assert!(
+            matches!(e, StoreError::RateLimited { retry_after, .. } if retry_after.as_secs() == 7)
+        );
+        let e = api_error(
+            StatusCode::NOT_FOUND,
+            br#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"m"}"#,
+            None,
+        );
+        assert_eq!(e.error_code(), "RESOURCE_DOES_NOT_EXIST");
+        let e = api_error(StatusCode::BAD_GATEWAY, b"<html>", None);
+        assert!(matches!(e, StoreError::Unavailable(_)));
+    }
+}
