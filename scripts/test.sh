@@ -26,6 +26,7 @@ cleanup() {
   if [ "$started_k8s" = 1 ]; then
     step "stopping the Kubernetes control plane"
     scripts/testenv.sh down || true
+    rm -rf "$MLFLOW_SECRETS_TESTENV_DIR"
   fi
   if [ "$started_db" = 1 ]; then
     step "stopping PostgreSQL and MariaDB"
@@ -37,6 +38,26 @@ trap cleanup EXIT INT TERM
 
 step "toolchain: $(cargo --version), $(go version 2>/dev/null || echo 'no go')"
 
+# Rust builds are cached outside the checkout, keyed by toolchain version, so
+# a fresh clone on a machine that ran the suite before starts warm.
+if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  CARGO_TARGET_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/mlflow-secrets/cargo-target/$(rustc --version | cut -d' ' -f2)"
+  export CARGO_TARGET_DIR
+fi
+step "cargo target dir: $CARGO_TARGET_DIR"
+
+# Tools the scripts need that a minimal Debian may lack.
+missing=()
+for tool in openssl curl flock setsid python3; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    openssl curl util-linux python3 >/dev/null
+fi
+
 step "starting PostgreSQL and MariaDB on loopback"
 db_env=$(scripts/db.sh up)
 started_db=1
@@ -47,8 +68,11 @@ if [ "${MLFLOW_SECRETS_SKIP_K8S:-0}" != 1 ]; then
   step "building the Kubernetes control plane (cached after the first run)"
   scripts/testenv.sh build
   step "starting the Kubernetes control plane"
-  kubeconfig=$(scripts/testenv.sh up | tail -n 1)
+  # A run directory of our own, so a control plane someone runs by hand
+  # (default /tmp/mlflow-secrets-testenv) is never touched.
+  export MLFLOW_SECRETS_TESTENV_DIR="${MLFLOW_SECRETS_TESTENV_DIR:-${TMPDIR:-/tmp}/mlflow-secrets-testenv-ci.$$}"
   started_k8s=1
+  kubeconfig=$(scripts/testenv.sh up | tail -n 1)
   export MLFLOW_SECRETS_TEST_KUBECONFIG="$kubeconfig"
   export MLFLOW_SECRETS_REQUIRE_K8S=1
   PATH="$(scripts/testenv.sh bin-dir):$PATH"
