@@ -407,7 +407,11 @@ fn exit_codes() {
     let r = env
         .run(&["--store-uri", "https://127.0.0.1:9", "verify"])
         .fails(1);
-    assert!(r.error_line().contains("direct database access"), "{}", r.stderr);
+    assert!(
+        r.error_line().contains("direct database access"),
+        "{}",
+        r.stderr
+    );
     // Plain http:// is refused for a non-loopback server (the token would
     // travel in clear); no connection is attempted.
     let r = env

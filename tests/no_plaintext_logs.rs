@@ -32,15 +32,29 @@ async fn trace_logs_never_contain_values() {
         };
         let s = &db.store;
         let v = |x: &str| SecretValue::from_string(x.to_string()).unwrap();
-        let a = s.create_secret("default", "a", &v(CANARIES[0]), false, "t").await.unwrap();
-        s.update_secret(&a.secret_id, &v(CANARIES[1]), "t").await.unwrap();
+        let a = s
+            .create_secret("default", "a", &v(CANARIES[0]), false, "t")
+            .await
+            .unwrap();
+        s.update_secret(&a.secret_id, &v(CANARIES[1]), "t")
+            .await
+            .unwrap();
         let obj = SecretValue::from_json_text(&format!(r#"{{"k":"{}"}}"#, CANARIES[2])).unwrap();
-        let b = s.create_secret("default", "b", &obj, true, "t").await.unwrap();
-        s.bind_secret(&b.secret_id, "SCORER_JOB", "job-1", "K", "t").await.unwrap();
-        s.get_all_secrets_for_resource("default", "SCORER_JOB", "job-1", "t").await.unwrap();
+        let b = s
+            .create_secret("default", "b", &obj, true, "t")
+            .await
+            .unwrap();
+        s.bind_secret(&b.secret_id, "SCORER_JOB", "job-1", "K", "t")
+            .await
+            .unwrap();
+        s.get_all_secrets_for_resource("default", "SCORER_JOB", "job-1", "t")
+            .await
+            .unwrap();
         s.get_secret_value(&a.secret_id, "t").await.unwrap();
         // Failures log too.
-        let _ = s.create_secret("default", "a", &v(CANARIES[0]), false, "t").await;
+        let _ = s
+            .create_secret("default", "a", &v(CANARIES[0]), false, "t")
+            .await;
         s.revoke_secret(&a.secret_id, "t").await.unwrap();
         let _ = s.get_secret_value(&a.secret_id, "t").await;
         let _ = s.update_secret(&a.secret_id, &v(CANARIES[1]), "t").await;

@@ -25,8 +25,8 @@ use crate::keystore::KeystoreError;
 use crate::model::{AuditEntry, BindingFilter, Page, Secret, SecretBinding, SecretFilter};
 use crate::value::SecretValue;
 
-pub use limits::DecryptLimits;
 pub use http::HttpStore;
+pub use limits::DecryptLimits;
 pub use sql::SqlStore;
 pub use sql_admin::{MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, VerifyFailure, VerifyReport};
 
