@@ -13,7 +13,7 @@ DIR=${1:-$(mktemp -d -t mlflow-secrets-quickstart.XXXXXX)}
 mkdir -p "$DIR"
 cd "$ROOT"
 cargo build --release --quiet
-BIN="$ROOT/target/release/mlflow-secrets"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/mlflow-secrets"
 
 export MLFLOW_SECRETS_STORE_URI="sqlite://$DIR/mlflow-secrets.db"
 export MLFLOW_SECRETS_KEYSTORE_PATH="$DIR/keystore"
