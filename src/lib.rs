@@ -9,5 +9,6 @@ pub mod cli;
 pub mod crypto;
 pub mod keystore;
 pub mod model;
+pub mod server;
 pub mod store;
 pub mod value;

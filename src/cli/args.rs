@@ -189,6 +189,11 @@ SQLite is migrated automatically; PostgreSQL and MySQL only by this command.
 EXAMPLES:
   MLFLOW_SECRETS_STORE_URI=postgres://secrets@db/secrets mlflow-secrets migrate")]
     Migrate,
+    /// Run the REST server (MLflow REST conventions, bearer tokens, TLS)
+    Serve(super::serve::ServeArgs),
+    /// API tokens for `serve`
+    #[command(subcommand)]
+    Token(super::token::TokenCommand),
     /// Print a shell completion script
     #[command(after_help = "\
 EXAMPLES:

@@ -17,6 +17,8 @@ mod kek;
 mod logging;
 pub mod output;
 mod secrets;
+mod serve;
+mod token;
 
 use std::process::ExitCode;
 
@@ -35,7 +37,11 @@ use output::OutputFormat;
 /// row), which is exit 1 without an `error:` line of its own.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let Cli { global, command } = cli;
-    logging::init(global.log_format, global.log_level.as_deref(), global.quiet);
+    let log_level = match &command {
+        Command::Serve(_) => global.log_level.clone().or_else(serve::default_log_level),
+        _ => global.log_level.clone(),
+    };
+    logging::init(global.log_format, log_level.as_deref(), global.quiet);
     if let Command::Completion(a) = &command {
         return admin::completion(a.shell);
     }
@@ -79,6 +85,8 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
             KekCommand::Retire(a) => kek::retire(ctx, a.version).await,
         },
         Command::Completion(a) => admin::completion(a.shell),
+        Command::Serve(a) => serve::serve(ctx, a).await,
+        Command::Token(t) => token::run(ctx, t),
     }
 }
 

@@ -1,0 +1,85 @@
+//! What every handler shares: the store, authentication, limits, metrics.
+
+use std::sync::Arc;
+
+use super::auth::{LOCAL_PRINCIPAL, Principal, Role, TokenStore};
+use super::error::ApiError;
+use super::limits::ApiLimiter;
+use super::metrics::Metrics;
+use crate::store::SqlStore;
+use crate::store::audit::AuditRecord;
+
+/// How callers are authenticated.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// Bearer tokens from a tokens file.
+    Tokens(Arc<TokenStore>),
+    /// No tokens file: every caller is `local` with the admin role. Only
+    /// allowed on a loopback bind (checked at start).
+    LocalAnonymous,
+}
+
+impl AuthMode {
+    /// The principal of anonymous loopback access.
+    pub fn local_principal() -> Principal {
+        Principal {
+            name: LOCAL_PRINCIPAL.to_string(),
+            role: Role::Admin,
+        }
+    }
+}
+
+/// Shared state of the router.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<SqlStore>,
+    pub auth: AuthMode,
+    pub limiter: Arc<ApiLimiter>,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(store: SqlStore, auth: AuthMode, api_limit_per_minute: u32) -> Self {
+        Self {
+            store: Arc::new(store),
+            auth,
+            limiter: Arc::new(ApiLimiter::per_minute(api_limit_per_minute)),
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// Append an audit record the store does not write itself (metadata
+    /// reads, listings). Fails closed: a read whose audit row cannot be
+    /// written is not served, so nothing is ever read unrecorded.
+    pub async fn audit_required(&self, rec: AuditRecord) -> Result<(), ApiError> {
+        match self.store.append_audit(&rec).await {
+            Ok(()) => {
+                self.metrics.audit_writes.with_label_values(&["ok"]).inc();
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics
+                    .audit_writes
+                    .with_label_values(&["error"])
+                    .inc();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Append the audit record of a request that is refused anyway (a
+    /// denial, a failed read). A failure to write it is logged and counted;
+    /// the caller still gets the refusal it was going to get.
+    pub async fn audit_best_effort(&self, rec: AuditRecord) {
+        match self.store.append_audit(&rec).await {
+            Ok(()) => self.metrics.audit_writes.with_label_values(&["ok"]).inc(),
+            Err(e) => {
+                self.metrics
+                    .audit_writes
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::warn!(error = %e, action = rec.action.as_str(), "could not write an audit record");
+            }
+        }
+    }
+}
