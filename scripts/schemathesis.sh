@@ -8,7 +8,7 @@
 #
 # Usage: scripts/schemathesis.sh
 #   SCHEMATHESIS_MAX_EXAMPLES  test cases per operation and phase (default 25)
-#   SCHEMATHESIS_MAX_TIME      time budget of the run, seconds (default 240)
+#   SCHEMATHESIS_MAX_TIME      time budget of the run, seconds (default 180)
 #   SCHEMATHESIS_SEED          fixed seed (default: random, printed by schemathesis)
 #   MLFLOW_SECRETS_BIN         a prebuilt binary (default: cargo build)
 set -euo pipefail
@@ -96,7 +96,7 @@ timeout 900 schemathesis --config-file "$tmp/schemathesis.toml" run \
   --checks all \
   -H "Authorization: Bearer $token" \
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" \
-  --max-time "${SCHEMATHESIS_MAX_TIME:-240}" \
+  --max-time "${SCHEMATHESIS_MAX_TIME:-180}" \
   --workers 2 \
   --request-timeout 10 \
   --output-sanitize true \
