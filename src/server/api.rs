@@ -183,7 +183,8 @@ pub async fn get(
             st.store.get_secret_by_name(ws, name).await
         }
         (Some(_), _) => Err(StoreError::InvalidParameter(
-            "give either secret_id, or secret_name (with an optional workspace), not both".into(),
+            "give either secret_id alone, or secret_name (with an optional workspace), not both"
+                .into(),
         )),
         (None, None) => Err(StoreError::InvalidParameter(
             "secret_id or secret_name is required".into(),

@@ -82,9 +82,19 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
         ));
         return deny(&g.state, Some(&principal), &route, err).await;
     }
-    tracing::debug!(principal = %principal.name, route = %route, "authorized");
+    let name = principal.name.clone();
     req.extensions_mut().insert(principal);
-    next.run(req).await
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    // The access log: principal, route template and outcome only.
+    tracing::info!(
+        principal = %name,
+        route = %route,
+        status = resp.status().as_u16(),
+        ms = start.elapsed().as_millis() as u64,
+        "request"
+    );
+    resp
 }
 
 /// Audit and answer a refusal.

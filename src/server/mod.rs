@@ -41,6 +41,9 @@ pub use config::{ServeConfig, ServerError, TlsFiles};
 pub use state::{AppState, AuthMode};
 
 use guard::Guard;
+
+/// How long in-flight requests may run after a shutdown signal.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 use openapi::API_PREFIX;
 
 /// Put `route` behind authentication, the rate limit and `role`.
@@ -153,24 +156,43 @@ impl Server {
         matches!(self.listener, Listener::Tls(_))
     }
 
-    /// Serve until `shutdown` completes, then finish in-flight requests.
+    /// Serve until `shutdown` completes, then let in-flight requests finish
+    /// for at most [`SHUTDOWN_GRACE`] before closing what is left.
     pub async fn run<F>(self, shutdown: F) -> Result<(), ServerError>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let scheme = if self.is_tls() { "https" } else { "http" };
         tracing::info!("serving on {scheme}://{}", self.addr);
-        match self.listener {
-            Listener::Plain(l) => {
-                axum::serve(l, self.app)
-                    .with_graceful_shutdown(shutdown)
-                    .await?
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        };
+        let grace = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
             }
-            Listener::Tls(l) => {
-                axum::serve(l, self.app)
-                    .with_graceful_shutdown(shutdown)
-                    .await?
+        };
+        let serve = async move {
+            match self.listener {
+                Listener::Plain(l) => {
+                    axum::serve(l, self.app)
+                        .with_graceful_shutdown(signal)
+                        .await
+                }
+                Listener::Tls(l) => {
+                    axum::serve(l, self.app)
+                        .with_graceful_shutdown(signal)
+                        .await
+                }
             }
+        };
+        tokio::select! {
+            r = serve => r?,
+            () = grace => tracing::warn!("shutdown grace period over; closing the remaining connections"),
         }
         tracing::info!("server stopped");
         Ok(())
