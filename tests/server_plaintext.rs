@@ -257,6 +257,11 @@ async fn no_plaintext_in_responses_or_trace_logs() {
         log.contains("INSERT INTO secrets"),
         "logs were captured at TRACE level"
     );
+    // Bearer tokens never reach the logs either (only principals do).
+    assert!(log.contains("wendy"), "the access log names principals");
+    for t in [ADMIN, WRITER, READER] {
+        assert!(!log.contains(t), "a token reached the logs");
+    }
     for (i, c) in C.iter().enumerate() {
         assert!(!seen.contains(c), "canary {i} in a response:\n{seen}");
         assert!(!log.contains(c), "canary {i} in the logs");

@@ -119,6 +119,7 @@ pub fn validate_principal(p: &str) -> Result<(), AuthError> {
 /// Parse the tokens file's text.
 fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, AuthError> {
     let mut out = Vec::new();
+    let mut lines: Vec<(usize, [u8; 32])> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -143,6 +144,12 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, AuthError> {
         let mut digest = [0u8; 32];
         hex::decode_to_slice(hex_part, &mut digest)
             .map_err(|_| bad("the hash must be 64 hex digits"))?;
+        // One token, one principal: a repeated hash would make the
+        // principal depend on line order.
+        if let Some(j) = lines.iter().position(|(_, d)| *d == digest) {
+            return Err(bad(&format!("the same token hash as line {}", lines[j].0)));
+        }
+        lines.push((i + 1, digest));
         out.push(Entry {
             principal: Principal {
                 name: principal.to_string(),
@@ -346,11 +353,17 @@ mod tests {
     #[test]
     fn bad_lines_name_the_line_not_the_token() {
         let p = Path::new("/x/tokens");
+        let dup = format!(
+            "{}\n{}",
+            tokens_file_line("a", Role::Admin, "t"),
+            tokens_file_line("b", Role::Reader, "t")
+        );
         for (text, needle) in [
             ("alice admin", "three fields"),
             ("alice root sha256:00", "role must be"),
             ("alice admin md5:00", "sha256:"),
             ("alice admin sha256:zz", "64 hex"),
+            (dup.as_str(), "same token hash as line 2"),
         ] {
             let e = parse(p, &format!("# c\n{text}\n"))
                 .err()
