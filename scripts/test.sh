@@ -7,7 +7,8 @@
 #   - PostgreSQL and MariaDB (scripts/db.sh), for the store contract suite;
 #   - a Kubernetes control plane built from source and cached
 #     (scripts/testenv.sh), for the operator and webhook tests.
-# Then: cargo fmt --check, cargo clippy -D warnings, cargo test.
+# Then: cargo fmt --check, cargo clippy -D warnings, cargo test, and a
+# schemathesis run (every check) against a live `mlflow-secrets serve`.
 #
 # Usage: scripts/test.sh [extra cargo test arguments]
 # Set MLFLOW_SECRETS_SKIP_K8S=1 to run without the control plane (its tests
@@ -87,3 +88,6 @@ cargo clippy --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --all-targets "$@"
+
+step "schemathesis against mlflow-secrets serve"
+scripts/schemathesis.sh
