@@ -71,7 +71,10 @@ impl SecretValue {
         Ok(v)
     }
 
-    fn validate(&self) -> Result<(), ValueError> {
+    /// The rules every value obeys: not empty, no empty key, at most
+    /// [`MAX_VALUE_BYTES`]. The constructors apply them; a value built
+    /// directly from its variants (a deserializer) must call this.
+    pub fn validate(&self) -> Result<(), ValueError> {
         let size = match self {
             Self::String(s) => {
                 if s.expose_secret().is_empty() {

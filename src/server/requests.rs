@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
 use crate::model::{DEFAULT_RESOURCE_TYPE, DEFAULT_WORKSPACE, SecretState};
-use crate::value::{MAX_VALUE_BYTES, SecretValue, ValueError};
+use crate::value::{SecretValue, ValueError};
 
 fn default_workspace() -> String {
     DEFAULT_WORKSPACE.to_string()
@@ -33,37 +33,9 @@ pub struct ValueField(SecretValue);
 impl ValueField {
     /// The value, checked against the rules of `SecretValue`.
     pub fn into_value(self) -> Result<SecretValue, ValueError> {
-        check_value(&self.0)?;
+        self.0.validate()?;
         Ok(self.0)
     }
-}
-
-/// The rules `SecretValue`'s constructors apply: not empty, no empty key,
-/// at most [`MAX_VALUE_BYTES`] of strings.
-fn check_value(v: &SecretValue) -> Result<(), ValueError> {
-    let size = match v {
-        SecretValue::String(s) => {
-            if s.expose_secret().is_empty() {
-                return Err(ValueError::Empty);
-            }
-            s.expose_secret().len()
-        }
-        SecretValue::Object(m) => {
-            if m.is_empty() {
-                return Err(ValueError::Empty);
-            }
-            if m.keys().any(|k| k.is_empty()) {
-                return Err(ValueError::EmptyKey);
-            }
-            m.iter()
-                .map(|(k, v)| k.len() + v.expose_secret().len())
-                .sum()
-        }
-    };
-    if size > MAX_VALUE_BYTES {
-        return Err(ValueError::TooLarge);
-    }
-    Ok(())
 }
 
 impl<'de> Deserialize<'de> for ValueField {
