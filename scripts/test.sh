@@ -87,7 +87,16 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
 step "cargo test"
-cargo test --all-targets "$@"
+test_log=$(mktemp)
+cargo test --all-targets "$@" 2>&1 | tee "$test_log"
 
 step "schemathesis against mlflow-secrets serve"
 scripts/schemathesis.sh
+
+# One closing line for the whole run: the cargo test totals (schemathesis
+# prints its own counts above).
+passed=$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' "$test_log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$test_log" | awk '{s+=$1} END {print s+0}')
+rm -f "$test_log"
+step "done"
+echo "tests: $passed passed, $failed failed"
