@@ -189,7 +189,15 @@ impl HttpStore {
         }
         let mut req = Request::builder().method(method).uri(&uri);
         if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {}", t.expose_secret()));
+            let bearer = zeroize::Zeroizing::new(format!("Bearer {}", t.expose_secret()));
+            let mut value = hyper::header::HeaderValue::from_str(&bearer).map_err(|_| {
+                StoreError::InvalidParameter(
+                    "the bearer token has characters a header cannot carry".into(),
+                )
+            })?;
+            // Keeps the token out of any Debug output of the request.
+            value.set_sensitive(true);
+            req = req.header(hyper::header::AUTHORIZATION, value);
         }
         let req = match body {
             Some(b) => req
