@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod crypto;
+pub mod k8s;
 pub mod keystore;
 pub mod model;
 pub mod server;

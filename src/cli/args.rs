@@ -194,6 +194,20 @@ EXAMPLES:
     /// API tokens for `serve`
     #[command(subcommand)]
     Token(super::token::TokenCommand),
+    /// Run the Kubernetes operator: CRD controllers (leader only) and the injecting webhook
+    #[command(after_help = "\
+EXAMPLES:
+  # in a cluster (the Helm chart sets these)
+  mlflow-secrets operator --store-uri postgres://... --webhook-listen 0.0.0.0:8443
+  # outside a cluster, against a control plane that can reach this machine
+  mlflow-secrets operator --webhook-listen 127.0.0.1:8443 --webhook-url https://127.0.0.1:8443/mutate")]
+    Operator(super::operator::OperatorArgs),
+    /// Print the CustomResourceDefinitions (or write them to a directory)
+    #[command(after_help = "\
+EXAMPLES:
+  mlflow-secrets crdgen > crds.yaml
+  mlflow-secrets crdgen --output-dir crds/")]
+    Crdgen(crate::k8s::crdgen::CrdgenArgs),
     /// Print a shell completion script
     #[command(after_help = "\
 EXAMPLES:

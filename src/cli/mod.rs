@@ -15,6 +15,7 @@ pub mod args;
 mod input;
 mod kek;
 mod logging;
+mod operator;
 pub mod output;
 mod secrets;
 mod serve;
@@ -38,12 +39,18 @@ use output::OutputFormat;
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let Cli { global, command } = cli;
     let log_level = match &command {
-        Command::Serve(_) => global.log_level.clone().or_else(serve::default_log_level),
+        Command::Serve(_) | Command::Operator(_) => {
+            global.log_level.clone().or_else(serve::default_log_level)
+        }
         _ => global.log_level.clone(),
     };
     logging::init(global.log_format, log_level.as_deref(), global.quiet);
     if let Command::Completion(a) = &command {
         return admin::completion(a.shell);
+    }
+    if let Command::Crdgen(a) = &command {
+        crate::k8s::crdgen::run(a)?;
+        return Ok(ExitCode::SUCCESS);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -87,6 +94,8 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Completion(a) => admin::completion(a.shell),
         Command::Serve(a) => serve::serve(ctx, a).await,
         Command::Token(t) => token::run(ctx, t),
+        Command::Operator(a) => operator::run(ctx, a).await,
+        Command::Crdgen(_) => unreachable!("crdgen runs before the runtime starts"),
     }
 }
 
