@@ -66,6 +66,7 @@ contract!(
     rotation_rewrap_and_verify,
     foreign_mlflow_table_is_refused,
     decrypts_are_rate_limited,
+    concurrent_audit_appends_commit_together_and_fail_closed,
 );
 
 async fn create_and_get(db: TestDb) {
@@ -1303,4 +1304,79 @@ async fn decrypts_are_rate_limited(db: TestDb) {
         log.iter()
             .any(|e| e.outcome == "DENIED" && e.principal.as_deref() == Some("p1"))
     );
+}
+
+/// Standalone audit records are group-committed (src/store/audit_writer.rs).
+/// Many concurrent appends must each be acknowledged only once committed,
+/// all of them must land in one valid chain, and when the database refuses
+/// the write every caller gets the error (the server fails closed on it).
+async fn concurrent_audit_appends_commit_together_and_fail_closed(db: TestDb) {
+    use mlflow_secrets::store::audit::{AuditAction, AuditRecord};
+    const N: usize = 200;
+    let before = db
+        .store
+        .list_audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .len();
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let s = db.store.clone();
+            tokio::spawn(async move {
+                let rec = AuditRecord::new(AuditAction::GetSecret, &format!("reader-{i}"))
+                    .workspace("default")
+                    .detail(format!("n={i}"));
+                s.append_audit(&rec).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await
+            .unwrap()
+            .expect("every queued audit record is committed");
+    }
+    let after = db
+        .store
+        .list_audit(&AuditFilter {
+            max_results: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(after.len(), before + N, "one row per acknowledged append");
+    for i in 0..N {
+        let want = format!("n={i}");
+        assert!(
+            after
+                .iter()
+                .any(|e| e.detail.as_deref() == Some(want.as_str())
+                    && e.principal.as_deref() == Some(format!("reader-{i}").as_str())),
+            "row {i} missing"
+        );
+    }
+    let report = db.store.audit_verify().await.unwrap();
+    assert!(report.ok, "{report:?}");
+
+    // Fail closed: with the log table gone, every waiter gets an error and
+    // none is told its record was written.
+    let mut conn = db.raw().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(
+        "ALTER TABLE secrets_audit_log RENAME TO secrets_audit_log_gone".to_string(),
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let s = db.store.clone();
+            tokio::spawn(async move {
+                s.append_audit(&AuditRecord::new(AuditAction::GetSecret, "reader"))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(r.is_err(), "an audit write that did not commit must fail");
+    }
 }

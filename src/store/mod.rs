@@ -5,6 +5,7 @@
 //! each of which is audited.
 
 pub mod audit;
+mod audit_writer;
 pub mod http;
 mod limits;
 pub mod migrate;

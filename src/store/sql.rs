@@ -15,7 +15,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlStr, Transaction};
 
-use super::audit::{self, AuditRecord};
+use super::audit::AuditRecord;
+use super::audit_writer::{self, AuditWriter};
 use super::limits::DecryptLimiter;
 use super::sql_rows::{SealedRow, secret_from_row};
 use super::{DecryptLimits, Result, StoreError};
@@ -187,6 +188,7 @@ pub struct SqlStore {
     pub(crate) dialect: Dialect,
     pub(crate) keys: KeystoreHandle,
     pub(crate) decrypt_limiter: Option<Arc<DecryptLimiter>>,
+    audit_writer: AuditWriter,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -247,6 +249,7 @@ impl SqlStore {
             restrict_sqlite_file(uri);
         }
         Ok(Self {
+            audit_writer: AuditWriter::spawn(pool.clone(), dialect),
             pool,
             dialect,
             keys,
@@ -279,19 +282,15 @@ impl SqlStore {
     }
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
-        match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            _ => self.pool.begin().await,
-        }
-        .map_err(db_err)
+        audit_writer::begin_write(&self.pool, self.dialect).await
     }
 
     /// Append a standalone audit record (failed operations, metadata reads,
     /// authentication denials: whatever a front end must record on its own).
+    /// Returns once the row is committed; concurrent calls share one
+    /// transaction (group commit, see [`audit_writer`]).
     pub async fn append_audit(&self, rec: &AuditRecord) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        audit::append(&mut tx, self.dialect, rec).await?;
-        tx.commit().await.map_err(db_err)
+        self.audit_writer.append(rec).await
     }
 
     /// Record a failed operation, then return its result unchanged. A failure
