@@ -471,6 +471,13 @@ async fn template_with_postgres_values_has_two_replicas_and_a_pdb() {
         uri["valueFrom"]["secretKeyRef"],
         json!({ "name": "mlflow-secrets-db", "key": "url" })
     );
+    // The example's spread constraint gets the pods' own selector.
+    let spread = &dep["spec"]["template"]["spec"]["topologySpreadConstraints"][0];
+    assert_eq!(spread["topologyKey"], "topology.kubernetes.io/zone");
+    assert_eq!(
+        spread["labelSelector"]["matchLabels"],
+        dep["spec"]["selector"]["matchLabels"]
+    );
     let pdb = one(&docs, "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
     assert_eq!(
