@@ -573,6 +573,24 @@ async fn template_refuses_several_replicas_on_sqlite() {
     assert!(!ok && stderr.contains("kubeVersion"), "{stderr}");
 }
 
+#[tokio::test]
+async fn template_refuses_values_outside_the_schema() {
+    let helm = Helm::new().await;
+    let chart = chart_dir();
+    for (set, path) in [
+        ("logFormat=xml", "/logFormat"),
+        ("webhook.timeoutSeconds=60", "/webhook/timeoutSeconds"),
+        ("webhook.failurePolicy=Maybe", "/webhook/failurePolicy"),
+        ("keystore.secretName=", "/keystore/secretName"),
+    ] {
+        let (ok, _, stderr) = helm
+            .run(&["template", "rel", path_str(&chart), "--set", set])
+            .await;
+        assert!(!ok, "--set {set} rendered");
+        assert!(stderr.contains(path), "--set {set}: {stderr}");
+    }
+}
+
 /// The chart ships the CRDs `mlflow-secrets crdgen` generates, unchanged.
 fn assert_chart_crds_match_repo() {
     let read = |dir: &Path| -> Vec<(String, Vec<u8>)> {
