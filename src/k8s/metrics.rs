@@ -51,8 +51,9 @@ impl OperatorMetrics {
         )
         .expect("static metric");
         let admission_duration = HistogramVec::new(
-            HistogramOpts::new("admission_duration_seconds", "Admission latency")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0]),
+            HistogramOpts::new("admission_duration_seconds", "Admission latency").buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0,
+            ]),
             &["result"],
         )
         .expect("static metric");
@@ -66,8 +67,8 @@ impl OperatorMetrics {
             "Unix time at which the webhook serving certificate expires",
         )
         .expect("static metric");
-        let leader = IntGauge::new("leader", "1 while this replica holds the Lease")
-            .expect("static metric");
+        let leader =
+            IntGauge::new("leader", "1 while this replica holds the Lease").expect("static metric");
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
