@@ -77,6 +77,9 @@ pub struct Context {
     pub store: Arc<SqlStore>,
     pub metrics: Arc<OperatorMetrics>,
     recorder: Recorder,
+    /// Only objects matching this label selector are reconciled (tests
+    /// sharing one control plane; see [`Context::with_label_selector`]).
+    label_selector: Option<String>,
     /// Consecutive failures per object (`kind/namespace/name`), for the
     /// exponential backoff of `error_policy`. Cleared on success.
     failures: Mutex<HashMap<String, u32>>,
@@ -99,7 +102,25 @@ impl Context {
             client,
             store,
             metrics,
+            label_selector: None,
             failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reconcile only the `MlflowSecret`s and `MlflowSecretBinding`s whose
+    /// labels match `selector` (e.g. `team=a`). For several operators
+    /// sharing one cluster, each with its own store, such as parallel
+    /// tests against one control plane: without it, two operators would
+    /// both reconcile every object, each against its own database.
+    pub fn with_label_selector(mut self, selector: impl Into<String>) -> Self {
+        self.label_selector = Some(selector.into());
+        self
+    }
+
+    fn watch_config(&self) -> watcher::Config {
+        match &self.label_selector {
+            Some(s) => watcher::Config::default().labels(s),
+            None => watcher::Config::default(),
         }
     }
 
@@ -173,7 +194,7 @@ pub async fn run(ctx: Arc<Context>, synced: Arc<AtomicBool>) {
     let config = ControllerConfig::default().concurrency(CONCURRENCY);
 
     let secret_ctrl =
-        Controller::new(secrets.clone(), watcher::Config::default()).with_config(config.clone());
+        Controller::new(secrets.clone(), ctx.watch_config()).with_config(config.clone());
     let secret_cache = secret_ctrl.store();
     let index = secret_cache.clone();
     // Source Secrets are watched as metadata only: the operator must see
@@ -185,11 +206,11 @@ pub async fn run(ctx: Arc<Context>, synced: Arc<AtomicBool>) {
         move |s| secret::referencing_source(&index, &s),
     );
 
-    let binding_ctrl = Controller::new(bindings, watcher::Config::default()).with_config(config);
+    let binding_ctrl = Controller::new(bindings, ctx.watch_config()).with_config(config);
     let binding_cache = binding_ctrl.store();
     let index = binding_cache.clone();
     // A binding follows its MlflowSecret: becoming Ready, revoked, deleted.
-    let binding_ctrl = binding_ctrl.watches(secrets, watcher::Config::default(), move |s| {
+    let binding_ctrl = binding_ctrl.watches(secrets, ctx.watch_config(), move |s| {
         binding::referencing_secret(&index, &s)
     });
 
