@@ -494,6 +494,47 @@ async fn bindings_report_why_they_cannot_bind_and_unbind_on_deletion() {
     h.wait_binding("missing", "Bound", |o| binding_ready_is(o, "True", "Bound"))
         .await;
 
+    // A binding name already used for the resource by another secret.
+    let other = SecretValue::from_string(VALUE_2.into()).unwrap();
+    let other = h
+        .store
+        .create_secret(&ns, "other", &other, true, "cli:carol")
+        .await
+        .unwrap();
+    let foreign = h
+        .store
+        .bind_secret(
+            &other.secret_id,
+            "SCORER_JOB",
+            "job-9",
+            "CLASH",
+            "cli:carol",
+        )
+        .await
+        .unwrap();
+    h.create_binding("clash", spec("nope", "job-9", "CLASH"))
+        .await;
+    let clash = h
+        .wait_binding("clash", "Conflict", |o| {
+            binding_ready_is(o, "False", "Conflict")
+        })
+        .await;
+    assert_eq!(clash.status.unwrap().binding_id, None);
+    assert_eq!(
+        h.store.get_binding(&foreign.binding_id).await.unwrap(),
+        foreign
+    );
+    h.bindings()
+        .delete("clash", &Default::default())
+        .await
+        .unwrap();
+    h.wait_gone(&h.bindings(), "clash").await;
+    assert_eq!(
+        h.store.get_binding(&foreign.binding_id).await.unwrap(),
+        foreign,
+        "a binding it did not create is never unbound"
+    );
+
     // Only the bindings that could be made exist in the store.
     let all = h
         .store
@@ -509,7 +550,7 @@ async fn bindings_report_why_they_cannot_bind_and_unbind_on_deletion() {
         .map(|b| format!("{}:{}", b.resource_id, b.binding_name))
         .collect();
     names.sort();
-    assert_eq!(names, ["job-1:A", "job-1:KEY"]);
+    assert_eq!(names, ["job-1:A", "job-1:KEY", "job-9:CLASH"]);
 
     // Deleting a binding unbinds it.
     let first_id = first.status.unwrap().binding_id.unwrap();
@@ -625,5 +666,54 @@ async fn thousand_secrets_to_ready() {
             .join("\n")
     );
     assert_eq!(rows, N as u64);
+    h.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failures_are_counted_retried_and_recovered_from() {
+    let h = Harness::start("ctrl-outage").await;
+    h.put_source("src", "v", VALUE_1).await;
+    // Take the table away behind the store's back: every reconcile fails.
+    let mut conn = h.db.raw().await;
+    sqlx::query("ALTER TABLE secrets RENAME TO secrets_away")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    h.create_secret("later", json!({ "valueFrom": value_from("src", "v") }))
+        .await;
+    let errors = r#"reconciles_total{controller="mlflowsecret",result="error"}"#;
+    k8s::eventually(Duration::from_secs(30), "failed reconciles", || {
+        let text = h.metrics.render();
+        async move {
+            text.lines()
+                .any(|l| l.starts_with(&format!("mlflow_secrets_operator_{errors} ")))
+                .then_some(())
+        }
+    })
+    .await;
+    let o = h.secrets().get("later").await.unwrap();
+    assert!(
+        !secret_ready_is(&o, "True", "Active"),
+        "not Ready while the store fails"
+    );
+    // A few retries with backoff, not a hot loop.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let count = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("mlflow_secrets_operator_{errors} ")))
+            .map(|n| n.trim().parse().unwrap())
+            .unwrap_or(0)
+    };
+    let failed = count(&h.metrics.render());
+    assert!((1..=6).contains(&failed), "{failed} failures in ~3s");
+
+    sqlx::query("ALTER TABLE secrets_away RENAME TO secrets")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    h.wait_secret("later", "Ready after the store is back", |o| {
+        secret_ready_is(o, "True", "Active")
+    })
+    .await;
     h.cleanup().await;
 }
