@@ -232,7 +232,7 @@ async fn import_new(
             Ok(Outcome {
                 row: Some(row),
                 source: Some(source),
-                ready: Verdict::yes(ACTIVE, "imported"),
+                ready: in_sync(r),
                 conflict: false,
                 requeue: RESYNC_READY,
             })
@@ -261,7 +261,7 @@ async fn sync_owned(
     let mut out = Outcome {
         row: None,
         source: old.source.clone(),
-        ready: Verdict::yes(ACTIVE, "in sync with the source Secret"),
+        ready: in_sync(r),
         conflict: false,
         requeue: RESYNC_READY,
     };
@@ -391,6 +391,16 @@ async fn revoke(obj: &MlflowSecret, ctx: &Context, who: &Who, row: &Secret) -> R
     )
     .await;
     Ok(revoked)
+}
+
+/// Ready after an import, and on every later pass that finds the row in
+/// sync: the same words both times, so the pass after an import computes
+/// the status the object already has and does not write it again.
+fn in_sync(r: &SecretKeyRef) -> Verdict {
+    Verdict::yes(
+        ACTIVE,
+        format!("imported from Secret {} key {}", r.name, r.key),
+    )
 }
 
 fn not_found(who: &Who, r: &SecretKeyRef) -> Verdict {
