@@ -252,6 +252,19 @@ async fn imports_reimports_with_a_new_dek_binds_revokes_and_deletes() {
         h.store.get_secret(&row.secret_id).await.unwrap().state,
         SecretState::Revoked
     );
+    let events = h.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.0 == "Normal" && e.1 == "Revoked" && e.2 == "openai-key"),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.0 == "Warning" && e.2 == "openai-key"),
+        "a requested revocation is not a warning: {events:?}"
+    );
     h.wait_binding("openai-job", "SecretNotReady", |o| {
         binding_ready_is(o, "False", "SecretNotReady")
     })
@@ -301,6 +314,13 @@ async fn retain_keeps_the_row_and_missing_sources_are_reported() {
         secret_ready_is(o, "False", "SourceNotFound")
     })
     .await;
+    let events = h.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.0 == "Warning" && e.1 == "SourceNotFound" && e.2 == "kept"),
+        "{events:?}"
+    );
     h.put_source("later", "other-key", VALUE_1).await;
     let o = h
         .wait_secret("kept", "missing key", |o| {

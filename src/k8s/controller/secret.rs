@@ -237,12 +237,8 @@ async fn import_new(
                 requeue: RESYNC_READY,
             })
         }
-        // Someone created the name between our read and our insert; the
-        // next pass sees whose row it is.
-        Err(StoreError::AlreadyExists(_)) => Ok(Outcome {
-            requeue: super::MIN_BACKOFF,
-            ..Outcome::waiting(Verdict::no(CONFLICT, "the name was taken concurrently"))
-        }),
+        // Someone created the name between our read and our insert: an
+        // error, so the retry (after MIN_BACKOFF) sees whose row it is.
         Err(StoreError::InvalidParameter(m)) => Ok(Outcome::waiting(Verdict::no(INVALID_SPEC, m))),
         Err(e) => Err(e.into()),
     }
@@ -524,8 +520,11 @@ async fn finish(
         conditions,
     };
     if &new != old {
-        if status::ready_changed(&old.conditions, &new.conditions) && !out.ready.ok && !out.conflict
-        {
+        // A Warning when Ready turns False for a new reason. Conflict has
+        // its own Warning, and a revocation its Normal event: it was asked
+        // for.
+        let warn = !out.ready.ok && !out.conflict && out.ready.reason != REVOKED;
+        if warn && status::ready_changed(&old.conditions, &new.conditions) {
             ctx.event(
                 obj,
                 EventType::Warning,
