@@ -173,21 +173,21 @@ async fn decide(
     };
     let (ns, rtype) = (s.namespace.as_str(), s.resource_type.as_str());
 
-    // Metadata first: which bindings, which secrets, none revoked. This is
-    // all a dryRun does (no decrypt, no Secret, no audit row).
-    let versions = within(
-        deadline,
-        state.deadline,
-        "store",
-        metadata(state, ns, rtype, resource_id),
-    )
-    .await??;
     let secret_name = secret::secret_name(&job.name);
     if req.dry_run {
+        // Metadata only: which bindings, which secrets, none revoked. No
+        // decrypt, no Secret, no audit row.
+        let bindings = within(
+            deadline,
+            state.deadline,
+            "store",
+            metadata(state, ns, rtype, resource_id),
+        )
+        .await??;
         let injection = Injection {
             secret_name,
             mode,
-            bindings: versions,
+            bindings,
         };
         let patch = build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
         return Ok(Verdict::Allow {
@@ -197,6 +197,8 @@ async fn decide(
         });
     }
 
+    // Decrypt first: the store refuses revoked secrets, undecryptable rows
+    // and exhausted rate limits itself, and audits the attempt either way.
     let actor = s.actor();
     let values = within(
         deadline,
@@ -209,7 +211,6 @@ async fn decide(
     .await?
     .map_err(|e| {
         let mut d = store_deny(&e);
-        // The store audits its own failures (revoked, decrypt, rate limit).
         d.audited = true;
         d
     })?;
@@ -221,41 +222,55 @@ async fn decide(
     if values.is_empty() {
         return Err(no_bindings(ns, rtype, resource_id));
     }
-    // The decrypted set is authoritative (a binding may have changed since
-    // the metadata read); versions come from the metadata where known.
-    let bindings: BTreeMap<String, InjectedBinding> = values
-        .keys()
-        .map(|k| {
-            let b = versions.get(k).cloned().unwrap_or(InjectedBinding {
-                secret_id: "unknown".into(),
-                version: 0,
-            });
-            (k.clone(), b)
-        })
-        .collect();
-    let injection = Injection {
+    // Check the pod can be patched before any value leaves the process.
+    let unknown = InjectedBinding {
+        secret_id: "unknown".into(),
+        version: 0,
+    };
+    let mut injection = Injection {
         secret_name,
         mode,
-        bindings,
+        bindings: values
+            .keys()
+            .map(|k| (k.clone(), unknown.clone()))
+            .collect(),
     };
-    // Build the patch before writing the Secret: a pod we cannot patch
-    // must not leave values behind.
-    let patch = build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
-    within(
+    build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
+    // The Secret write (the API server: the slow half) and the version
+    // lookup for the annotation run side by side.
+    let (written, versions) = within(
         deadline,
         state.deadline,
         "Kubernetes API",
-        secret::apply(&state.client, ns, job, rtype, resource_id, &values),
+        futures::future::join(
+            secret::apply(&state.client, ns, job, rtype, resource_id, &values),
+            metadata(state, ns, rtype, resource_id),
+        ),
     )
-    .await?
-    .map_err(|e| {
+    .await?;
+    drop(values);
+    written.map_err(|e| {
         Deny::error(format!(
             "could not write Secret {ns}/{}: {}",
             injection.secret_name,
             kube_reason(&e)
         ))
     })?;
-    drop(values);
+    // The decrypted set is authoritative; a version the metadata read did
+    // not see (a binding changed in between) stays "unknown".
+    match versions {
+        Ok(v) => {
+            for (k, b) in injection.bindings.iter_mut() {
+                if let Some(found) = v.get(k) {
+                    *b = found.clone();
+                }
+            }
+        }
+        Err(d) => {
+            tracing::warn!(namespace = ns, reason = %d.reason, "could not read binding versions for the injected annotation")
+        }
+    }
+    let patch = build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
     Ok(Verdict::Allow {
         patch,
         dry_run: false,
