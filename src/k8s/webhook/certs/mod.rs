@@ -170,8 +170,7 @@ impl WebhookCerts {
         self.ca_bundle.read().expect("ca lock").clone()
     }
 
-    /// Swap in new material. Returns false (and keeps the old) if it does
-    /// not load.
+    /// Swap in new material; on an error the certificate in force stays.
     pub fn swap(&self, m: &Material, resource_version: Option<String>) -> Result<(), CertError> {
         let key = Arc::new(m.certified_key()?);
         *self.current.write().expect("cert lock") = key;
