@@ -407,3 +407,52 @@ pub(super) fn response(req: &AdmissionRequest<Pod>, verdict: &Verdict) -> Admiss
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_policy_or_outage() {
+        let limited = StoreError::RateLimited {
+            message: "decrypt rate limit exceeded for workspace 'ns': retry in 3 s".into(),
+            retry_after: Duration::from_secs(3),
+        };
+        let d = store_deny(&limited);
+        assert_eq!(d.result, RESULT_DENIED);
+        assert!(d.reason.contains("rate limit exceeded for workspace 'ns'"));
+        assert_eq!(
+            store_deny(&StoreError::Conflict("x is revoked".into())).result,
+            RESULT_DENIED
+        );
+        let down = store_deny(&StoreError::Unavailable("timed out".into()));
+        assert_eq!(down.result, RESULT_ERROR);
+        assert!(down.reason.starts_with("secrets store is unavailable"));
+    }
+
+    #[test]
+    fn actor_names_namespace_job_and_pod() {
+        let s = Subject {
+            namespace: "team-a".into(),
+            pod: "score-42-*".into(),
+            job: Some(OwningJob {
+                name: "score-42".into(),
+                uid: "u".into(),
+                api_version: "batch/v1".into(),
+            }),
+            resource_type: DEFAULT_RESOURCE_TYPE.into(),
+            resource_id: Some("r".into()),
+        };
+        assert_eq!(s.actor(), "webhook:team-a/score-42/score-42-*");
+        let rec = deny_record(&s, &Deny::policy("no secrets are bound"));
+        assert_eq!(rec.outcome, crate::model::AuditOutcome::Denied);
+        assert_eq!(rec.resource.as_deref(), Some("SCORER_JOB/r"));
+        assert!(
+            rec.detail
+                .unwrap()
+                .contains("injection denied: no secrets are bound")
+        );
+        let rec = deny_record(&s, &Deny::error("store did not answer within 5s"));
+        assert_eq!(rec.outcome, crate::model::AuditOutcome::Failed);
+    }
+}
