@@ -1,0 +1,309 @@
+//! Reconciling an `MlflowSecretBinding` with a store binding.
+//!
+//! The binding's identity in the store is (workspace, resource type,
+//! resource id, binding name), and the spec is immutable (a CEL rule), so
+//! the reconciler looks the binding up by that key on every pass rather than
+//! trusting `status.bindingId`. A binding counts as this object's when its
+//! `created_by` carries the object's uid; only those are ever unbound.
+
+use std::sync::Arc;
+
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+
+use super::error::{Error, Result};
+use super::status::{self, READY, Verdict};
+use super::{
+    BINDING_FINALIZER, Context, RESYNC_READY, RESYNC_WAITING, actor, created_by_object, namespace,
+};
+use crate::k8s::crd::{MlflowSecret, MlflowSecretBinding, MlflowSecretBindingStatus};
+use crate::model::{BindingFilter, SecretBinding, SecretState};
+use crate::store::{SecretsStore, StoreError};
+
+/// `created_by` tag of bindings made by an `MlflowSecretBinding`.
+const TAG: &str = "mlsecbind";
+
+// Ready reasons.
+const BOUND: &str = "Bound";
+const SECRET_NOT_FOUND: &str = "SecretNotFound";
+const SECRET_DELETED: &str = "SecretDeleted";
+const SECRET_NOT_READY: &str = "SecretNotReady";
+const CROSS_NAMESPACE_REF: &str = "CrossNamespaceRef";
+const ALREADY_BOUND: &str = "AlreadyBound";
+const CONFLICT: &str = "Conflict";
+const INVALID_SPEC: &str = "InvalidSpec";
+
+/// The bindings of the MlflowSecret's namespace that name it.
+pub(super) fn referencing_secret(
+    cache: &Store<MlflowSecretBinding>,
+    s: &MlflowSecret,
+) -> Vec<ObjectRef<MlflowSecretBinding>> {
+    let (Some(ns), Some(name)) = (s.metadata.namespace.as_deref(), s.metadata.name.as_deref())
+    else {
+        return Vec::new();
+    };
+    cache
+        .state()
+        .iter()
+        .filter(|b| b.metadata.namespace.as_deref() == Some(ns) && b.spec.secret_ref.name == name)
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
+pub(super) async fn reconcile(obj: Arc<MlflowSecretBinding>, ctx: &Context) -> Result<Action> {
+    let ns = namespace(obj.as_ref())?;
+    let api: Api<MlflowSecretBinding> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, BINDING_FINALIZER, obj, |event| async {
+        match event {
+            Finalizer::Apply(o) => apply(&o, &api, ctx).await,
+            Finalizer::Cleanup(o) => cleanup(&o, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+fn uid(obj: &MlflowSecretBinding) -> String {
+    obj.uid().unwrap_or_default()
+}
+
+fn who(obj: &MlflowSecretBinding, ns: &str) -> String {
+    actor(TAG, &uid(obj), ns, &obj.name_any())
+}
+
+/// The store binding with this object's key, if any (whoever made it).
+async fn existing(
+    obj: &MlflowSecretBinding,
+    ns: &str,
+    ctx: &Context,
+) -> Result<Option<SecretBinding>> {
+    let mut filter = BindingFilter {
+        workspace: Some(ns.to_string()),
+        resource_type: Some(obj.spec.resource_type.clone()),
+        resource_id: Some(obj.spec.resource_id.clone()),
+        ..Default::default()
+    };
+    loop {
+        let page = match ctx.store.list_bindings(&filter).await {
+            Ok(p) => p,
+            Err(StoreError::InvalidParameter(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(b) = page
+            .items
+            .into_iter()
+            .find(|b| b.binding_name == obj.spec.binding_name)
+        {
+            return Ok(Some(b));
+        }
+        match page.next_page_token {
+            Some(t) => filter.page_token = Some(t),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// What one pass decided: the verdict, and the binding and secret ids to
+/// report.
+struct Outcome {
+    ready: Verdict,
+    binding_id: Option<String>,
+    secret_id: Option<String>,
+    requeue: std::time::Duration,
+}
+
+fn not_ready(reason: &'static str, msg: String, requeue: Option<std::time::Duration>) -> Outcome {
+    Outcome {
+        ready: Verdict::no(reason, msg),
+        binding_id: None,
+        secret_id: None,
+        requeue: requeue.unwrap_or(RESYNC_WAITING),
+    }
+}
+
+async fn apply(
+    obj: &MlflowSecretBinding,
+    api: &Api<MlflowSecretBinding>,
+    ctx: &Context,
+) -> Result<Action> {
+    let ns = namespace(obj)?;
+    let out = decide(obj, &ns, ctx).await?;
+    let old = obj.status.clone().unwrap_or_default();
+    let generation = obj.meta().generation;
+    let new = MlflowSecretBindingStatus {
+        binding_id: out.binding_id,
+        secret_id: out.secret_id,
+        observed_generation: generation,
+        conditions: vec![status::condition(
+            &old.conditions,
+            READY,
+            &out.ready,
+            generation,
+        )],
+    };
+    if new != old {
+        if status::ready_changed(&old.conditions, &new.conditions) {
+            let (t, reason) = if out.ready.ok {
+                (EventType::Normal, BOUND)
+            } else {
+                (EventType::Warning, out.ready.reason)
+            };
+            ctx.event(obj, t, reason, "Bind", out.ready.message.clone())
+                .await;
+        }
+        status::apply(api, &obj.name_any(), &new).await?;
+    }
+    Ok(Action::requeue(out.requeue))
+}
+
+async fn decide(obj: &MlflowSecretBinding, ns: &str, ctx: &Context) -> Result<Outcome> {
+    let sref = &obj.spec.secret_ref;
+    if let Some(other) = sref.namespace.as_deref().filter(|o| *o != ns) {
+        return Ok(not_ready(
+            CROSS_NAMESPACE_REF,
+            format!(
+                "secretRef names namespace '{other}', but a binding can only use an MlflowSecret of its own namespace '{ns}' (a binding never crosses workspaces)"
+            ),
+            Some(RESYNC_READY),
+        ));
+    }
+    let secrets: Api<MlflowSecret> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(secret) = secrets.get_opt(&sref.name).await? else {
+        return Ok(not_ready(
+            SECRET_NOT_FOUND,
+            format!("MlflowSecret {ns}/{} not found", sref.name),
+            None,
+        ));
+    };
+    if secret.meta().deletion_timestamp.is_some() {
+        return Ok(not_ready(
+            SECRET_DELETED,
+            format!("MlflowSecret {ns}/{} is being deleted", sref.name),
+            None,
+        ));
+    }
+    let Some(secret_id) = secret.status.as_ref().and_then(|s| s.secret_id.clone()) else {
+        let why = secret
+            .status
+            .as_ref()
+            .and_then(|s| status::find(&s.conditions, READY))
+            .map(|c| format!(" ({}: {})", c.reason, c.message))
+            .unwrap_or_default();
+        return Ok(not_ready(
+            SECRET_NOT_READY,
+            format!(
+                "MlflowSecret {ns}/{} has no store secret yet{why}",
+                sref.name
+            ),
+            None,
+        ));
+    };
+    // The row itself, not the MlflowSecret's report of it. A row of another
+    // workspace is treated as missing: status is writable by others, and a
+    // binding must never cross workspaces.
+    let row = match ctx.store.get_secret(&secret_id).await {
+        Ok(r) if r.workspace == ns => r,
+        Ok(_) | Err(StoreError::NotFound(_) | StoreError::InvalidParameter(_)) => {
+            return Ok(not_ready(
+                SECRET_DELETED,
+                format!(
+                    "the store secret of MlflowSecret {ns}/{} no longer exists",
+                    sref.name
+                ),
+                None,
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if row.state == SecretState::Revoked {
+        return Ok(not_ready(
+            SECRET_NOT_READY,
+            format!(
+                "secret '{}' is revoked: nothing can be injected",
+                row.secret_name
+            ),
+            Some(RESYNC_READY),
+        ));
+    }
+    let ready = |b: &SecretBinding, msg: String| Outcome {
+        ready: Verdict::yes(BOUND, msg),
+        binding_id: Some(b.binding_id.clone()),
+        secret_id: Some(b.secret_id.clone()),
+        requeue: RESYNC_READY,
+    };
+    let key = format!(
+        "{} for {}/{}",
+        obj.spec.binding_name, obj.spec.resource_type, obj.spec.resource_id
+    );
+    if let Some(b) = existing(obj, ns, ctx).await? {
+        if b.secret_id != secret_id {
+            return Ok(not_ready(
+                CONFLICT,
+                format!(
+                    "binding {key} already exists for another secret (created by {})",
+                    b.created_by.as_deref().unwrap_or("unknown")
+                ),
+                None,
+            ));
+        }
+        let msg = if created_by_object(b.created_by.as_deref(), TAG, &uid(obj)) {
+            format!("bound as {key}")
+        } else {
+            format!(
+                "bound as {key} (by a binding this object did not create; it is left in place on deletion)"
+            )
+        };
+        return Ok(ready(&b, msg));
+    }
+    let bound = ctx
+        .store
+        .bind_secret(
+            &secret_id,
+            &obj.spec.resource_type,
+            &obj.spec.resource_id,
+            &obj.spec.binding_name,
+            &who(obj, ns),
+        )
+        .await;
+    Ok(match bound {
+        Ok(b) => ready(&b, format!("bound as {key}")),
+        // Revocation was checked above, so a refusal here is the private
+        // secret rule (the message names the resource it is bound to).
+        Err(StoreError::Conflict(m)) => not_ready(ALREADY_BOUND, m, None),
+        Err(StoreError::AlreadyExists(m)) => not_ready(CONFLICT, m, None),
+        Err(StoreError::NotFound(m)) => not_ready(SECRET_DELETED, m, None),
+        Err(StoreError::InvalidParameter(m)) => not_ready(INVALID_SPEC, m, Some(RESYNC_READY)),
+        Err(e) => return Err(e.into()),
+    })
+}
+
+/// Finalizer cleanup: unbind, if this object made the binding.
+async fn cleanup(obj: &MlflowSecretBinding, ctx: &Context) -> Result<Action> {
+    let ns = namespace(obj)?;
+    let Some(b) = existing(obj, &ns, ctx).await? else {
+        return Ok(Action::await_change());
+    };
+    if !created_by_object(b.created_by.as_deref(), TAG, &uid(obj)) {
+        return Ok(Action::await_change());
+    }
+    match ctx.store.unbind_secret(&b.binding_id, &who(obj, &ns)).await {
+        Ok(()) | Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.event(
+        obj,
+        EventType::Normal,
+        "Unbound",
+        "Unbind",
+        format!(
+            "unbound {} for {}/{}",
+            obj.spec.binding_name, obj.spec.resource_type, obj.spec.resource_id
+        ),
+    )
+    .await;
+    Ok(Action::await_change())
+}

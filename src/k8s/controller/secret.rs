@@ -1,0 +1,577 @@
+//! Reconciling an `MlflowSecret` with its store row (docs/operator.md has
+//! the rules in prose).
+//!
+//! The row is found by name in the workspace (= namespace). Whether the
+//! object created it is read from the row's `created_by` (see
+//! [`super::actor`]), never from the object's status: status is a report,
+//! and anyone allowed to write it must not be able to make the operator
+//! overwrite or delete a row it does not own.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use zeroize::Zeroize;
+
+use super::error::{Error, Result};
+use super::status::{self, CONFLICT, READY, Verdict};
+use super::{
+    Context, RESYNC_READY, RESYNC_WAITING, SECRET_FINALIZER, actor, created_by_object, namespace,
+};
+use crate::k8s::crd::{
+    DeletionPolicy, ImportedSource, MlflowSecret, MlflowSecretStatus, SecretKeyRef,
+};
+use crate::model::{Secret, SecretState};
+use crate::store::{SecretsStore, StoreError};
+use crate::value::SecretValue;
+
+/// `created_by` tag of rows made by an `MlflowSecret`.
+const TAG: &str = "mlsec";
+
+// Ready reasons.
+const ACTIVE: &str = "Active";
+const REVOKED: &str = "Revoked";
+const SOURCE_NOT_FOUND: &str = "SourceNotFound";
+const INVALID_VALUE: &str = "InvalidValue";
+const INVALID_SPEC: &str = "InvalidSpec";
+const VALUE_NOT_SET: &str = "ValueNotSet";
+const REVOKE_NOT_ALLOWED: &str = "RevokeNotAllowed";
+const NO_CONFLICT: &str = "NoConflict";
+
+/// The MlflowSecrets of the Secret's namespace that import from it.
+pub(super) fn referencing_source(
+    cache: &Store<MlflowSecret>,
+    s: &PartialObjectMeta<KubeSecret>,
+) -> Vec<ObjectRef<MlflowSecret>> {
+    let (Some(ns), Some(name)) = (s.metadata.namespace.as_deref(), s.metadata.name.as_deref())
+    else {
+        return Vec::new();
+    };
+    cache
+        .state()
+        .iter()
+        .filter(|m| m.metadata.namespace.as_deref() == Some(ns))
+        .filter(|m| {
+            m.spec
+                .value_from
+                .as_ref()
+                .is_some_and(|v| v.secret_key_ref.name == name)
+        })
+        .map(|m| ObjectRef::from_obj(m.as_ref()))
+        .collect()
+}
+
+pub(super) async fn reconcile(obj: Arc<MlflowSecret>, ctx: &Context) -> Result<Action> {
+    let ns = namespace(obj.as_ref())?;
+    let api: Api<MlflowSecret> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, SECRET_FINALIZER, obj, |event| async {
+        match event {
+            Finalizer::Apply(o) => apply(&o, &api, ctx).await,
+            Finalizer::Cleanup(o) => cleanup(&o, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Identity of one object for the store.
+struct Who {
+    ns: String,
+    name: String,
+    uid: String,
+    store_name: String,
+    actor: String,
+}
+
+impl Who {
+    fn of(obj: &MlflowSecret, ns: &str) -> Self {
+        let name = obj.name_any();
+        let uid = obj.uid().unwrap_or_default();
+        Self {
+            store_name: obj.spec.secret_name.clone().unwrap_or_else(|| name.clone()),
+            actor: actor(TAG, &uid, ns, &name),
+            ns: ns.to_string(),
+            name,
+            uid,
+        }
+    }
+
+    fn owns(&self, row: &Secret) -> bool {
+        created_by_object(row.created_by.as_deref(), TAG, &self.uid)
+    }
+}
+
+/// What one pass decided.
+struct Outcome {
+    row: Option<Secret>,
+    source: Option<ImportedSource>,
+    ready: Verdict,
+    conflict: bool,
+    requeue: std::time::Duration,
+}
+
+impl Outcome {
+    fn waiting(ready: Verdict) -> Self {
+        Self {
+            row: None,
+            source: None,
+            ready,
+            conflict: false,
+            requeue: RESYNC_WAITING,
+        }
+    }
+}
+
+async fn apply(obj: &MlflowSecret, api: &Api<MlflowSecret>, ctx: &Context) -> Result<Action> {
+    let ns = namespace(obj)?;
+    let who = Who::of(obj, &ns);
+    let old = obj.status.clone().unwrap_or_default();
+
+    let row = match ctx.store.get_secret_by_name(&ns, &who.store_name).await {
+        Ok(r) => Some(r),
+        Err(StoreError::NotFound(_)) => None,
+        Err(StoreError::InvalidParameter(m)) => {
+            // The schema refuses bad names; this is a namespace the store
+            // cannot use as a workspace, or a schema that was bypassed.
+            let out = Outcome::waiting(Verdict::no(INVALID_SPEC, m));
+            return finish(obj, api, ctx, &who, &old, out).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    let out = match (&obj.spec.value_from, row) {
+        (Some(_), Some(row)) if !who.owns(&row) => conflict(obj, ctx, &who, &row).await,
+        (Some(vf), None) => import_new(obj, ctx, &who, &vf.secret_key_ref).await?,
+        (Some(vf), Some(row)) => sync_owned(obj, ctx, &who, &old, row, &vf.secret_key_ref).await?,
+        (None, None) => Outcome::waiting(Verdict::no(
+            VALUE_NOT_SET,
+            format!(
+                "no secret '{}' in workspace '{}': set its value with `mlflow-secrets create {} --workspace {} --value-stdin`, or add spec.valueFrom",
+                who.store_name, who.ns, who.store_name, who.ns
+            ),
+        )),
+        (None, Some(row)) => mirror(obj, ctx, &who, row).await?,
+    };
+    finish(obj, api, ctx, &who, &old, out).await
+}
+
+/// A row of this name exists that this object did not create: report it,
+/// and never touch the row.
+async fn conflict(obj: &MlflowSecret, ctx: &Context, who: &Who, row: &Secret) -> Outcome {
+    let msg = format!(
+        "a secret '{}' already exists in workspace '{}' that this object did not create (created by {}); \
+         the operator does not take it over: choose another spec.secretName, or remove spec.valueFrom to only mirror it",
+        who.store_name,
+        who.ns,
+        row.created_by.as_deref().unwrap_or("unknown")
+    );
+    let was = obj
+        .status
+        .as_ref()
+        .and_then(|s| status::find(&s.conditions, CONFLICT))
+        .is_some_and(|c| c.status == "True");
+    if !was {
+        ctx.event(obj, EventType::Warning, "Conflict", "Import", msg.clone())
+            .await;
+    }
+    Outcome {
+        conflict: true,
+        ..Outcome::waiting(Verdict::no(CONFLICT, msg))
+    }
+}
+
+/// No row yet: import the value and create it.
+async fn import_new(
+    obj: &MlflowSecret,
+    ctx: &Context,
+    who: &Who,
+    r: &SecretKeyRef,
+) -> Result<Outcome> {
+    if obj.spec.revoked {
+        return Ok(Outcome {
+            requeue: RESYNC_READY,
+            ..Outcome::waiting(Verdict::no(
+                REVOKED,
+                "spec.revoked is true and no store secret exists: nothing is imported",
+            ))
+        });
+    }
+    let (value, source) = match read_source(ctx, &who.ns, r).await? {
+        Ok(v) => v,
+        Err(verdict) => return Ok(Outcome::waiting(verdict)),
+    };
+    let created = ctx
+        .store
+        .create_secret(
+            &who.ns,
+            &who.store_name,
+            &value,
+            obj.spec.shared,
+            &who.actor,
+        )
+        .await;
+    drop(value);
+    match created {
+        Ok(row) => {
+            ctx.event(
+                obj,
+                EventType::Normal,
+                "Created",
+                "Import",
+                format!(
+                    "created secret '{}' from Secret {} key {}",
+                    who.store_name, r.name, r.key
+                ),
+            )
+            .await;
+            Ok(Outcome {
+                row: Some(row),
+                source: Some(source),
+                ready: in_sync(r),
+                conflict: false,
+                requeue: RESYNC_READY,
+            })
+        }
+        // Someone created the name between our read and our insert: an
+        // error, so the retry (after MIN_BACKOFF) sees whose row it is.
+        Err(StoreError::InvalidParameter(m)) => Ok(Outcome::waiting(Verdict::no(INVALID_SPEC, m))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The row is this object's: revoke it when asked, else re-import when the
+/// source Secret changed.
+async fn sync_owned(
+    obj: &MlflowSecret,
+    ctx: &Context,
+    who: &Who,
+    old: &MlflowSecretStatus,
+    row: Secret,
+    r: &SecretKeyRef,
+) -> Result<Outcome> {
+    let mut out = Outcome {
+        row: None,
+        source: old.source.clone(),
+        ready: in_sync(r),
+        conflict: false,
+        requeue: RESYNC_READY,
+    };
+    if row.state == SecretState::Revoked {
+        out.row = Some(row);
+        out.ready = Verdict::no(
+            REVOKED,
+            "the secret is revoked; its value can no longer be read",
+        );
+        return Ok(out);
+    }
+    if obj.spec.revoked {
+        out.row = Some(revoke(obj, ctx, who, &row).await?);
+        out.ready = Verdict::no(
+            REVOKED,
+            "the secret is revoked; its value can no longer be read",
+        );
+        return Ok(out);
+    }
+    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &who.ns);
+    let current = api
+        .get_metadata_opt(&r.name)
+        .await?
+        .map(|m| imported(r, &m));
+    let Some(current) = current else {
+        out.row = Some(row);
+        out.ready = not_found(who, r);
+        out.requeue = RESYNC_WAITING;
+        return Ok(out);
+    };
+    if out.source.as_ref() == Some(&current) {
+        out.row = Some(row);
+        return Ok(out);
+    }
+    let (value, source) = match read_source(ctx, &who.ns, r).await? {
+        Ok(v) => v,
+        Err(verdict) => {
+            out.row = Some(row);
+            out.ready = verdict;
+            out.requeue = RESYNC_WAITING;
+            return Ok(out);
+        }
+    };
+    // A new DEK and IV: update_secret seals the value afresh.
+    let updated = ctx
+        .store
+        .update_secret(&row.secret_id, &value, &who.actor)
+        .await;
+    drop(value);
+    let updated = match updated {
+        Ok(u) => u,
+        // Revoked (a CLI revoke) or deleted since our read: next pass.
+        Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+            return Ok(Outcome {
+                requeue: super::MIN_BACKOFF,
+                ..out
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    ctx.event(
+        obj,
+        EventType::Normal,
+        "Updated",
+        "Import",
+        format!(
+            "re-imported secret '{}' from Secret {} key {} (resourceVersion {})",
+            who.store_name, r.name, r.key, source.resource_version
+        ),
+    )
+    .await;
+    out.row = Some(updated);
+    out.source = Some(source);
+    Ok(out)
+}
+
+/// No `valueFrom`: the row is managed with the CLI or REST. Mirror it; the
+/// only write ever made is a revoke the spec asks for on a row this object
+/// created (it may have imported it before `valueFrom` was removed).
+async fn mirror(obj: &MlflowSecret, ctx: &Context, who: &Who, row: Secret) -> Result<Outcome> {
+    let mut out = Outcome {
+        row: None,
+        source: None,
+        ready: Verdict::yes(ACTIVE, "the store secret exists and is active"),
+        conflict: false,
+        requeue: RESYNC_READY,
+    };
+    let row = if obj.spec.revoked && row.state == SecretState::Active {
+        if !who.owns(&row) {
+            out.row = Some(row);
+            out.ready = Verdict::no(
+                REVOKE_NOT_ALLOWED,
+                format!(
+                    "spec.revoked is true, but this object did not create secret '{0}'; revoke it with `mlflow-secrets revoke {0} --workspace {1}`",
+                    who.store_name, who.ns
+                ),
+            );
+            return Ok(out);
+        }
+        revoke(obj, ctx, who, &row).await?
+    } else {
+        row
+    };
+    if row.state == SecretState::Revoked {
+        out.ready = Verdict::no(
+            REVOKED,
+            "the secret is revoked; its value can no longer be read",
+        );
+    }
+    out.row = Some(row);
+    Ok(out)
+}
+
+async fn revoke(obj: &MlflowSecret, ctx: &Context, who: &Who, row: &Secret) -> Result<Secret> {
+    let revoked = match ctx.store.revoke_secret(&row.secret_id, &who.actor).await {
+        Ok(r) => r,
+        // Already revoked by someone else: the outcome we wanted.
+        Err(StoreError::Conflict(_)) => ctx.store.get_secret(&row.secret_id).await?,
+        Err(e) => return Err(e.into()),
+    };
+    ctx.event(
+        obj,
+        EventType::Normal,
+        "Revoked",
+        "Revoke",
+        format!("revoked secret '{}'", who.store_name),
+    )
+    .await;
+    Ok(revoked)
+}
+
+/// Ready after an import, and on every later pass that finds the row in
+/// sync: the same words both times, so the pass after an import computes
+/// the status the object already has and does not write it again.
+fn in_sync(r: &SecretKeyRef) -> Verdict {
+    Verdict::yes(
+        ACTIVE,
+        format!("imported from Secret {} key {}", r.name, r.key),
+    )
+}
+
+fn not_found(who: &Who, r: &SecretKeyRef) -> Verdict {
+    Verdict::no(
+        SOURCE_NOT_FOUND,
+        format!("Secret {}/{} not found", who.ns, r.name),
+    )
+}
+
+fn imported(r: &SecretKeyRef, meta: &PartialObjectMeta<KubeSecret>) -> ImportedSource {
+    ImportedSource {
+        name: r.name.clone(),
+        key: r.key.clone(),
+        uid: meta.metadata.uid.clone().unwrap_or_default(),
+        resource_version: meta.metadata.resource_version.clone().unwrap_or_default(),
+    }
+}
+
+/// Read one key of the source Secret as a string value. The other keys'
+/// bytes are wiped, and the chosen one moves into a zeroizing
+/// [`SecretValue`] without a copy. `Err(verdict)` for a missing Secret or
+/// key, or a value the store refuses; the verdict never quotes the value.
+async fn read_source(
+    ctx: &Context,
+    ns: &str,
+    r: &SecretKeyRef,
+) -> Result<std::result::Result<(SecretValue, ImportedSource), Verdict>> {
+    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(mut secret) = api.get_opt(&r.name).await? else {
+        return Ok(Err(Verdict::no(
+            SOURCE_NOT_FOUND,
+            format!("Secret {ns}/{} not found", r.name),
+        )));
+    };
+    let source = ImportedSource {
+        name: r.name.clone(),
+        key: r.key.clone(),
+        uid: secret.metadata.uid.clone().unwrap_or_default(),
+        resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
+    };
+    let mut data = secret.data.take().unwrap_or_default();
+    let bytes = data.remove(&r.key);
+    for v in data.values_mut() {
+        v.0.zeroize();
+    }
+    let Some(bytes) = bytes else {
+        return Ok(Err(Verdict::no(
+            SOURCE_NOT_FOUND,
+            format!("Secret {ns}/{} has no key '{}'", r.name, r.key),
+        )));
+    };
+    ctx.metrics.decrypts.with_label_values(&[ns]).inc();
+    let text = match String::from_utf8(bytes.0) {
+        Ok(t) => t,
+        Err(e) => {
+            e.into_bytes().zeroize();
+            return Ok(Err(Verdict::no(
+                INVALID_VALUE,
+                format!("Secret {ns}/{} key '{}' is not UTF-8 text", r.name, r.key),
+            )));
+        }
+    };
+    match SecretValue::from_string(text) {
+        Ok(v) => Ok(Ok((v, source))),
+        Err(e) => Ok(Err(Verdict::no(
+            INVALID_VALUE,
+            format!("Secret {ns}/{} key '{}': {e}", r.name, r.key),
+        ))),
+    }
+}
+
+/// Write the status when it changed, and an Event when Ready did.
+async fn finish(
+    obj: &MlflowSecret,
+    api: &Api<MlflowSecret>,
+    ctx: &Context,
+    who: &Who,
+    old: &MlflowSecretStatus,
+    out: Outcome,
+) -> Result<Action> {
+    let generation = obj.meta().generation;
+    let kek_version = match &out.row {
+        Some(row) => ctx
+            .store
+            .sealed_row(&row.secret_id)
+            .await?
+            .map(|s| s.kek_version),
+        None => None,
+    };
+    let mut conditions = vec![status::condition(
+        &old.conditions,
+        READY,
+        &out.ready,
+        generation,
+    )];
+    let conflict = if out.conflict {
+        Verdict::yes(CONFLICT, out.ready.message.clone())
+    } else {
+        Verdict::no(NO_CONFLICT, "no foreign store secret of this name")
+    };
+    conditions.push(status::condition(
+        &old.conditions,
+        CONFLICT,
+        &conflict,
+        generation,
+    ));
+    let row = out.row.as_ref();
+    let new = MlflowSecretStatus {
+        secret_name: Some(who.store_name.clone()),
+        secret_id: row.map(|r| r.secret_id.clone()),
+        shared: row.map(|r| r.is_shared),
+        state: row.map(|r| r.state.as_str().to_string()),
+        kek_version,
+        masked_value: row.map(|r| r.masked_value.clone()),
+        source: if obj.spec.value_from.is_some() {
+            out.source
+        } else {
+            None
+        },
+        observed_generation: generation,
+        conditions,
+    };
+    if &new != old {
+        // A Warning when Ready turns False for a new reason. Conflict has
+        // its own Warning, and a revocation its Normal event: it was asked
+        // for.
+        let warn = !out.ready.ok && !out.conflict && out.ready.reason != REVOKED;
+        if warn && status::ready_changed(&old.conditions, &new.conditions) {
+            ctx.event(
+                obj,
+                EventType::Warning,
+                out.ready.reason,
+                "Reconcile",
+                out.ready.message.clone(),
+            )
+            .await;
+        }
+        status::apply(api, &who.name, &new).await?;
+    }
+    Ok(Action::requeue(out.requeue))
+}
+
+/// Finalizer cleanup: `Delete` removes the row if this object created it.
+async fn cleanup(obj: &MlflowSecret, ctx: &Context) -> Result<Action> {
+    let ns = namespace(obj)?;
+    let who = Who::of(obj, &ns);
+    if obj.spec.deletion_policy == DeletionPolicy::Retain {
+        tracing::info!(object = %format!("{ns}/{}", who.name), "deletionPolicy Retain: store secret kept");
+        return Ok(Action::await_change());
+    }
+    let row = match ctx.store.get_secret_by_name(&ns, &who.store_name).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound(_) | StoreError::InvalidParameter(_)) => {
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !who.owns(&row) {
+        tracing::info!(
+            object = %format!("{ns}/{}", who.name),
+            "store secret was not created by this object: left in place"
+        );
+        return Ok(Action::await_change());
+    }
+    match ctx.store.delete_secret(&row.secret_id, &who.actor).await {
+        Ok(()) | Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.event(
+        obj,
+        EventType::Normal,
+        "Deleted",
+        "Delete",
+        format!("deleted secret '{}' and its bindings", who.store_name),
+    )
+    .await;
+    Ok(Action::await_change())
+}

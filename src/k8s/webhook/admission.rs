@@ -1,0 +1,458 @@
+//! The admission decision for one Pod CREATE (DESIGN §8, injection
+//! contract): who is asking, which bindings, decrypt, write the per-Job
+//! Secret, patch — or deny with one line that says why.
+//!
+//! Every failure is a [`Deny`]: the pod is refused (fail closed for
+//! labelled pods), the reason reaches the Job's events through the API
+//! server, and the metric result says whether it was policy (`denied`) or
+//! an outage (`error`). Reasons never contain a value: they are built from
+//! names and store errors, which carry none.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::future::try_join_all;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+
+use super::WebhookState;
+use super::inject::{InjectMode, InjectedBinding, Injection, build_patch};
+use super::secret::{self, OwningJob};
+use crate::k8s::{
+    ANNOTATION_INJECT_MODE, ANNOTATION_RESOURCE_ID, ANNOTATION_RESOURCE_TYPE,
+    DEFAULT_RESOURCE_TYPE, LABEL_INJECT,
+};
+use crate::model::{BindingFilter, SecretState};
+use crate::store::audit::{AuditAction, AuditRecord};
+use crate::store::{SecretsStore, StoreError};
+
+/// Metric `result` label values.
+pub const RESULT_INJECTED: &str = "injected";
+pub const RESULT_DRY_RUN: &str = "dry_run";
+pub const RESULT_DENIED: &str = "denied";
+pub const RESULT_SKIPPED: &str = "skipped";
+pub const RESULT_ERROR: &str = "error";
+
+/// Most bindings one resource may have injected: far above any real scorer,
+/// and it bounds the size of one admission's work.
+const MAX_BINDINGS: u32 = 1000;
+
+/// A refusal: the one-line reason and the metric result.
+#[derive(Debug)]
+pub(super) struct Deny {
+    pub reason: String,
+    /// [`RESULT_DENIED`] or [`RESULT_ERROR`].
+    pub result: &'static str,
+    /// Whether the store already wrote an audit row for this failure.
+    pub audited: bool,
+}
+
+impl Deny {
+    fn policy(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            result: RESULT_DENIED,
+            audited: false,
+        }
+    }
+
+    fn error(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            result: RESULT_ERROR,
+            audited: false,
+        }
+    }
+}
+
+/// The identity of the pod under review, for logs, audit and reasons.
+pub(super) struct Subject {
+    pub namespace: String,
+    /// The pod's name, or `<generateName>*` (Job pods are named by the API
+    /// server after admission).
+    pub pod: String,
+    pub job: Option<OwningJob>,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+}
+
+impl Subject {
+    /// The audit principal: `webhook:<ns>/<job>/<pod>`. It names pod, Job
+    /// and namespace in every row the store writes for this admission.
+    pub fn actor(&self) -> String {
+        let job = self.job.as_ref().map(|j| j.name.as_str()).unwrap_or("-");
+        format!("webhook:{}/{}/{}", self.namespace, job, self.pod)
+    }
+}
+
+/// What a review produced.
+pub(super) enum Verdict {
+    /// Not ours (not a labelled pod CREATE): allowed untouched.
+    Skip,
+    Allow {
+        patch: json_patch::Patch,
+        dry_run: bool,
+        injection: Injection,
+    },
+    Deny(Deny),
+}
+
+/// Review one request. Never panics on input and never hangs past the
+/// state's deadline.
+pub(super) async fn review(
+    state: &WebhookState,
+    req: &AdmissionRequest<Pod>,
+) -> (Verdict, Option<Subject>) {
+    let Some(pod) = req.object.as_ref() else {
+        return (Verdict::Skip, None);
+    };
+    let labelled = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_INJECT))
+        .is_some_and(|v| v == "true");
+    if req.operation != Operation::Create || !labelled || req.kind.kind != "Pod" {
+        return (Verdict::Skip, None);
+    }
+    let ann = pod.metadata.annotations.as_ref();
+    let get_ann = |k: &str| ann.and_then(|a| a.get(k)).map(|s| s.trim().to_string());
+    let subject = Subject {
+        namespace: req
+            .namespace
+            .clone()
+            .or_else(|| pod.metadata.namespace.clone())
+            .unwrap_or_default(),
+        pod: match (&pod.metadata.name, &pod.metadata.generate_name) {
+            (Some(n), _) if !n.is_empty() => n.clone(),
+            (_, Some(g)) if !g.is_empty() => format!("{g}*"),
+            _ if !req.name.is_empty() => req.name.clone(),
+            _ => "<unnamed>".into(),
+        },
+        job: OwningJob::of(pod.metadata.owner_references.as_deref()),
+        resource_type: get_ann(ANNOTATION_RESOURCE_TYPE)
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| DEFAULT_RESOURCE_TYPE.to_string()),
+        resource_id: get_ann(ANNOTATION_RESOURCE_ID).filter(|t| !t.is_empty()),
+    };
+    let verdict = match decide(state, req, pod, &subject).await {
+        Ok(v) => v,
+        Err(d) => Verdict::Deny(d),
+    };
+    (verdict, Some(subject))
+}
+
+async fn decide(
+    state: &WebhookState,
+    req: &AdmissionRequest<Pod>,
+    pod: &Pod,
+    s: &Subject,
+) -> Result<Verdict, Deny> {
+    let deadline = Instant::now() + state.deadline;
+    if s.namespace.is_empty() {
+        return Err(Deny::policy("pod has no namespace"));
+    }
+    let Some(resource_id) = s.resource_id.as_deref() else {
+        return Err(Deny::policy(format!(
+            "labelled pod has no {ANNOTATION_RESOURCE_ID} annotation: say which resource's secrets to inject"
+        )));
+    };
+    let mode = InjectMode::parse(
+        pod.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_INJECT_MODE))
+            .map(String::as_str),
+    )
+    .map_err(Deny::policy)?;
+    let Some(job) = s.job.as_ref() else {
+        return Err(Deny::policy(
+            "labelled pod has no owning Job: secrets are injected only into pods a Job creates, \
+             because the per-Job Secret needs the Job as its owner",
+        ));
+    };
+    let (ns, rtype) = (s.namespace.as_str(), s.resource_type.as_str());
+
+    let secret_name = secret::secret_name(&job.name);
+    if req.dry_run {
+        // Metadata only: which bindings, which secrets, none revoked. No
+        // decrypt, no Secret, no audit row.
+        let bindings = within(
+            deadline,
+            state.deadline,
+            "store",
+            metadata(state, ns, rtype, resource_id),
+        )
+        .await??;
+        let injection = Injection {
+            secret_name,
+            mode,
+            bindings,
+        };
+        let patch = build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
+        return Ok(Verdict::Allow {
+            patch,
+            dry_run: true,
+            injection,
+        });
+    }
+
+    // Decrypt first: the store refuses revoked secrets, undecryptable rows
+    // and exhausted rate limits itself, and audits the attempt either way.
+    let actor = s.actor();
+    let values = within(
+        deadline,
+        state.deadline,
+        "store",
+        state
+            .store
+            .get_all_secrets_for_resource(ns, rtype, resource_id, &actor),
+    )
+    .await?
+    .map_err(|e| {
+        let mut d = store_deny(&e);
+        d.audited = true;
+        d
+    })?;
+    state
+        .metrics
+        .decrypts
+        .with_label_values(&[ns])
+        .inc_by(values.len() as u64);
+    if values.is_empty() {
+        return Err(no_bindings(ns, rtype, resource_id));
+    }
+    // Check the pod can be patched before any value leaves the process.
+    let unknown = InjectedBinding {
+        secret_id: "unknown".into(),
+        version: 0,
+    };
+    let mut injection = Injection {
+        secret_name,
+        mode,
+        bindings: values
+            .keys()
+            .map(|k| (k.clone(), unknown.clone()))
+            .collect(),
+    };
+    build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
+    // The Secret write (the API server: the slow half) and the version
+    // lookup for the annotation run side by side.
+    let (written, versions) = within(
+        deadline,
+        state.deadline,
+        "Kubernetes API",
+        futures::future::join(
+            secret::apply(&state.client, ns, job, rtype, resource_id, &values),
+            metadata(state, ns, rtype, resource_id),
+        ),
+    )
+    .await?;
+    drop(values);
+    written.map_err(|e| {
+        Deny::error(format!(
+            "could not write Secret {ns}/{}: {}",
+            injection.secret_name,
+            kube_reason(&e)
+        ))
+    })?;
+    // The decrypted set is authoritative; a version the metadata read did
+    // not see (a binding changed in between) stays "unknown".
+    match versions {
+        Ok(v) => {
+            for (k, b) in injection.bindings.iter_mut() {
+                if let Some(found) = v.get(k) {
+                    *b = found.clone();
+                }
+            }
+        }
+        Err(d) => {
+            tracing::warn!(namespace = ns, reason = %d.reason, "could not read binding versions for the injected annotation")
+        }
+    }
+    let patch = build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
+    Ok(Verdict::Allow {
+        patch,
+        dry_run: false,
+        injection,
+    })
+}
+
+/// Run `fut` until `deadline`; past it, deny naming what did not answer.
+async fn within<T>(
+    deadline: Instant,
+    budget: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Deny> {
+    tokio::time::timeout_at(deadline.into(), fut)
+        .await
+        .map_err(|_| {
+            Deny::error(format!(
+                "{what} did not answer within {}s",
+                budget.as_secs_f64()
+            ))
+        })
+}
+
+/// Bindings of the resource with their secrets' metadata. Denies when there
+/// are none or one is revoked, without decrypting anything.
+async fn metadata(
+    state: &WebhookState,
+    ns: &str,
+    rtype: &str,
+    rid: &str,
+) -> Result<BTreeMap<String, InjectedBinding>, Deny> {
+    let page = state
+        .store
+        .list_bindings(&BindingFilter {
+            workspace: Some(ns.to_string()),
+            resource_type: Some(rtype.to_string()),
+            resource_id: Some(rid.to_string()),
+            max_results: Some(MAX_BINDINGS),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| store_deny(&e))?;
+    if page.items.is_empty() {
+        return Err(no_bindings(ns, rtype, rid));
+    }
+    let secrets = try_join_all(
+        page.items
+            .iter()
+            .map(|b| state.store.get_secret(&b.secret_id)),
+    )
+    .await
+    .map_err(|e| store_deny(&e))?;
+    let mut out = BTreeMap::new();
+    for (b, s) in page.items.iter().zip(secrets) {
+        if s.state == SecretState::Revoked {
+            return Err(Deny::policy(format!(
+                "secret '{}' (bound as {}) in namespace '{ns}' is revoked",
+                s.secret_name, b.binding_name
+            )));
+        }
+        out.insert(
+            b.binding_name.clone(),
+            InjectedBinding {
+                secret_id: s.secret_id,
+                version: s.last_updated_at,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn no_bindings(ns: &str, rtype: &str, rid: &str) -> Deny {
+    Deny::policy(format!(
+        "no secrets are bound to {rtype}/{rid} in namespace '{ns}'"
+    ))
+}
+
+/// A store error as a deny reason. Store messages carry no values.
+fn store_deny(e: &StoreError) -> Deny {
+    match e {
+        StoreError::RateLimited { .. } => Deny::policy(e.to_string()),
+        StoreError::Conflict(_) | StoreError::InvalidParameter(_) | StoreError::NotFound(_) => {
+            Deny::policy(e.to_string())
+        }
+        StoreError::Crypto { .. } | StoreError::Keystore(_) => {
+            Deny::error(format!("cannot decrypt: {e}"))
+        }
+        StoreError::Unavailable(_) | StoreError::Database(_) | StoreError::Schema(_) => {
+            Deny::error(format!("secrets store is unavailable: {e}"))
+        }
+        other => Deny::error(other.to_string()),
+    }
+}
+
+/// A kube error in one line, without echoing a request body.
+fn kube_reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+/// An audit row for a refusal the store did not record itself (pod
+/// without annotation or Job, no bindings, Secret write failure, timeout).
+pub(super) fn deny_record(s: &Subject, d: &Deny) -> AuditRecord {
+    let mut rec =
+        AuditRecord::new(AuditAction::ReadResourceValues, &s.actor()).workspace(&s.namespace);
+    if let Some(rid) = &s.resource_id {
+        rec = rec.resource(&s.resource_type, rid);
+    }
+    let err = if d.result == RESULT_ERROR {
+        StoreError::Unavailable(format!("injection failed: {}", d.reason))
+    } else {
+        StoreError::PermissionDenied(format!("injection denied: {}", d.reason))
+    };
+    rec.failed(&err)
+}
+
+/// The AdmissionResponse for a verdict.
+pub(super) fn response(req: &AdmissionRequest<Pod>, verdict: &Verdict) -> AdmissionResponse {
+    let base = AdmissionResponse::from(req);
+    match verdict {
+        Verdict::Skip => base,
+        Verdict::Deny(d) => base.deny(&d.reason),
+        Verdict::Allow { patch, .. } => match base.clone().with_patch(patch.clone()) {
+            Ok(r) => r,
+            Err(_) => base.deny("could not serialize the injection patch"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_policy_or_outage() {
+        let limited = StoreError::RateLimited {
+            message: "decrypt rate limit exceeded for workspace 'ns': retry in 3 s".into(),
+            retry_after: Duration::from_secs(3),
+        };
+        let d = store_deny(&limited);
+        assert_eq!(d.result, RESULT_DENIED);
+        assert!(d.reason.contains("rate limit exceeded for workspace 'ns'"));
+        assert_eq!(
+            store_deny(&StoreError::Conflict("x is revoked".into())).result,
+            RESULT_DENIED
+        );
+        let down = store_deny(&StoreError::Unavailable("timed out".into()));
+        assert_eq!(down.result, RESULT_ERROR);
+        assert!(down.reason.starts_with("secrets store is unavailable"));
+    }
+
+    #[test]
+    fn actor_names_namespace_job_and_pod() {
+        let s = Subject {
+            namespace: "team-a".into(),
+            pod: "score-42-*".into(),
+            job: Some(OwningJob {
+                name: "score-42".into(),
+                uid: "u".into(),
+                api_version: "batch/v1".into(),
+            }),
+            resource_type: DEFAULT_RESOURCE_TYPE.into(),
+            resource_id: Some("r".into()),
+        };
+        assert_eq!(s.actor(), "webhook:team-a/score-42/score-42-*");
+        let rec = deny_record(&s, &Deny::policy("no secrets are bound"));
+        assert_eq!(rec.outcome, crate::model::AuditOutcome::Denied);
+        assert_eq!(rec.resource.as_deref(), Some("SCORER_JOB/r"));
+        assert!(
+            rec.detail
+                .unwrap()
+                .contains("injection denied: no secrets are bound")
+        );
+        let rec = deny_record(&s, &Deny::error("store did not answer within 5s"));
+        assert_eq!(rec.outcome, crate::model::AuditOutcome::Failed);
+    }
+}

@@ -1,0 +1,185 @@
+//! The per-Job Kubernetes Secret `<job>-mlflow-secrets` that carries the
+//! decrypted values to the Job's pods (DESIGN §8, `secret-env` and
+//! `secret-file` modes).
+//!
+//! Written with server-side apply, so create and update are one request and
+//! a binding removed since the last pod of the Job disappears from the
+//! Secret too (we own every key we wrote). The Secret is owned by the Job,
+//! so Kubernetes' garbage collector deletes it with the Job.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, Patch, PatchParams};
+use zeroize::Zeroize;
+
+use crate::k8s::{ANNOTATION_RESOURCE_ID, ANNOTATION_RESOURCE_TYPE, FIELD_MANAGER};
+use crate::value::SecretValue;
+
+/// Suffix of the per-Job Secret's name (DESIGN §8).
+pub const SECRET_SUFFIX: &str = "-mlflow-secrets";
+/// Label on every per-Job Secret, so an operator can find them all.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Label naming the Job a per-Job Secret belongs to.
+pub const LABEL_JOB: &str = "secrets.mlflow.org/job";
+
+/// `<job-name>-mlflow-secrets`.
+pub fn secret_name(job_name: &str) -> String {
+    format!("{job_name}{SECRET_SUFFIX}")
+}
+
+/// The Job that owns a pod: its controller owner reference of kind Job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwningJob {
+    pub name: String,
+    pub uid: String,
+    pub api_version: String,
+}
+
+impl OwningJob {
+    /// The pod's controlling Job, if any. Only a `controller: true`
+    /// reference counts: that is the Job that created the pod.
+    pub fn of(refs: Option<&[OwnerReference]>) -> Option<Self> {
+        refs?
+            .iter()
+            .find(|r| {
+                r.kind == "Job" && r.api_version.starts_with("batch/") && r.controller == Some(true)
+            })
+            .map(|r| Self {
+                name: r.name.clone(),
+                uid: r.uid.clone(),
+                api_version: r.api_version.clone(),
+            })
+    }
+}
+
+/// The bytes a value becomes in the Secret (and so in the env var or
+/// file): a string as it is, an object of strings as its compact JSON.
+fn value_bytes(v: &SecretValue) -> Vec<u8> {
+    match v {
+        SecretValue::String(s) => {
+            use secrecy::ExposeSecret;
+            s.expose_secret().as_bytes().to_vec()
+        }
+        SecretValue::Object(_) => v.to_request_json().to_vec(),
+    }
+}
+
+/// Create or update the per-Job Secret in `namespace` with `values`.
+///
+/// The values pass through a `Secret` object and the request body; our own
+/// copies are wiped afterwards (the HTTP client's buffers are beyond reach).
+pub async fn apply(
+    client: &kube::Client,
+    namespace: &str,
+    job: &OwningJob,
+    resource_type: &str,
+    resource_id: &str,
+    values: &BTreeMap<String, SecretValue>,
+) -> Result<String, kube::Error> {
+    let name = secret_name(&job.name);
+    let mut secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([
+                (LABEL_MANAGED_BY.to_string(), FIELD_MANAGER.to_string()),
+                (LABEL_JOB.to_string(), job.name.clone()),
+            ])),
+            annotations: Some(BTreeMap::from([
+                (
+                    ANNOTATION_RESOURCE_TYPE.to_string(),
+                    resource_type.to_string(),
+                ),
+                (ANNOTATION_RESOURCE_ID.to_string(), resource_id.to_string()),
+            ])),
+            owner_references: Some(vec![OwnerReference {
+                api_version: job.api_version.clone(),
+                kind: "Job".into(),
+                name: job.name.clone(),
+                uid: job.uid.clone(),
+                controller: None,
+                // The Job may be deleted without waiting for the Secret.
+                block_owner_deletion: Some(false),
+            }]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(
+            values
+                .iter()
+                .map(|(k, v)| (k.clone(), ByteString(value_bytes(v))))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let r = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await;
+    wipe(&mut secret);
+    // The answer echoes the data back: wipe it before dropping.
+    let mut written = r?;
+    wipe(&mut written);
+    Ok(name)
+}
+
+fn wipe(s: &mut Secret) {
+    if let Some(data) = s.data.as_mut() {
+        for v in data.values_mut() {
+            v.0.zeroize();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oref(kind: &str, api: &str, controller: Option<bool>) -> OwnerReference {
+        OwnerReference {
+            api_version: api.into(),
+            kind: kind.into(),
+            name: "n".into(),
+            uid: "u".into(),
+            controller,
+            block_owner_deletion: None,
+        }
+    }
+
+    #[test]
+    fn owning_job_needs_a_controller_job_reference() {
+        assert_eq!(OwningJob::of(None), None);
+        assert_eq!(OwningJob::of(Some(&[])), None);
+        assert_eq!(OwningJob::of(Some(&[oref("Job", "batch/v1", None)])), None);
+        assert_eq!(
+            OwningJob::of(Some(&[oref("ReplicaSet", "apps/v1", Some(true))])),
+            None
+        );
+        assert_eq!(
+            OwningJob::of(Some(&[oref("Job", "example.com/v1", Some(true))])),
+            None
+        );
+        let j = OwningJob::of(Some(&[
+            oref("ConfigMap", "v1", None),
+            oref("Job", "batch/v1", Some(true)),
+        ]))
+        .unwrap();
+        assert_eq!((j.name.as_str(), j.uid.as_str()), ("n", "u"));
+        assert_eq!(secret_name("train"), "train-mlflow-secrets");
+    }
+
+    #[test]
+    fn values_become_raw_bytes_or_compact_json() {
+        let s = SecretValue::from_string("sk-abc".into()).unwrap();
+        assert_eq!(value_bytes(&s), b"sk-abc");
+        let o = SecretValue::from_json_text(r#"{"user":"u","password":"p"}"#).unwrap();
+        assert_eq!(value_bytes(&o), br#"{"password":"p","user":"u"}"#);
+    }
+}

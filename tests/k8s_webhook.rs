@@ -1,0 +1,703 @@
+//! The mutating webhook against the real control plane (issue 5, items 4
+//! and 5): kube-apiserver calls the webhook, served in-process over TLS
+//! with certificates from `certs::bootstrap`, registered by
+//! `certs::leader_loop` as a URL-based configuration; kube-controller-
+//! manager creates the Jobs' pods and garbage-collects per-Job Secrets.
+//! The store is a real SqlStore on SQLite with a real keystore.
+
+mod common;
+mod k8s;
+mod k8s_webhook_support;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use mlflow_secrets::model::AuditEntry;
+use mlflow_secrets::store::{AuditFilter, DecryptLimits, SecretsStore};
+use serde_json::Value;
+use sqlx::Connection;
+
+use k8s::{eventually, unique_name};
+use k8s_webhook_support::{Opts, Webhook, create_job, job_json, job_pod, pod_json};
+
+const VALUE: &str = "sk-PLAINTEXT-never-in-a-pod-7c1f";
+const RID: &str = "scorer-1";
+
+fn injected(pod: &Pod) -> Value {
+    let a = pod.metadata.annotations.as_ref().unwrap();
+    serde_json::from_str(&a["secrets.mlflow.org/injected"]).unwrap()
+}
+
+fn assert_no_plaintext(what: &str, text: &str, value: &str) {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+    assert!(!text.contains(value), "{what} contains the plaintext");
+    assert!(!text.contains(&b64), "{what} contains the base64 plaintext");
+}
+
+async fn audit(w: &Webhook, ns: &str) -> Vec<AuditEntry> {
+    w.store
+        .list_audit(&AuditFilter {
+            workspace: Some(ns.to_string()),
+            max_results: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn events_of(client: &kube::Client, ns: &str, kind: &str, name: &str) -> String {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.kind.as_deref() == Some(kind)
+                && e.involved_object.name.as_deref() == Some(name)
+        })
+        .map(|e| e.message.unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_pods_get_secret_env_and_the_secret_is_collected_with_the_job() {
+    let w = Webhook::start(Opts::default()).await;
+    let ns = w.namespace("wh-env").await;
+    let n = ns.name();
+    let sid = w.bind(n, "openai", VALUE, RID, "OPENAI_API_KEY").await;
+    w.bind(n, "other", "second-value-xyz", RID, "SECOND").await;
+
+    let job = unique_name("scorer");
+    let uid = create_job(&w.client, n, &job_json(&job, RID, &[], false)).await;
+    let pod = job_pod(&w.client, n, &job).await;
+
+    // secretKeyRef in every container and init container, none with a value.
+    let spec = pod.spec.as_ref().unwrap();
+    let all = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    let secret_name = format!("{job}-mlflow-secrets");
+    let mut seen = 0;
+    for c in all {
+        let env = c.env.as_ref().expect("env injected");
+        for key in ["OPENAI_API_KEY", "SECOND"] {
+            let e = env
+                .iter()
+                .find(|e| e.name == key)
+                .unwrap_or_else(|| panic!("{} lacks {key}", c.name));
+            assert_eq!(e.value, None);
+            let r = e
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap();
+            assert_eq!(
+                (r.name.as_str(), r.key.as_str()),
+                (secret_name.as_str(), key)
+            );
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 3, "two containers and one init container");
+    let main = &spec.containers[0];
+    assert!(
+        main.env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|e| e.name == "KEEP" && e.value.as_deref() == Some("kept"))
+    );
+    let ann = injected(&pod);
+    assert_eq!(ann["mode"], "secret-env");
+    assert_eq!(ann["bindings"]["OPENAI_API_KEY"]["secretId"], sid.as_str());
+    assert!(ann["bindings"]["SECOND"]["version"].as_i64().unwrap() > 0);
+    assert_no_plaintext("the Pod", &serde_json::to_string(&pod).unwrap(), VALUE);
+
+    // The per-Job Secret: right values, owned by the Job.
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), n);
+    let s = secrets.get(&secret_name).await.unwrap();
+    let data = s.data.as_ref().unwrap();
+    assert_eq!(data["OPENAI_API_KEY"].0, VALUE.as_bytes());
+    assert_eq!(data["SECOND"].0, b"second-value-xyz");
+    let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+        ("Job", job.as_str(), uid.as_str())
+    );
+
+    // Audit: pod, Job, namespace, bindings and KEK versions; no value.
+    let rows = audit(&w, n).await;
+    let read = rows
+        .iter()
+        .find(|r| r.action == "READ_RESOURCE_VALUES" && r.outcome == "SUCCESS")
+        .expect("a value read was audited");
+    let principal = read.principal.as_deref().unwrap();
+    assert!(
+        principal.starts_with(&format!("webhook:{n}/{job}/{job}-")),
+        "{principal}"
+    );
+    assert_eq!(read.resource.as_deref(), Some("SCORER_JOB/scorer-1"));
+    let detail = read.detail.as_deref().unwrap();
+    assert!(
+        detail.contains(&format!("OPENAI_API_KEY={sid}@kek_v1")),
+        "{detail}"
+    );
+    assert!(detail.contains("SECOND="), "{detail}");
+    for r in &rows {
+        assert_no_plaintext("an audit row", &format!("{r:?}"), VALUE);
+    }
+    assert!(w.count(n, "injected") >= 1);
+    assert!(w.metrics.decrypts.with_label_values(&[n]).get() >= 2);
+    assert!(
+        w.metrics
+            .render()
+            .contains("mlflow_secrets_operator_injections_total")
+    );
+
+    // Deleting the Job garbage-collects the Secret.
+    let jobs: Api<Job> = Api::namespaced(w.client.clone(), n);
+    jobs.delete(&job, &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(90),
+        "the per-Job Secret to be collected",
+        || {
+            let secrets = secrets.clone();
+            let name = secret_name.clone();
+            async move {
+                secrets
+                    .get_opt(&name)
+                    .await
+                    .ok()
+                    .filter(Option::is_none)
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+    ns.cleanup().await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_file_mode_mounts_the_secret_read_only() {
+    let w = Webhook::start(Opts::default()).await;
+    let ns = w.namespace("wh-file").await;
+    let n = ns.name();
+    w.bind(n, "openai", VALUE, RID, "OPENAI_API_KEY").await;
+    let job = unique_name("scorer");
+    let mode = [("secrets.mlflow.org/inject-mode", "secret-file")];
+    create_job(&w.client, n, &job_json(&job, RID, &mode, false)).await;
+    let pod = job_pod(&w.client, n, &job).await;
+    let spec = pod.spec.as_ref().unwrap();
+    let vol = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| {
+            v.secret.as_ref().and_then(|s| s.secret_name.as_deref())
+                == Some(&format!("{job}-mlflow-secrets"))
+        })
+        .expect("a volume of the per-Job Secret");
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
+        let m = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == vol.name)
+            .unwrap_or_else(|| panic!("{} does not mount it", c.name));
+        assert_eq!(m.mount_path, "/var/run/secrets/mlflow");
+        assert_eq!(m.read_only, Some(true));
+        assert!(
+            !c.env.iter().flatten().any(|e| e.name == "OPENAI_API_KEY"),
+            "file mode adds no env"
+        );
+    }
+    assert_eq!(injected(&pod)["mode"], "secret-file");
+    assert_no_plaintext("the Pod", &serde_json::to_string(&pod).unwrap(), VALUE);
+    ns.cleanup().await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_secret_denies_the_jobs_pod_with_the_reason_in_its_events() {
+    let w = Webhook::start(Opts::default()).await;
+    let ns = w.namespace("wh-revoked").await;
+    let n = ns.name();
+    let sid = w.bind(n, "openai", VALUE, RID, "OPENAI_API_KEY").await;
+    w.store.revoke_secret(&sid, "test").await.unwrap();
+    let job = unique_name("scorer");
+    create_job(&w.client, n, &job_json(&job, RID, &[], false)).await;
+    let msg = eventually(
+        Duration::from_secs(60),
+        "a FailedCreate event on the Job",
+        || {
+            let client = w.client.clone();
+            let (n, job) = (n.to_string(), job.clone());
+            async move {
+                let text = events_of(&client, &n, "Job", &job).await;
+                text.contains("is revoked").then_some(text)
+            }
+        },
+    )
+    .await;
+    assert!(
+        msg.contains("secret 'openai' (bound as OPENAI_API_KEY)"),
+        "{msg}"
+    );
+    let pods: Api<Pod> = Api::namespaced(w.client.clone(), n);
+    let sel = format!("batch.kubernetes.io/job-name={job}");
+    assert!(
+        pods.list(&ListParams::default().labels(&sel))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), n);
+    assert!(
+        secrets
+            .get_opt(&format!("{job}-mlflow-secrets"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(w.count(n, "denied") >= 1);
+    ns.cleanup().await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_namespace_claiming_the_resource_id_gets_nothing() {
+    let w = Webhook::start(Opts::default()).await;
+    let owner_ns = w.namespace("wh-owner").await;
+    w.bind(owner_ns.name(), "openai", VALUE, RID, "OPENAI_API_KEY")
+        .await;
+    let thief = w.namespace("wh-thief").await;
+    let t = thief.name();
+    let job = unique_name("scorer");
+    let uid = create_job(&w.client, t, &job_json(&job, RID, &[], true)).await;
+    let pods: Api<Pod> = Api::namespaced(w.client.clone(), t);
+    let err = pods
+        .create(
+            &PostParams::default(),
+            &pod_json("thief", RID, Some((&job, &uid)), &[]),
+        )
+        .await
+        .expect_err("denied");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "no secrets are bound to SCORER_JOB/{RID} in namespace '{t}'"
+        )),
+        "{text}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), t);
+    assert!(
+        secrets
+            .get_opt(&format!("{job}-mlflow-secrets"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(w.metrics.decrypts.with_label_values(&[t]).get(), 0);
+    // The denial is audited in the thief's namespace (off the response
+    // path, so it may land just after the answer).
+    eventually(Duration::from_secs(10), "the denial's audit row", || {
+        let w = &w;
+        async move {
+            audit(w, t)
+                .await
+                .iter()
+                .any(|r| {
+                    r.outcome == "DENIED"
+                        && r.detail
+                            .as_deref()
+                            .unwrap_or("")
+                            .contains("no secrets are bound")
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    thief.cleanup().await;
+    owner_ns.cleanup().await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlabelled_pod_is_never_sent_to_the_webhook() {
+    let w = Webhook::start(Opts::default()).await;
+    let ns = w.namespace("wh-unlabelled").await;
+    let n = ns.name();
+    let before = w.total(n);
+    let pods: Api<Pod> = Api::namespaced(w.client.clone(), n);
+    let mut plain = pod_json("plain", RID, None, &[]);
+    plain.metadata.labels = None;
+    pods.create(&PostParams::default(), &plain).await.unwrap();
+    // A labelled dryRun pod afterwards: once it is counted, the unlabelled
+    // one would have been too.
+    let _ = pods
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &pod_json("labelled", RID, None, &[]),
+        )
+        .await;
+    assert_eq!(
+        w.total(n) - before,
+        1,
+        "only the labelled pod reached the webhook"
+    );
+    assert_eq!(w.count(n, "skipped"), 0);
+    let stored = pods.get("plain").await.unwrap();
+    assert!(
+        stored
+            .metadata
+            .annotations
+            .as_ref()
+            .is_none_or(|a| !a.contains_key("secrets.mlflow.org/injected"))
+    );
+    ns.cleanup().await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_patches_but_writes_and_decrypts_nothing() {
+    let w = Webhook::start(Opts::default()).await;
+    let ns = w.namespace("wh-dryrun").await;
+    let n = ns.name();
+    w.bind(n, "openai", VALUE, RID, "OPENAI_API_KEY").await;
+    let job = unique_name("scorer");
+    let uid = create_job(&w.client, n, &job_json(&job, RID, &[], true)).await;
+    let audit_before = audit(&w, n).await.len();
+    let pods: Api<Pod> = Api::namespaced(w.client.clone(), n);
+    let pod = pods
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &pod_json("dry", RID, Some((&job, &uid)), &[]),
+        )
+        .await
+        .expect("dryRun is allowed");
+    let env = pod.spec.as_ref().unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let r = env[0]
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (r.name.as_str(), r.key.as_str()),
+        (format!("{job}-mlflow-secrets").as_str(), "OPENAI_API_KEY")
+    );
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), n);
+    assert!(
+        secrets
+            .get_opt(&format!("{job}-mlflow-secrets"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let rows = audit(&w, n).await;
+    assert_eq!(rows.len(), audit_before, "no audit row: {rows:?}");
+    assert!(!rows.iter().any(|r| r.action == "READ_RESOURCE_VALUES"));
+    assert_eq!(w.metrics.decrypts.with_label_values(&[n]).get(), 0);
+    assert_eq!(w.count(n, "dry_run"), 1);
+    assert!(pods.get_opt("dry").await.unwrap().is_none());
+    ns.cleanup().await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_database_is_denied_within_the_deadline() {
+    let w = Webhook::start(Opts {
+        deadline: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await;
+    let ns = w.namespace("wh-hang").await;
+    let n = ns.name();
+    w.bind(n, "openai", VALUE, RID, "OPENAI_API_KEY").await;
+    let job = unique_name("scorer");
+    let uid = create_job(&w.client, n, &job_json(&job, RID, &[], true)).await;
+    // Another process holds the write lock: every store write (the audit
+    // row of a decrypt) waits on SQLite's 10 s busy timeout.
+    let path = w.db.sqlite_path().unwrap();
+    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(w.client.clone(), n);
+    let t0 = Instant::now();
+    let err = pods
+        .create(
+            &PostParams::default(),
+            &pod_json("hang", RID, Some((&job, &uid)), &[]),
+        )
+        .await
+        .expect_err("denied");
+    let took = t0.elapsed();
+    let text = err.to_string();
+    assert!(text.contains("store did not answer within 2s"), "{text}");
+    assert!(took < Duration::from_secs(5), "answered in {took:?}");
+    assert!(w.count(n, "error") >= 1);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    ns.cleanup().await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decrypts_are_rate_limited_per_namespace() {
+    let w = Webhook::start(Opts {
+        limits: Some(DecryptLimits {
+            per_principal_per_minute: None,
+            per_workspace_per_minute: Some(2),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let ns = w.namespace("wh-limit").await;
+    let n = ns.name();
+    w.bind(n, "openai", VALUE, RID, "OPENAI_API_KEY").await;
+    let job = unique_name("scorer");
+    let uid = create_job(&w.client, n, &job_json(&job, RID, &[], true)).await;
+    let pods: Api<Pod> = Api::namespaced(w.client.clone(), n);
+    for i in 0..2 {
+        pods.create(
+            &PostParams::default(),
+            &pod_json(&format!("ok-{i}"), RID, Some((&job, &uid)), &[]),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("pod {i}: {e}"));
+    }
+    let err = pods
+        .create(
+            &PostParams::default(),
+            &pod_json("limited", RID, Some((&job, &uid)), &[]),
+        )
+        .await
+        .expect_err("the third decrypt in a minute is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("decrypt rate limit exceeded for workspace '{n}'")),
+        "{text}"
+    );
+    let rows = audit(&w, n).await;
+    assert!(
+        rows.iter()
+            .any(|r| r.outcome == "DENIED"
+                && r.detail.as_deref().unwrap_or("").contains("rate limit")),
+        "{rows:?}"
+    );
+    ns.cleanup().await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_loop_rotates_the_certificates_and_the_ca_bundle_follows() {
+    // CA and serving certificate both within the renewal window almost at
+    // once: the leader rotates the CA; the configuration must follow, and
+    // the webhook must keep answering.
+    let w = Webhook::start(Opts {
+        validity: Some((
+            Duration::from_secs(20),
+            Duration::from_secs(25),
+            Duration::from_secs(15),
+        )),
+        ..Default::default()
+    })
+    .await;
+    let ns = w.namespace("wh-rotate").await;
+    let n = ns.name();
+    let cfgs: Api<MutatingWebhookConfiguration> = Api::all(w.client.clone());
+    let bundle = |c: MutatingWebhookConfiguration| {
+        c.webhooks.unwrap()[0]
+            .client_config
+            .ca_bundle
+            .clone()
+            .unwrap()
+            .0
+    };
+    let first = bundle(cfgs.get(&w.cfg.webhook_config_name).await.unwrap());
+    let first_not_after = w.certs.not_after();
+    assert_eq!(first, w.certs.ca_bundle().into_bytes());
+    let name = w.cfg.webhook_config_name.clone();
+    let rotated = eventually(Duration::from_secs(60), "a new caBundle", || {
+        let cfgs = cfgs.clone();
+        let (name, first) = (name.clone(), first.clone());
+        async move {
+            let b = bundle(cfgs.get(&name).await.ok()?);
+            (b != first).then_some(b)
+        }
+    })
+    .await;
+    let text = String::from_utf8(rotated.clone()).unwrap();
+    assert_eq!(
+        text.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "new CA plus the previous one"
+    );
+    // Every replica (here, the refresh loop) serves the renewed certificate.
+    eventually(
+        Duration::from_secs(30),
+        "the serving certificate to be swapped",
+        || {
+            let certs = w.certs.clone();
+            async move { (certs.not_after() != first_not_after).then_some(()) }
+        },
+    )
+    .await;
+    assert!(w.metrics.cert_expiry.get() >= w.certs.not_after() as f64 - 1.0);
+    // The API server still trusts us: a probe is still answered by the webhook.
+    let pods: Api<Pod> = Api::namespaced(w.client.clone(), n);
+    let err = pods
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &pod_json("after", RID, None, &[]),
+        )
+        .await
+        .expect_err("the webhook answers");
+    assert!(err.to_string().contains("no owning Job"), "{err}");
+    ns.cleanup().await;
+    w.stop().await;
+}
+
+/// The handler alone (no API server in front): what it does with requests
+/// the configuration should never send, and with garbage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_configuration_never_sends_are_handled_safely() {
+    use tower::ServiceExt as _;
+    let w = Webhook::start(Opts::default()).await;
+    let app = mlflow_secrets::k8s::webhook::router(std::sync::Arc::new(
+        mlflow_secrets::k8s::webhook::WebhookState::new(
+            w.client.clone(),
+            w.store.clone(),
+            w.metrics.clone(),
+            Duration::from_secs(5),
+        ),
+    ));
+    let post = |body: Vec<u8>| {
+        axum::http::Request::post("/mutate")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    };
+    let review = |pod: &Pod, ns: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "7e0c9f3a-1111-2222-3333-444455556666",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": ns,
+                "operation": "CREATE",
+                "userInfo": {"username": "tester"},
+                "object": pod,
+                "dryRun": false
+            }
+        }))
+        .unwrap()
+    };
+    let call = |app: axum::Router, body: Vec<u8>| async move {
+        let resp = app.oneshot(post(body)).await.unwrap();
+        let status = resp.status();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+    };
+    let ns = unique_name("wh-direct");
+
+    // Unlabelled: allowed, untouched, counted as skipped.
+    let mut plain = pod_json("plain", RID, None, &[]);
+    plain.metadata.labels = None;
+    let (status, v) = call(app.clone(), review(&plain, &ns)).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], true);
+    assert_eq!(v["response"]["uid"], "7e0c9f3a-1111-2222-3333-444455556666");
+    assert!(v["response"].get("patch").is_none(), "{v}");
+    assert_eq!(w.count(&ns, "skipped"), 1);
+
+    // Labelled without a resource id: denied with the reason, and audited.
+    let mut no_id = pod_json("noid", RID, Some(("j", "uid-1")), &[]);
+    no_id.metadata.annotations = None;
+    let (_, v) = call(app.clone(), review(&no_id, &ns)).await;
+    assert_eq!(v["response"]["allowed"], false);
+    let msg = v["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("no secrets.mlflow.org/resource-id annotation"),
+        "{msg}"
+    );
+    eventually(Duration::from_secs(10), "the denial's audit row", || {
+        let w = &w;
+        let ns = ns.clone();
+        async move {
+            audit(w, &ns)
+                .await
+                .iter()
+                .any(|r| {
+                    r.outcome == "DENIED"
+                        && r.principal.as_deref() == Some(&format!("webhook:{ns}/j/noid"))
+                })
+                .then_some(())
+        }
+    })
+    .await;
+
+    // An unknown inject mode is refused by name.
+    let bad_mode = pod_json(
+        "mode",
+        RID,
+        Some(("j", "uid-1")),
+        &[("secrets.mlflow.org/inject-mode", "plaintext-env")],
+    );
+    let (_, v) = call(app.clone(), review(&bad_mode, &ns)).await;
+    assert!(
+        v["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be secret-env or secret-file"),
+        "{v}"
+    );
+
+    // Garbage: a 400 with an AdmissionReview that refuses.
+    let (status, v) = call(app.clone(), b"{not json".to_vec()).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["response"]["allowed"], false);
+    w.stop().await;
+}

@@ -1,0 +1,345 @@
+//! A webhook served in-process for one test, registered with the shared
+//! control plane through its own URL-based MutatingWebhookConfiguration.
+//!
+//! Isolation from other tests on the same control plane: the configuration
+//! has a test-unique name and a namespaceSelector on a test-unique label,
+//! which only this test's namespaces carry. It is deleted when the fixture
+//! is dropped.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use mlflow_secrets::k8s::metrics::OperatorMetrics;
+use mlflow_secrets::k8s::webhook::certs::{self, CertConfig, WebhookCerts};
+use mlflow_secrets::k8s::webhook::{WebhookState, router, server};
+use mlflow_secrets::store::{DecryptLimits, SecretsStore, SqlStore};
+use mlflow_secrets::value::SecretValue;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use crate::common::{Backend, TestDb};
+use crate::k8s::{TestEnv, TestNamespace, eventually, unique_name};
+
+/// Label that puts a namespace in scope of one test's webhook.
+pub const SCOPE_LABEL: &str = "mlflow-secrets.test/webhook";
+
+/// Options of [`Webhook::start`].
+pub struct Opts {
+    pub deadline: Duration,
+    pub limits: Option<DecryptLimits>,
+    /// Certificate lifetimes (rotation tests make them short).
+    pub validity: Option<(Duration, Duration, Duration)>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(5),
+            limits: None,
+            validity: None,
+        }
+    }
+}
+
+pub struct Webhook {
+    pub env: &'static TestEnv,
+    pub client: kube::Client,
+    pub db: TestDb,
+    pub store: Arc<SqlStore>,
+    pub metrics: Arc<OperatorMetrics>,
+    pub certs: Arc<WebhookCerts>,
+    pub cfg: CertConfig,
+    pub scope: String,
+    /// The namespace holding the TLS Secret (the operator's namespace).
+    pub op_ns: TestNamespace,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Webhook {
+    pub async fn start(opts: Opts) -> Self {
+        mlflow_secrets_test_init();
+        let env = TestEnv::get().await;
+        let client = env.client().await;
+        let db = TestDb::new(Backend::Sqlite)
+            .await
+            .expect("sqlite always runs");
+        let mut store = db.store.clone();
+        if let Some(l) = opts.limits {
+            store = store.with_decrypt_limits(l);
+        }
+        let store = Arc::new(store);
+        let metrics = Arc::new(OperatorMetrics::new());
+        let op_ns = env.namespace("wh-op").await;
+        let scope = unique_name("scope");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut cfg = CertConfig::new(op_ns.name(), "");
+        cfg.secret_name = "webhook-tls".into();
+        cfg.extra_sans = vec!["127.0.0.1".into()];
+        cfg.webhook_config_name = unique_name("mlflow-secrets-test");
+        cfg.webhook_url = Some(format!("https://127.0.0.1:{port}/mutate"));
+        cfg.check_interval = Duration::from_millis(500);
+        cfg.namespace_selector = Some(LabelSelector {
+            match_labels: Some([(SCOPE_LABEL.to_string(), scope.clone())].into()),
+            match_expressions: None,
+        });
+        if let Some((validity, ca_validity, renew_before)) = opts.validity {
+            cfg.validity = validity;
+            cfg.ca_validity = ca_validity;
+            cfg.renew_before = renew_before;
+        }
+        let certs = certs::bootstrap(client.clone(), &cfg)
+            .await
+            .expect("bootstrap");
+        let state = Arc::new(WebhookState::new(
+            client.clone(),
+            store.clone(),
+            metrics.clone(),
+            opts.deadline,
+        ));
+        let app = router(state);
+        let tasks = vec![
+            tokio::spawn(certs::refresh_loop(
+                client.clone(),
+                cfg.clone(),
+                certs.clone(),
+                metrics.clone(),
+            )),
+            tokio::spawn(certs::leader_loop(
+                client.clone(),
+                cfg.clone(),
+                metrics.clone(),
+            )),
+            tokio::spawn({
+                let certs = certs.clone();
+                async move {
+                    server::serve(listener, app, certs, std::future::pending())
+                        .await
+                        .expect("webhook server");
+                }
+            }),
+        ];
+        Self {
+            env,
+            client,
+            db,
+            store,
+            metrics,
+            certs,
+            cfg,
+            scope,
+            op_ns,
+            tasks,
+        }
+    }
+
+    /// A namespace in this webhook's scope, once the API server calls the
+    /// webhook for it (probed with a dryRun pod the webhook must deny).
+    pub async fn namespace(&self, prefix: &str) -> TestNamespace {
+        let ns = self.env.namespace(prefix).await;
+        let patch = json!({"metadata": {"labels": {SCOPE_LABEL: self.scope}}});
+        Api::<Namespace>::all(self.client.clone())
+            .patch(ns.name(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns.name());
+        let probe = pod_json("probe", "scorer-probe", None, &[]);
+        eventually(Duration::from_secs(30), "the webhook to be called", || {
+            let pods = pods.clone();
+            let probe = probe.clone();
+            async move {
+                match pods
+                    .create(
+                        &PostParams {
+                            dry_run: true,
+                            ..Default::default()
+                        },
+                        &probe,
+                    )
+                    .await
+                {
+                    Err(kube::Error::Api(s)) if s.message.contains("no owning Job") => Some(()),
+                    _ => None,
+                }
+            }
+        })
+        .await;
+        ns
+    }
+
+    /// Create a secret in `ns` and bind it to `SCORER_JOB/<rid>` as `binding`.
+    pub async fn bind(
+        &self,
+        ns: &str,
+        secret: &str,
+        value: &str,
+        rid: &str,
+        binding: &str,
+    ) -> String {
+        let s = self
+            .store
+            .create_secret(
+                ns,
+                secret,
+                &SecretValue::from_string(value.into()).unwrap(),
+                false,
+                "test",
+            )
+            .await
+            .unwrap();
+        self.store
+            .bind_secret(&s.secret_id, "SCORER_JOB", rid, binding, "test")
+            .await
+            .unwrap();
+        s.secret_id
+    }
+
+    /// Admission requests seen for `ns`, by result.
+    pub fn count(&self, ns: &str, result: &str) -> u64 {
+        self.metrics
+            .injections
+            .with_label_values(&[ns, result])
+            .get()
+    }
+
+    pub fn total(&self, ns: &str) -> u64 {
+        ["injected", "dry_run", "denied", "skipped", "error"]
+            .iter()
+            .map(|r| self.count(ns, r))
+            .sum()
+    }
+
+    pub async fn stop(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        let api: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
+        let _ = api
+            .delete(&self.cfg.webhook_config_name, &DeleteParams::default())
+            .await;
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        // On a panic, still remove the cluster-scoped configuration.
+        let env = self.env;
+        let name = self.cfg.webhook_config_name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let api: Api<MutatingWebhookConfiguration> = Api::all(env.client().await);
+                let _ = api.delete(&name, &DeleteParams::default()).await;
+            })
+        })
+        .join();
+    }
+}
+
+fn mlflow_secrets_test_init() {
+    crate::common::init();
+}
+
+/// A labelled scorer pod. `owner`: `(job name, job uid)`.
+pub fn pod_json(
+    name: &str,
+    rid: &str,
+    owner: Option<(&str, &str)>,
+    extra_ann: &[(&str, &str)],
+) -> Pod {
+    let mut ann = serde_json::Map::new();
+    ann.insert("secrets.mlflow.org/resource-id".into(), rid.into());
+    for (k, v) in extra_ann {
+        ann.insert((*k).into(), (*v).into());
+    }
+    let owners = owner.map(|(n, uid)| {
+        json!([{"apiVersion": "batch/v1", "kind": "Job", "name": n, "uid": uid, "controller": true}])
+    });
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {"secrets.mlflow.org/inject": "true"},
+            "annotations": ann,
+            "ownerReferences": owners.unwrap_or(json!([])),
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox"}]
+        }
+    }))
+    .unwrap()
+}
+
+/// A labelled Job whose pod template carries the injection annotations.
+/// `suspend`: no pods are created (tests then create pods themselves).
+pub fn job_json(name: &str, rid: &str, extra_ann: &[(&str, &str)], suspend: bool) -> Job {
+    let mut ann = serde_json::Map::new();
+    ann.insert("secrets.mlflow.org/resource-id".into(), rid.into());
+    for (k, v) in extra_ann {
+        ann.insert((*k).into(), (*v).into());
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "suspend": suspend,
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {
+                    "labels": {"secrets.mlflow.org/inject": "true"},
+                    "annotations": ann
+                },
+                "spec": {
+                    "restartPolicy": "Never",
+                    "initContainers": [{"name": "init", "image": "busybox"}],
+                    "containers": [
+                        {"name": "main", "image": "busybox", "env": [{"name": "KEEP", "value": "kept"}]},
+                        {"name": "side", "image": "busybox"}
+                    ]
+                }
+            }
+        }
+    }))
+    .unwrap()
+}
+
+/// Create `job` in `ns` and return its uid.
+pub async fn create_job(client: &kube::Client, ns: &str, job: &Job) -> String {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let j = jobs.create(&PostParams::default(), job).await.unwrap();
+    j.metadata.uid.unwrap()
+}
+
+/// The first pod of Job `job` in `ns`, once kube-controller-manager made it.
+pub async fn job_pod(client: &kube::Client, ns: &str, job: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let sel = format!("batch.kubernetes.io/job-name={job}");
+    eventually(Duration::from_secs(60), "the Job's pod", || {
+        let pods = pods.clone();
+        let sel = sel.clone();
+        async move {
+            pods.list(&kube::api::ListParams::default().labels(&sel))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .next()
+        }
+    })
+    .await
+}
