@@ -75,7 +75,7 @@ pub struct GlobalArgs {
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     /// Log line format (logs go to stderr)
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, env = "MLFLOW_SECRETS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `mlflow_secrets=debug` [default: RUST_LOG, else warn]
     #[arg(long, global = true, value_name = "FILTER")]
