@@ -47,6 +47,11 @@ pub struct OperatorSetup {
     /// The URL registered in the webhook configuration, when not the
     /// replica's own address (a [`TcpProxy`] in front of several replicas).
     pub webhook_url: Option<String>,
+    /// The Lease name, when not the operator's default.
+    pub lease_name: Option<String>,
+    /// A kubeconfig other than the test control plane's admin one (an
+    /// impersonating one, to run under a ServiceAccount's RBAC).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 pub fn free_port() -> u16 {
@@ -75,6 +80,8 @@ impl OperatorSetup {
             lease_duration_secs: 15,
             log_dir: log_dir.to_path_buf(),
             webhook_url: None,
+            lease_name: None,
+            kubeconfig: None,
         }
     }
 
@@ -82,7 +89,7 @@ impl OperatorSetup {
     pub async fn start(&self, env: &TestEnv, identity: &str) -> OperatorProc {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "operator".into(),
             "--log-format".into(),
             "json".into(),
@@ -109,11 +116,15 @@ impl OperatorSetup {
             "--lease-duration".into(),
             self.lease_duration_secs.to_string(),
         ];
+        if let Some(lease) = &self.lease_name {
+            args.extend(["--lease-name".to_string(), lease.clone()]);
+        }
+        let kubeconfig = self
+            .kubeconfig
+            .clone()
+            .unwrap_or_else(|| env.kubeconfig_path().to_path_buf());
         let envs = vec![
-            (
-                "KUBECONFIG".to_string(),
-                env.kubeconfig_path().display().to_string(),
-            ),
+            ("KUBECONFIG".to_string(), kubeconfig.display().to_string()),
             (
                 "MLFLOW_SECRETS_KEK_PASSPHRASE_FILE".to_string(),
                 self.passphrase.display().to_string(),

@@ -1,0 +1,286 @@
+//! The chart's RBAC is enough, and only just: the `operator` process runs
+//! against the control plane *as the chart's ServiceAccount* (an
+//! impersonating kubeconfig), with exactly the ServiceAccount, ClusterRole,
+//! Role and bindings that `helm template` renders, and still imports,
+//! binds, leads and injects. A permission the chart forgot makes this test
+//! fail; `kubectl auth can-i` checks that it was not given more than the
+//! job needs.
+
+mod common;
+mod k8s;
+mod k8s_operator_support;
+
+use std::time::Duration;
+
+use common::TestKeystore;
+use k8s::{TestEnv, eventually, repo_root, unique_name};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_operator_support::{OperatorSetup, crd_api, install_crds, wait_condition};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+
+const READY: Duration = Duration::from_secs(60);
+
+/// Deletes the cluster-scoped objects of the rendered chart, also when the
+/// test fails half-way.
+struct ClusterScoped {
+    kubectl: std::path::PathBuf,
+    kubeconfig: std::path::PathBuf,
+    name: String,
+}
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        for kind in [
+            "mutatingwebhookconfiguration",
+            "clusterrolebinding",
+            "clusterrole",
+        ] {
+            let _ = std::process::Command::new(&self.kubectl)
+                .args(["delete", kind, &self.name, "--ignore-not-found"])
+                .env("KUBECONFIG", &self.kubeconfig)
+                .status();
+        }
+    }
+}
+
+async fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut cmd = env.command("kubectl");
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).await.unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_runs_on_the_charts_rbac_alone() {
+    sqlx::any::install_default_drivers();
+    let env = TestEnv::get().await;
+    install_crds(env).await;
+    let client = env.client().await;
+    let op_ns = env.namespace("rbac-op").await;
+    let ns = env.namespace("rbac-work").await;
+    let release = unique_name("rbac");
+    let fullname = format!("{release}-mlflow-secrets");
+    let _cleanup = ClusterScoped {
+        kubectl: env.bin_dir().join("kubectl"),
+        kubeconfig: env.kubeconfig_path().to_path_buf(),
+        name: fullname.clone(),
+    };
+
+    // The chart's ServiceAccount and RBAC, exactly as rendered.
+    let helm_home = tempfile::tempdir().unwrap();
+    let rendered = env
+        .command("helm")
+        .args(["template", &release])
+        .arg(repo_root().join("charts/mlflow-secrets"))
+        .args(["--namespace", op_ns.name()])
+        .args(["--show-only", "templates/serviceaccount.yaml"])
+        .args(["--show-only", "templates/rbac.yaml"])
+        .env("HELM_CACHE_HOME", helm_home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", helm_home.path().join("config"))
+        .env("HELM_DATA_HOME", helm_home.path().join("data"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        rendered.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let rendered = String::from_utf8(rendered.stdout).unwrap();
+    let (ok, out) = kubectl(env, &["apply", "-f", "-"], Some(&rendered)).await;
+    assert!(ok, "applying the chart's RBAC: {out}");
+
+    // The chart creates the webhook configuration (the operator may only
+    // get/patch it, by name); stand in for it with an empty one.
+    let mwc: MutatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": { "name": fullname }
+    }))
+    .unwrap();
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &mwc)
+        .await
+        .unwrap();
+
+    // A kubeconfig that acts as the ServiceAccount.
+    let sa_user = format!("system:serviceaccount:{}:{fullname}", op_ns.name());
+    let admin: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(env.kubeconfig_path()).unwrap()).unwrap();
+    let mut impersonating = admin.clone();
+    for user in impersonating["users"].as_array_mut().unwrap() {
+        user["user"]["as"] = sa_user.clone().into();
+        user["user"]["as-groups"] = serde_json::json!([
+            "system:serviceaccounts",
+            format!("system:serviceaccounts:{}", op_ns.name()),
+            "system:authenticated"
+        ]);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig-as-sa.json");
+    std::fs::write(&kubeconfig, impersonating.to_string()).unwrap();
+
+    // Not more than the job needs.
+    for (verb, resource, ns_arg) in [
+        ("delete", "secrets", ns.name()),
+        ("list", "pods", ns.name()),
+        ("get", "jobs", ns.name()),
+        ("create", "mutatingwebhookconfigurations", ns.name()),
+        ("delete", "mlflowsecrets.secrets.mlflow.org", ns.name()),
+        ("create", "leases.coordination.k8s.io", ns.name()),
+    ] {
+        let (_, answer) = kubectl(
+            env,
+            &[
+                "auth", "can-i", verb, resource, "-n", ns_arg, "--as", &sa_user,
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(
+            answer.lines().next().map(str::trim).unwrap_or_default(),
+            "no",
+            "the ServiceAccount may {verb} {resource}"
+        );
+    }
+
+    // The operator, as the ServiceAccount, with the chart's names.
+    let ks = TestKeystore::new();
+    let store_uri = format!("sqlite://{}", tmp.path().join("secrets.db").display());
+    let mut setup = OperatorSetup::new(
+        store_uri,
+        &ks.config.dir,
+        ks.config.passphrase.path(),
+        op_ns.name(),
+        tmp.path(),
+    );
+    setup.webhook_config = fullname.clone();
+    setup.lease_name = Some(format!("{fullname}-operator"));
+    setup.kubeconfig = Some(kubeconfig);
+    setup.select(env, &ns).await;
+    let op = setup.start(env, "rbac-replica").await;
+    op.wait_ready(READY).await;
+
+    // Import, bind, inject.
+    let src: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "key-src" },
+        "stringData": { "k": "sk-rbac-canary-0001" }
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), ns.name())
+        .create(&PostParams::default(), &src)
+        .await
+        .unwrap();
+    let apply = |kind: &'static str, name: &'static str, spec: serde_json::Value| {
+        let api = crd_api(client.clone(), ns.name(), kind);
+        let labels = setup.labels();
+        async move {
+            let o: DynamicObject = serde_json::from_value(serde_json::json!({
+                "apiVersion": "secrets.mlflow.org/v1alpha1", "kind": kind,
+                "metadata": { "name": name, "labels": labels },
+                "spec": spec
+            }))
+            .unwrap();
+            api.patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&o))
+                .await
+                .unwrap();
+            wait_condition(&api, name, "Ready", "True", READY).await
+        }
+    };
+    apply(
+        "MlflowSecret",
+        "key",
+        serde_json::json!({ "valueFrom": { "secretKeyRef": { "name": "key-src", "key": "k" } } }),
+    )
+    .await;
+    apply(
+        "MlflowSecretBinding",
+        "bind",
+        serde_json::json!({ "secretRef": { "name": "key" }, "resourceId": "job-rbac", "bindingName": "API_KEY" }),
+    )
+    .await;
+    let job: Job = serde_json::from_value(serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": { "name": "scorer" },
+        "spec": { "backoffLimit": 0, "template": {
+            "metadata": {
+                "labels": { "secrets.mlflow.org/inject": "true" },
+                "annotations": { "secrets.mlflow.org/resource-id": "job-rbac" }
+            },
+            "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] }
+        } }
+    }))
+    .unwrap();
+    Api::<Job>::namespaced(client.clone(), ns.name())
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+    let pod = eventually(READY, "the scorer's pod", || {
+        let pods = pods.clone();
+        async move {
+            pods.list(&ListParams::default().labels("job-name=scorer"))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .next()
+        }
+    })
+    .await;
+    let env_vars = pod.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        env_vars.iter().any(|e| e.name == "API_KEY"),
+        "not injected under the chart's RBAC; operator log:\n{}",
+        op.logs()
+    );
+
+    // The leader wrote its Lease, certificate Secret and caBundle with
+    // these permissions, and nothing was refused along the way.
+    let logs = op.logs();
+    assert!(
+        !logs.contains("forbidden") && !logs.contains("Forbidden"),
+        "a request was refused by RBAC:\n{logs}"
+    );
+    let mwc = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .get(&fullname)
+        .await
+        .unwrap();
+    assert!(
+        mwc.webhooks.unwrap_or_default()[0]
+            .client_config
+            .ca_bundle
+            .is_some()
+    );
+
+    setup.cleanup(env).await;
+    drop(op);
+    let _ = Api::<Job>::namespaced(client.clone(), ns.name())
+        .delete("scorer", &DeleteParams::background())
+        .await;
+    ns.cleanup().await;
+    op_ns.cleanup().await;
+}
