@@ -382,6 +382,39 @@ async fn run_backend(
         }
     })
     .await;
+    // The same apply when the Secret is new (a Job's first pod), and a plain
+    // create of the same Secret for comparison: the API server's floor.
+    let (c3, ns4, uid0, v3) = (
+        client.clone(),
+        ns.clone(),
+        jobs[0].1.clone(),
+        values.clone(),
+    );
+    let api_new = sequential(breakdown_n, |i| {
+        let (c, ns, v) = (c3.clone(), ns4.clone(), v3.clone());
+        let job = OwningJob {
+            name: format!("apply-new-{i}"),
+            uid: uid0.clone(),
+            api_version: "batch/v1".into(),
+        };
+        async move {
+            secret::apply(&c, &ns, &job, "SCORER_JOB", RID, &v)
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let (c4, ns5) = (client.clone(), ns.clone());
+    let api_create = sequential(breakdown_n, |i| {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c4.clone(), &ns5);
+        let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": format!("create-new-{i}")},
+            "data": (0..BINDINGS).map(|b| (format!("KEY_{b}"), json!("c2stYmVuY2gtdmFsdWUtMC0xMjM0NTY3ODkw"))).collect::<serde_json::Map<_, _>>()
+        }))
+        .unwrap();
+        async move { secrets.create(&PostParams::default(), &s).await.is_ok() }
+    })
+    .await;
 
     // The webhook, over TLS.
     let mut cfg = CertConfig::new(&ns, "");
@@ -420,6 +453,18 @@ async fn run_backend(
         "  {}",
         store_half.line(&format!(
             "store alone (decrypt {BINDINGS} + audit row, {breakdown_n} sequential)"
+        ))
+    );
+    println!(
+        "  {}",
+        api_new.line(&format!(
+            "API alone, apply of a new Secret ({breakdown_n} sequential)"
+        ))
+    );
+    println!(
+        "  {}",
+        api_create.line(&format!(
+            "API alone, plain create of a new Secret ({breakdown_n} sequential)"
         ))
     );
     println!(
