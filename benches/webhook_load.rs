@@ -1,7 +1,8 @@
 //! Webhook admission load (issue 5, "Performance"): AdmissionReview requests
 //! over TLS to the webhook served in-process, for a pod with 5 bindings,
 //! dryRun=false, so every request decrypts 5 values, appends an audit row
-//! and server-side-applies the per-Job Secret to the real control plane.
+//! and creates the per-Job Secret on the real control plane (every request is
+//! a new Job's first pod).
 //!
 //!     scripts/bench_webhook.sh            # release build, SQLite and PostgreSQL
 //!     cargo bench --bench webhook_load    # the same, with the environment below
