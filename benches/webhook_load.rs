@@ -1,7 +1,8 @@
 //! Webhook admission load (issue 5, "Performance"): AdmissionReview requests
 //! over TLS to the webhook served in-process, for a pod with 5 bindings,
 //! dryRun=false, so every request decrypts 5 values, appends an audit row
-//! and server-side-applies the per-Job Secret to the real control plane.
+//! and creates the per-Job Secret on the real control plane (every request is
+//! a new Job's first pod).
 //!
 //!     scripts/bench_webhook.sh            # release build, SQLite and PostgreSQL
 //!     cargo bench --bench webhook_load    # the same, with the environment below
@@ -99,12 +100,18 @@ struct Target {
     client: Https,
     url: String,
     ns: String,
-    jobs: Vec<(String, String)>,
+    /// Serial for Job names: every request is a new Job's first pod.
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl Target {
-    fn review(&self, i: usize) -> Bytes {
-        let (job, uid) = &self.jobs[i % self.jobs.len()];
+    /// A new Job's first pod (the common case: scorer Jobs run one pod), so
+    /// each admission creates its per-Job Secret. The owner is not a real
+    /// Job; the garbage collector removes those Secrets later, as it would
+    /// for finished Jobs.
+    fn review(&self, _i: usize) -> Bytes {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (job, uid) = (&format!("first-pod-{n}"), &uuid::Uuid::new_v4().to_string());
         let body = json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
@@ -382,6 +389,44 @@ async fn run_backend(
         }
     })
     .await;
+    // The write when the Secret is new (a Job's first pod), and a
+    // server-side apply of the same Secret for comparison.
+    let (c3, ns4, uid0, v3) = (
+        client.clone(),
+        ns.clone(),
+        jobs[0].1.clone(),
+        values.clone(),
+    );
+    let api_new = sequential(breakdown_n, |i| {
+        let (c, ns, v) = (c3.clone(), ns4.clone(), v3.clone());
+        let job = OwningJob {
+            name: format!("apply-new-{i}"),
+            uid: uid0.clone(),
+            api_version: "batch/v1".into(),
+        };
+        async move {
+            secret::apply(&c, &ns, &job, "SCORER_JOB", RID, &v)
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let (c4, ns5) = (client.clone(), ns.clone());
+    let api_ssa = sequential(breakdown_n, |i| {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c4.clone(), &ns5);
+        let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": format!("ssa-new-{i}")},
+            "data": (0..BINDINGS).map(|b| (format!("KEY_{b}"), json!("c2stYmVuY2gtdmFsdWUtMC0xMjM0NTY3ODkw"))).collect::<serde_json::Map<_, _>>()
+        }))
+        .unwrap();
+        async move {
+            let pp = kube::api::PatchParams::apply("webhook-bench").force();
+            secrets.patch(&format!("ssa-new-{i}"), &pp, &kube::api::Patch::Apply(&s)).await.is_ok()
+        }
+    })
+    .await;
 
     // The webhook, over TLS.
     let mut cfg = CertConfig::new(&ns, "");
@@ -406,7 +451,7 @@ async fn run_backend(
         client: tls_client(&certs.ca_bundle()),
         url: format!("https://127.0.0.1:{port}/mutate"),
         ns: ns.clone(),
-        jobs,
+        next: std::sync::atomic::AtomicUsize::new(0),
     });
     // Warm up: connections, statement caches.
     let _ = fixed_rate(target.clone(), 50, 1).await;
@@ -414,7 +459,7 @@ async fn run_backend(
     let max = max_throughput(target.clone(), conc, max_secs).await;
 
     println!(
-        "webhook_load [{backend:?}] pod with {BINDINGS} bindings, dryRun=false, per-Job Secret applied to the test control plane"
+        "webhook_load [{backend:?}] pod with {BINDINGS} bindings, dryRun=false, each request a new Job's first pod (its per-Job Secret created on the test control plane)"
     );
     println!(
         "  {}",
@@ -424,8 +469,20 @@ async fn run_backend(
     );
     println!(
         "  {}",
+        api_new.line(&format!(
+            "API alone, per-Job Secret write, new Secret: create ({breakdown_n} sequential)"
+        ))
+    );
+    println!(
+        "  {}",
+        api_ssa.line(&format!(
+            "API alone, server-side apply of a new Secret, for comparison ({breakdown_n} sequential)"
+        ))
+    );
+    println!(
+        "  {}",
         api_half.line(&format!(
-            "API alone (per-Job Secret server-side apply, {breakdown_n} sequential)"
+            "API alone, per-Job Secret write, existing Secret: create 409 + replace ({breakdown_n} sequential)"
         ))
     );
     println!("  {}", fixed.line(&format!("fixed {rate}/s for {secs}s")));

@@ -170,7 +170,7 @@ async fn job_pods_get_secret_env_and_the_secret_is_collected_with_the_job() {
         .await
         .unwrap();
     eventually(
-        Duration::from_secs(90),
+        Duration::from_secs(240),
         "the per-Job Secret to be collected",
         || {
             let secrets = secrets.clone();

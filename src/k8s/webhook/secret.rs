@@ -2,17 +2,17 @@
 //! decrypted values to the Job's pods (DESIGN §8, `secret-env` and
 //! `secret-file` modes).
 //!
-//! Written with server-side apply, so create and update are one request and
-//! a binding removed since the last pod of the Job disappears from the
-//! Secret too (we own every key we wrote). The Secret is owned by the Job,
-//! so Kubernetes' garbage collector deletes it with the Job.
+//! Created by a Job's first pod and replaced whole by later ones, so a
+//! binding removed since the last pod of the Job disappears from the Secret
+//! too. The Secret is owned by the Job, so Kubernetes' garbage collector
+//! deletes it with the Job.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PostParams};
 use zeroize::Zeroize;
 
 use crate::k8s::{ANNOTATION_RESOURCE_ID, ANNOTATION_RESOURCE_TYPE, FIELD_MANAGER};
@@ -116,18 +116,29 @@ pub async fn apply(
         ..Default::default()
     };
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let r = api
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await;
+    let r = write(&api, &name, &secret).await;
     wipe(&mut secret);
     // The answer echoes the data back: wipe it before dropping.
     let mut written = r?;
     wipe(&mut written);
     Ok(name)
+}
+
+/// Create the Secret; if it exists (another pod of the same Job), replace
+/// it whole. A Job's first pod is the common case (scorer Jobs run one
+/// pod), and a plain create costs the API server about half a server-side
+/// apply (docs/webhook.md). The replace is unconditional and complete, so
+/// the Secret holds exactly the current bindings: a key unbound since the
+/// previous pod does not linger.
+async fn write(api: &Api<Secret>, name: &str, secret: &Secret) -> Result<Secret, kube::Error> {
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    };
+    match api.create(&pp, secret).await {
+        Err(kube::Error::Api(s)) if s.code == 409 => api.replace(name, &pp, secret).await,
+        other => other,
+    }
 }
 
 fn wipe(s: &mut Secret) {
