@@ -217,16 +217,7 @@ pub(crate) async fn append(
     let seq: i64 = head.try_get("seq").map_err(db_err)?;
     let prev: String = head.try_get("last_hash").map_err(db_err)?;
     let at = now_ms();
-    let detail: Option<String> = rec.detail.as_ref().map(|d| {
-        if d.chars().count() > MAX_DETAIL_CHARS {
-            d.chars()
-                .take(MAX_DETAIL_CHARS - 3)
-                .chain("...".chars())
-                .collect()
-        } else {
-            d.clone()
-        }
-    });
+    let detail: Option<String> = rec.detail.as_deref().map(truncate_detail);
     let hash = row_hash(
         &prev,
         seq,
@@ -266,6 +257,103 @@ pub(crate) async fn append(
         .await
         .map_err(db_err)?;
     Ok(seq)
+}
+
+/// Columns of one audit row, in INSERT order.
+const AUDIT_COLUMNS: usize = 12;
+
+/// Append `recs`, in order, inside `tx` with four statements whatever their
+/// number: take `len` sequence numbers from the head at once, chain the
+/// hashes in memory, insert every row with one multi-row INSERT, move the
+/// head. The group-commit writer uses it; the rows and hashes are exactly
+/// what `len` calls of [`append`] would write.
+pub(crate) async fn append_many(
+    tx: &mut Transaction<'static, Any>,
+    dialect: Dialect,
+    recs: &[&AuditRecord],
+) -> Result<()> {
+    if recs.is_empty() {
+        return Ok(());
+    }
+    let n = i64::try_from(recs.len())
+        .map_err(|_| StoreError::InvalidParameter("too many audit records".into()))?;
+    sqlx::query(dialect.q("UPDATE secrets_audit_head SET seq = seq + ? WHERE id = 1"))
+        .bind(n)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    let head = sqlx::query(dialect.q("SELECT seq, last_hash FROM secrets_audit_head WHERE id = 1"))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    let last_seq: i64 = head.try_get("seq").map_err(db_err)?;
+    let mut prev: String = head.try_get("last_hash").map_err(db_err)?;
+    let at = now_ms();
+    let mut rows = Vec::with_capacity(recs.len());
+    for (i, rec) in recs.iter().enumerate() {
+        let seq = last_seq - n + 1 + i as i64;
+        let detail = rec.detail.as_deref().map(truncate_detail);
+        let hash = row_hash(
+            &prev,
+            seq,
+            at,
+            rec.principal.as_deref(),
+            rec.action.as_str(),
+            rec.workspace.as_deref(),
+            rec.secret_id.as_deref(),
+            rec.secret_name.as_deref(),
+            rec.resource.as_deref(),
+            rec.outcome.as_str(),
+            detail.as_deref(),
+        );
+        rows.push((
+            seq,
+            detail,
+            std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        ));
+    }
+    let mut sql = String::from(
+        "INSERT INTO secrets_audit_log (seq, occurred_at, principal, action, workspace, secret_id, \
+         secret_name, resource, outcome, detail, prev_hash, row_hash) VALUES ",
+    );
+    let tuple = format!("({})", ["?"; AUDIT_COLUMNS].join(", "));
+    sql.push_str(&vec![tuple; rows.len()].join(", "));
+    let mut q = sqlx::query(dialect.q_composed(sql));
+    for (rec, (seq, detail, prev_hash, hash)) in recs.iter().zip(&rows) {
+        q = q
+            .bind(*seq)
+            .bind(at)
+            .bind(rec.principal.clone())
+            .bind(rec.action.as_str())
+            .bind(rec.workspace.clone())
+            .bind(rec.secret_id.clone())
+            .bind(rec.secret_name.clone())
+            .bind(rec.resource.clone())
+            .bind(rec.outcome.as_str())
+            .bind(detail.clone())
+            .bind(prev_hash.clone())
+            .bind(hash.clone());
+    }
+    q.execute(&mut **tx).await.map_err(db_err)?;
+    sqlx::query(dialect.q("UPDATE secrets_audit_head SET last_hash = ? WHERE id = 1"))
+        .bind(prev)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Details are capped at [`MAX_DETAIL_CHARS`] characters.
+fn truncate_detail(d: &str) -> String {
+    if d.chars().count() > MAX_DETAIL_CHARS {
+        d.chars()
+            .take(MAX_DETAIL_CHARS - 3)
+            .chain("...".chars())
+            .collect()
+    } else {
+        d.to_string()
+    }
 }
 
 /// Result of checking the chain.

@@ -9,7 +9,8 @@
 //!
 //! The writer task here takes whatever records are queued when it becomes
 //! free and appends all of them in one transaction, then answers every
-//! waiter. A lone request is written at once (no timer, no added latency);
+//! waiter, with a fixed four statements per batch (see
+//! [`audit::append_many`]). A lone request is written at once (no timer, no added latency);
 //! under load one commit carries many rows. Requests still fail closed: a
 //! caller gets `Ok` only after its row is committed, and an error if it
 //! was not. When a batch fails, its records are retried one by one so that
@@ -103,10 +104,9 @@ async fn write<'a>(
     dialect: Dialect,
     recs: impl Iterator<Item = &'a AuditRecord>,
 ) -> Result<()> {
+    let recs: Vec<&AuditRecord> = recs.collect();
     let mut tx = begin_write(pool, dialect).await?;
-    for rec in recs {
-        audit::append(&mut tx, dialect, rec).await?;
-    }
+    audit::append_many(&mut tx, dialect, &recs).await?;
     tx.commit().await.map_err(db_err)
 }
 

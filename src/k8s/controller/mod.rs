@@ -26,7 +26,8 @@ use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::{WatchStreamExt, reflector};
 use kube::{Resource, ResourceExt};
 
 pub use error::Error;
@@ -193,26 +194,51 @@ pub async fn run(ctx: Arc<Context>, synced: Arc<AtomicBool>) {
     let bindings = Api::<MlflowSecretBinding>::all(client.clone());
     let config = ControllerConfig::default().concurrency(CONCURRENCY);
 
+    // The caches hold every MlflowSecret and binding of the cluster, so
+    // they are kept lean: managedFields (often half an object's size) and
+    // kubectl's last-applied annotation are dropped before caching. Nothing
+    // in the reconcilers reads them.
+    let (secret_cache, writer) = reflector::store();
+    let secret_stream = watcher(secrets.clone(), ctx.watch_config())
+        .default_backoff()
+        .modify(slim::<MlflowSecret>)
+        .reflect(writer)
+        .touched_objects();
     let secret_ctrl =
-        Controller::new(secrets.clone(), ctx.watch_config()).with_config(config.clone());
-    let secret_cache = secret_ctrl.store();
+        Controller::for_stream(secret_stream, secret_cache.clone()).with_config(config.clone());
     let index = secret_cache.clone();
     // Source Secrets are watched as metadata only: the operator must see
     // that one changed, not hold every Secret value of the cluster in
-    // memory. The value is read with one GET when a re-import is due.
-    let secret_ctrl = secret_ctrl.watches(
+    // memory. The value is read with one GET when a re-import is due. The
+    // metadata is not cached (only mapped to MlflowSecrets), and is slimmed
+    // first: kubectl's last-applied annotation of a Secret holds its data.
+    let sources = watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
         watcher::Config::default(),
-        move |s| secret::referencing_source(&index, &s),
-    );
+    )
+    .default_backoff()
+    .modify(slim::<PartialObjectMeta<Secret>>)
+    .touched_objects();
+    let secret_ctrl =
+        secret_ctrl.watches_stream(sources, move |s| secret::referencing_source(&index, &s));
 
-    let binding_ctrl = Controller::new(bindings, ctx.watch_config()).with_config(config);
-    let binding_cache = binding_ctrl.store();
+    let (binding_cache, writer) = reflector::store();
+    let binding_stream = watcher(bindings, ctx.watch_config())
+        .default_backoff()
+        .modify(slim::<MlflowSecretBinding>)
+        .reflect(writer)
+        .touched_objects();
+    let binding_ctrl =
+        Controller::for_stream(binding_stream, binding_cache.clone()).with_config(config);
     let index = binding_cache.clone();
     // A binding follows its MlflowSecret: becoming Ready, revoked, deleted.
-    let binding_ctrl = binding_ctrl.watches(secrets, ctx.watch_config(), move |s| {
-        binding::referencing_secret(&index, &s)
-    });
+    let binding_ctrl = binding_ctrl.watches_stream(
+        watcher(secrets, ctx.watch_config())
+            .default_backoff()
+            .modify(slim::<MlflowSecret>)
+            .touched_objects(),
+        move |s| binding::referencing_secret(&index, &s),
+    );
 
     let sync = async {
         let a = secret_cache.wait_until_ready().await;
@@ -230,6 +256,19 @@ pub async fn run(ctx: Arc<Context>, synced: Arc<AtomicBool>) {
         .for_each(|r| async move { log_result(BINDING_CONTROLLER, r) });
     futures::join!(sync, secrets_done, bindings_done);
 }
+
+/// Drop what the controllers never read before an object is cached:
+/// managedFields and kubectl's last-applied-configuration annotation.
+fn slim<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+    if let Some(a) = obj.meta_mut().annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+/// kubectl's client-side apply annotation: a full copy of the object as
+/// applied (for a Secret, its data).
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 fn log_result<K, E: std::fmt::Display>(controller: &str, r: Result<(ObjectRef<K>, Action), E>)
 where
