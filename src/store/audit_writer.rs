@@ -42,9 +42,13 @@ pub(crate) struct AuditWriter {
 }
 
 impl AuditWriter {
-    /// Start the writer task on the current Tokio runtime.
+    /// Start the writer task on the current Tokio runtime (and, on
+    /// SQLite, the WAL checkpointer).
     pub(crate) fn spawn(pool: AnyPool, dialect: Dialect) -> Self {
         let (tx, rx) = mpsc::channel(AUDIT_QUEUE);
+        if dialect == Dialect::Sqlite {
+            tokio::spawn(checkpointer(pool.clone(), tx.downgrade()));
+        }
         tokio::spawn(run(pool, dialect, rx));
         Self { tx }
     }
@@ -94,6 +98,31 @@ async fn run(pool: AnyPool, dialect: Dialect, mut rx: mpsc::Receiver<(AuditRecor
                 }
                 batch.clear();
             }
+        }
+    }
+}
+
+/// How often the SQLite WAL is checkpointed in the background.
+pub(crate) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checkpoint the SQLite WAL off the commit path. The connections run with
+/// `wal_autocheckpoint = 0` (see `SqlStore::connect`): SQLite's automatic
+/// checkpoint otherwise runs inside whichever commit crosses 1,000 WAL
+/// pages, and that commit (and every request queued on the audit writer
+/// behind it) waits several milliseconds for it. A PASSIVE checkpoint from
+/// this task never blocks writers or readers. It stops when the store is
+/// dropped (its writer handle is gone).
+async fn checkpointer(pool: AnyPool, alive: mpsc::WeakSender<(AuditRecord, Waiter)>) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if alive.upgrade().is_none() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_optional(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "background WAL checkpoint failed");
         }
     }
 }

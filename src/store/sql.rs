@@ -224,6 +224,9 @@ impl SqlStore {
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // Checkpoints run in the background instead of inside
+                        // a commit (audit_writer::checkpointer).
+                        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                         conn.execute(AssertSqlSafe(format!(
                             "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"
                         )))
