@@ -279,11 +279,15 @@ fn tls_client(ca_pem: &str) -> Https {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
+    // The API server's client (Go's net/http) sets TCP_NODELAY; so do we.
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
         .enable_http1()
-        .build();
+        .wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(256)
         .build(https)

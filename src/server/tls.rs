@@ -212,6 +212,11 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Request/response traffic: without TCP_NODELAY, the second
+                // TLS record of a response waits for the peer's delayed ACK.
+                if let Err(e) = sock.set_nodelay(true) {
+                    tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
+                }
                 let acceptor = acceptor.clone();
                 let conn_tx = tx.clone();
                 tokio::spawn(async move {
