@@ -200,63 +200,14 @@ fn entry_hash(e: &AuditEntry) -> String {
 
 /// Append `rec` inside `tx`. Call it as the last statement of a write
 /// transaction: the head row lock is then held for the shortest time, and
-/// lock order (data rows, then head) is the same everywhere.
+/// lock order (data rows, then head) is the same everywhere. Returns the
+/// row's sequence number.
 pub(crate) async fn append(
     tx: &mut Transaction<'static, Any>,
     dialect: Dialect,
     rec: &AuditRecord,
 ) -> Result<i64> {
-    sqlx::query(dialect.q("UPDATE secrets_audit_head SET seq = seq + 1 WHERE id = 1"))
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
-    let head = sqlx::query(dialect.q("SELECT seq, last_hash FROM secrets_audit_head WHERE id = 1"))
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db_err)?;
-    let seq: i64 = head.try_get("seq").map_err(db_err)?;
-    let prev: String = head.try_get("last_hash").map_err(db_err)?;
-    let at = now_ms();
-    let detail: Option<String> = rec.detail.as_deref().map(truncate_detail);
-    let hash = row_hash(
-        &prev,
-        seq,
-        at,
-        rec.principal.as_deref(),
-        rec.action.as_str(),
-        rec.workspace.as_deref(),
-        rec.secret_id.as_deref(),
-        rec.secret_name.as_deref(),
-        rec.resource.as_deref(),
-        rec.outcome.as_str(),
-        detail.as_deref(),
-    );
-    sqlx::query(dialect.q(
-        "INSERT INTO secrets_audit_log (seq, occurred_at, principal, action, workspace, secret_id, \
-         secret_name, resource, outcome, detail, prev_hash, row_hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    ))
-    .bind(seq)
-    .bind(at)
-    .bind(rec.principal.clone())
-    .bind(rec.action.as_str())
-    .bind(rec.workspace.clone())
-    .bind(rec.secret_id.clone())
-    .bind(rec.secret_name.clone())
-    .bind(rec.resource.clone())
-    .bind(rec.outcome.as_str())
-    .bind(detail)
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
-    sqlx::query(dialect.q("UPDATE secrets_audit_head SET last_hash = ? WHERE id = 1"))
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
-    Ok(seq)
+    append_many(tx, dialect, &[rec]).await
 }
 
 /// Columns of one audit row, in INSERT order.
@@ -265,15 +216,15 @@ const AUDIT_COLUMNS: usize = 12;
 /// Append `recs`, in order, inside `tx` with four statements whatever their
 /// number: take `len` sequence numbers from the head at once, chain the
 /// hashes in memory, insert every row with one multi-row INSERT, move the
-/// head. The group-commit writer uses it; the rows and hashes are exactly
-/// what `len` calls of [`append`] would write.
+/// head. The group-commit writer appends its batches with it. Returns the
+/// sequence number of the last row (0 when `recs` is empty).
 pub(crate) async fn append_many(
     tx: &mut Transaction<'static, Any>,
     dialect: Dialect,
     recs: &[&AuditRecord],
-) -> Result<()> {
+) -> Result<i64> {
     if recs.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let n = i64::try_from(recs.len())
         .map_err(|_| StoreError::InvalidParameter("too many audit records".into()))?;
@@ -341,7 +292,7 @@ pub(crate) async fn append_many(
         .execute(&mut **tx)
         .await
         .map_err(db_err)?;
-    Ok(())
+    Ok(last_seq)
 }
 
 /// Details are capped at [`MAX_DETAIL_CHARS`] characters.
