@@ -23,6 +23,7 @@
 #                             0 skips phase 2)
 #   BENCH_KUBECONFIG=PATH     use this control plane instead of starting one
 #   CARGO_TARGET_DIR          default <repo>/target
+#   BENCH_BIN=PATH            use this release binary instead of building one
 set -euo pipefail
 
 PROG=scripts/bench_operator.sh
@@ -30,7 +31,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OBJECTS="${BENCH_OBJECTS:-1000}"
 RSS_OBJECTS="${BENCH_RSS_OBJECTS:-10000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="$CARGO_TARGET_DIR/release/mlflow-secrets"
+BIN="${BENCH_BIN:-$CARGO_TARGET_DIR/release/mlflow-secrets}"
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -58,8 +59,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "building the release binary"
-(cd "$ROOT" && cargo build --release --quiet --bin mlflow-secrets) || die "cargo build --release failed"
+if [[ -z "${BENCH_BIN:-}" ]]; then
+    log "building the release binary"
+    (cd "$ROOT" && cargo build --release --quiet --bin mlflow-secrets) || die "cargo build --release failed"
+fi
 
 export PATH="$("$ROOT/scripts/testenv.sh" bin-dir):$PATH"
 if [[ -n "${BENCH_KUBECONFIG:-}" ]]; then
