@@ -120,6 +120,12 @@ async fn job_pods_get_secret_env_and_the_secret_is_collected_with_the_job() {
     let ann = injected(&pod);
     assert_eq!(ann["mode"], "secret-env");
     assert_eq!(ann["bindings"]["OPENAI_API_KEY"]["secretId"], sid.as_str());
+    // The version is the value's: the row's last_updated_at.
+    let row = w.store.get_secret(&sid).await.unwrap();
+    assert_eq!(
+        ann["bindings"]["OPENAI_API_KEY"]["version"].as_i64(),
+        Some(row.last_updated_at)
+    );
     assert!(ann["bindings"]["SECOND"]["version"].as_i64().unwrap() > 0);
     assert_no_plaintext("the Pod", &serde_json::to_string(&pod).unwrap(), VALUE);
 

@@ -637,6 +637,27 @@ async fn resource_reads(db: TestDb) {
         all.keys().cloned().collect::<Vec<_>>(),
         vec!["A_KEY", "B_KEY"]
     );
+    // The webhook's read: the same values, each naming its secret and the
+    // version (last_updated_at) it was read at, which moves with the value.
+    s.update_secret(&a.secret_id, &val("value-a-2-23456789"), ACTOR)
+        .await
+        .unwrap();
+    let bound = s
+        .get_all_bound_values("default", "SCORER_JOB", "job-9", ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(bound.len(), 2);
+    for (key, sec) in [("A_KEY", &a), ("B_KEY", &b)] {
+        let now = s.get_secret(&sec.secret_id).await.unwrap();
+        assert_eq!(bound[key].secret_id, sec.secret_id);
+        assert_eq!(bound[key].last_updated_at, now.last_updated_at);
+    }
+    assert!(bound["A_KEY"].last_updated_at >= a.last_updated_at);
+    let a_value = match &bound["A_KEY"].value {
+        SecretValue::String(v) => v.expose_secret().to_string(),
+        other => panic!("expected a string value, got {other:?}"),
+    };
+    assert_eq!(a_value, "value-a-2-23456789");
     let e = s
         .get_secret_for_resource("default", "SCORER_JOB", "job-9", "MISSING", ACTOR)
         .await

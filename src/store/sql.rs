@@ -173,7 +173,8 @@ macro_rules! bound_select {
     () => {
         "SELECT b.binding_name AS binding_name, s.secret_id AS secret_id, s.workspace AS workspace, \
          s.secret_name AS secret_name, s.state AS state, s.ciphertext AS ciphertext, s.iv AS iv, \
-         s.wrapped_dek AS wrapped_dek, s.kek_version AS kek_version, s.aad_hash AS aad_hash \
+         s.wrapped_dek AS wrapped_dek, s.kek_version AS kek_version, s.aad_hash AS aad_hash, \
+         s.last_updated_at AS last_updated_at \
          FROM secrets_bindings b JOIN secrets s ON s.secret_id = b.secret_id AND s.workspace = b.workspace \
          WHERE b.workspace = ? AND b.resource_type = ? AND b.resource_id = ?"
     };

@@ -370,6 +370,33 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
+    /// Every value bound to a resource, by binding name, each with the
+    /// stored secret and version it came from: `get_all_secrets_for_resource`
+    /// plus what the webhook's `injected` annotation records, from the same
+    /// single read. Audited (one `READ_RESOURCE_VALUES` row, success or not),
+    /// rate limited, and refused as a whole if any bound secret is revoked.
+    pub async fn get_all_bound_values(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+        actor: &str,
+    ) -> Result<BTreeMap<String, BoundValue>> {
+        let mut rec = AuditRecord::new(audit::AuditAction::ReadResourceValues, actor)
+            .workspace(workspace)
+            .resource(resource_type, resource_id);
+        let r = async {
+            let rows = self
+                .resource_rows(workspace, resource_type, resource_id, None)
+                .await?;
+            let map = self.open_bound(rows, &mut rec)?;
+            self.append_audit(&rec).await?;
+            Ok(map)
+        }
+        .await;
+        self.audit_failure(rec, r).await
+    }
+
     /// Bound rows of a resource (see `bound_select!`).
     pub(super) async fn resource_rows(
         &self,
@@ -377,7 +404,7 @@ impl SqlStore {
         resource_type: &str,
         resource_id: &str,
         binding_name: Option<&str>,
-    ) -> Result<Vec<(String, SealedRow)>> {
+    ) -> Result<Vec<BoundRow>> {
         validate::workspace(workspace)?;
         validate::resource_type(resource_type)?;
         validate::resource_id(resource_id)?;
@@ -407,8 +434,11 @@ impl SqlStore {
         .map_err(db_err)?;
         rows.iter()
             .map(|r| {
-                let name: String = r.try_get("binding_name").map_err(db_err)?;
-                Ok((name, SealedRow::from_row(r)?))
+                Ok(BoundRow {
+                    binding_name: r.try_get("binding_name").map_err(db_err)?,
+                    last_updated_at: r.try_get("last_updated_at").map_err(db_err)?,
+                    sealed: SealedRow::from_row(r)?,
+                })
             })
             .collect()
     }
@@ -416,22 +446,35 @@ impl SqlStore {
     /// Decrypt bound rows, refusing revoked ones by name.
     pub(super) fn open_bound(
         &self,
-        rows: Vec<(String, SealedRow)>,
+        rows: Vec<BoundRow>,
         rec: &mut AuditRecord,
-    ) -> Result<BTreeMap<String, SecretValue>> {
+    ) -> Result<BTreeMap<String, BoundValue>> {
         let actor = rec.principal.clone().unwrap_or_default();
         let workspace = rec.workspace.clone().unwrap_or_default();
         self.check_decrypt_limit(&actor, &workspace, rows.len())?;
         let mut out = BTreeMap::new();
         let mut detail = Vec::with_capacity(rows.len());
-        for (binding, row) in rows {
+        for BoundRow {
+            binding_name: binding,
+            last_updated_at,
+            sealed: row,
+        } in rows
+        {
             if row.is_revoked() {
                 return Err(StoreError::Conflict(format!(
                     "secret '{}' (bound as {binding}) in workspace '{}' is revoked",
                     row.secret_name, row.workspace
                 )));
             }
-            out.insert(binding.clone(), self.open_row(&row)?);
+            let value = self.open_row(&row)?;
+            out.insert(
+                binding.clone(),
+                BoundValue {
+                    value,
+                    secret_id: row.secret_id.clone(),
+                    last_updated_at,
+                },
+            );
             detail.push(format!(
                 "{binding}={}@kek_v{}",
                 row.secret_id, row.kek_version
@@ -440,6 +483,24 @@ impl SqlStore {
         rec.detail = Some(detail.join(","));
         Ok(out)
     }
+}
+
+/// One bound row as read for decryption (see `bound_select!`).
+pub(super) struct BoundRow {
+    pub binding_name: String,
+    pub last_updated_at: i64,
+    pub sealed: SealedRow,
+}
+
+/// A value bound to a resource, with the stored secret it came from.
+///
+/// `last_updated_at` (epoch ms) identifies the value's version: every value
+/// change gets a new DEK and a new timestamp. Both come from the same read
+/// as the value, so they always describe exactly what was decrypted.
+pub struct BoundValue {
+    pub value: SecretValue,
+    pub secret_id: String,
+    pub last_updated_at: i64,
 }
 
 fn name_state(row: &AnyRow) -> Result<(String, String, SecretState)> {

@@ -276,11 +276,14 @@ impl SecretsStore for SqlStore {
                     "no binding '{binding_name}' for {resource_type}/{resource_id} in workspace '{workspace}'"
                 )));
             }
-            let (id, name) = (rows[0].1.secret_id.clone(), rows[0].1.secret_name.clone());
+            let (id, name) = (
+                rows[0].sealed.secret_id.clone(),
+                rows[0].sealed.secret_name.clone(),
+            );
             rec = rec.clone().secret(&id, &name);
             let mut map = self.open_bound(rows, &mut rec)?;
             self.append_audit(&rec).await?;
-            Ok(map.remove(binding_name).expect("bound row"))
+            Ok(map.remove(binding_name).expect("bound row").value)
         }
         .await;
         self.audit_failure(rec, r).await
@@ -293,19 +296,10 @@ impl SecretsStore for SqlStore {
         resource_id: &str,
         actor: &str,
     ) -> Result<BTreeMap<String, SecretValue>> {
-        let mut rec = AuditRecord::new(AuditAction::ReadResourceValues, actor)
-            .workspace(workspace)
-            .resource(resource_type, resource_id);
-        let r = async {
-            let rows = self
-                .resource_rows(workspace, resource_type, resource_id, None)
-                .await?;
-            let map = self.open_bound(rows, &mut rec)?;
-            self.append_audit(&rec).await?;
-            Ok(map)
-        }
-        .await;
-        self.audit_failure(rec, r).await
+        let all = self
+            .get_all_bound_values(workspace, resource_type, resource_id, actor)
+            .await?;
+        Ok(all.into_iter().map(|(k, b)| (k, b.value)).collect())
     }
 
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {

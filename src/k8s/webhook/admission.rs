@@ -199,14 +199,16 @@ async fn decide(
 
     // Decrypt first: the store refuses revoked secrets, undecryptable rows
     // and exhausted rate limits itself, and audits the attempt either way.
+    // The same read names each value's secret and version, for the
+    // `injected` annotation.
     let actor = s.actor();
-    let values = within(
+    let bound = within(
         deadline,
         state.deadline,
         "store",
         state
             .store
-            .get_all_secrets_for_resource(ns, rtype, resource_id, &actor),
+            .get_all_bound_values(ns, rtype, resource_id, &actor),
     )
     .await?
     .map_err(|e| {
@@ -218,34 +220,34 @@ async fn decide(
         .metrics
         .decrypts
         .with_label_values(&[ns])
-        .inc_by(values.len() as u64);
-    if values.is_empty() {
+        .inc_by(bound.len() as u64);
+    if bound.is_empty() {
         return Err(no_bindings(ns, rtype, resource_id));
     }
-    // Check the pod can be patched before any value leaves the process.
-    let unknown = InjectedBinding {
-        secret_id: "unknown".into(),
-        version: 0,
-    };
-    let mut injection = Injection {
+    let mut values = BTreeMap::new();
+    let mut bindings = BTreeMap::new();
+    for (name, b) in bound {
+        bindings.insert(
+            name.clone(),
+            InjectedBinding {
+                secret_id: b.secret_id,
+                version: b.last_updated_at,
+            },
+        );
+        values.insert(name, b.value);
+    }
+    let injection = Injection {
         secret_name,
         mode,
-        bindings: values
-            .keys()
-            .map(|k| (k.clone(), unknown.clone()))
-            .collect(),
+        bindings,
     };
-    build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
-    // The Secret write (the API server: the slow half) and the version
-    // lookup for the annotation run side by side.
-    let (written, versions) = within(
+    // Check the pod can be patched before any value leaves the process.
+    let patch = build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
+    let written = within(
         deadline,
         state.deadline,
         "Kubernetes API",
-        futures::future::join(
-            secret::apply(&state.client, ns, job, rtype, resource_id, &values),
-            metadata(state, ns, rtype, resource_id),
-        ),
+        secret::apply(&state.client, ns, job, rtype, resource_id, &values),
     )
     .await?;
     drop(values);
@@ -256,21 +258,6 @@ async fn decide(
             kube_reason(&e)
         ))
     })?;
-    // The decrypted set is authoritative; a version the metadata read did
-    // not see (a binding changed in between) stays "unknown".
-    match versions {
-        Ok(v) => {
-            for (k, b) in injection.bindings.iter_mut() {
-                if let Some(found) = v.get(k) {
-                    *b = found.clone();
-                }
-            }
-        }
-        Err(d) => {
-            tracing::warn!(namespace = ns, reason = %d.reason, "could not read binding versions for the injected annotation")
-        }
-    }
-    let patch = build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
     Ok(Verdict::Allow {
         patch,
         dry_run: false,
