@@ -213,10 +213,12 @@ pub(crate) async fn append(
 /// Columns of one audit row, in INSERT order.
 const AUDIT_COLUMNS: usize = 12;
 
-/// Append `recs`, in order, inside `tx` with four statements whatever their
-/// number: take `len` sequence numbers from the head at once, chain the
-/// hashes in memory, insert every row with one multi-row INSERT, move the
-/// head. The group-commit writer appends its batches with it. Returns the
+/// Append `recs`, in order, inside `tx` with three statements whatever
+/// their number (four on MySQL): take `len` sequence numbers from the head
+/// at once and read it back (one `UPDATE .. RETURNING` on SQLite and
+/// PostgreSQL; MySQL/MariaDB have no `RETURNING` on UPDATE, so a SELECT
+/// follows there), chain the hashes in memory, insert every row with one
+/// multi-row INSERT, move the head. The group-commit writer appends its batches with it. Returns the
 /// sequence number of the last row (0 when `recs` is empty).
 pub(crate) async fn append_many(
     tx: &mut Transaction<'static, Any>,
@@ -228,15 +230,28 @@ pub(crate) async fn append_many(
     }
     let n = i64::try_from(recs.len())
         .map_err(|_| StoreError::InvalidParameter("too many audit records".into()))?;
-    sqlx::query(dialect.q("UPDATE secrets_audit_head SET seq = seq + ? WHERE id = 1"))
+    // The UPDATE comes first: it takes the head's row lock (the write lock
+    // on SQLite), so no other appender reads the same head.
+    let head = match dialect {
+        Dialect::Sqlite | Dialect::Postgres => sqlx::query(dialect.q(
+            "UPDATE secrets_audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, last_hash",
+        ))
         .bind(n)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
-    let head = sqlx::query(dialect.q("SELECT seq, last_hash FROM secrets_audit_head WHERE id = 1"))
         .fetch_one(&mut **tx)
         .await
-        .map_err(db_err)?;
+        .map_err(db_err)?,
+        Dialect::Mysql => {
+            sqlx::query(dialect.q("UPDATE secrets_audit_head SET seq = seq + ? WHERE id = 1"))
+                .bind(n)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query(dialect.q("SELECT seq, last_hash FROM secrets_audit_head WHERE id = 1"))
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(db_err)?
+        }
+    };
     let last_seq: i64 = head.try_get("seq").map_err(db_err)?;
     let mut prev: String = head.try_get("last_hash").map_err(db_err)?;
     let at = now_ms();
