@@ -11,6 +11,7 @@
 //! [`logging`].
 
 mod admin;
+mod alloc;
 pub mod args;
 mod input;
 mod kek;
@@ -51,6 +52,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Crdgen(a) = &command {
         crate::k8s::crdgen::run(a)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if matches!(command, Command::Serve(_) | Command::Operator(_)) {
+        alloc::limit_malloc_arenas();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -77,7 +77,8 @@ pub struct Context {
     pub client: kube::Client,
     pub store: Arc<SqlStore>,
     pub metrics: Arc<OperatorMetrics>,
-    recorder: Recorder,
+    /// Who publishes the Events (see [`Context::event`]).
+    reporter: Reporter,
     /// Only objects matching this label selector are reconciled (tests
     /// sharing one control plane; see [`Context::with_label_selector`]).
     label_selector: Option<String>,
@@ -99,7 +100,7 @@ impl Context {
             instance: Some(reporter_instance),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             store,
             metrics,
@@ -127,6 +128,14 @@ impl Context {
 
     /// Publish an Event on `obj`. Best effort: an Event that cannot be
     /// written is logged, and never fails the reconcile that reports it.
+    ///
+    /// A fresh [`Recorder`] per Event, on purpose: kube's `Recorder` keeps
+    /// every Event it published for 6 minutes (to turn repeats into an
+    /// `EventSeries`) and sweeps that map on every publish. At 10,000 objects
+    /// becoming Ready in a burst that is ~10,000 cached Events (megabytes of
+    /// the operator's memory budget) and an O(n) sweep per Event. Repeats
+    /// are rare here anyway: the reconcilers publish only when an object's
+    /// Ready condition changes status or reason (`status::ready_changed`).
     async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -142,7 +151,8 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(
                 object = %object_key(obj),
                 reason,
