@@ -4,6 +4,13 @@
 //! and creates the per-Job Secret on the real control plane (every request is
 //! a new Job's first pod).
 //!
+//! Every request names a real Job, created (suspended, so
+//! kube-controller-manager starts no pods for it) before the clock starts:
+//! a per-Job Secret whose owner does not exist would be deleted again by
+//! the garbage collector during the run, a load no real cluster sees at
+//! admission time. The load generator runs on a runtime and thread of its
+//! own, as the API server calling the webhook is a process of its own.
+//!
 //!     scripts/bench_webhook.sh            # release build, SQLite and PostgreSQL
 //!     cargo bench --bench webhook_load    # the same, with the environment below
 //!
@@ -50,8 +57,13 @@ use serde_json::json;
 use common::{Backend, TestDb};
 
 const BINDINGS: usize = 5;
-/// Jobs the requests rotate over (each has its own per-Job Secret).
+/// Jobs the "existing Secret" breakdown rotates over.
 const JOBS: usize = 20;
+/// Admissions per second the Job pool allows for the max-throughput phase
+/// (above anything measured on 2 cores); the phase ends early if it runs out.
+const MAX_PHASE_RATE: u64 = 1000;
+/// Job creations in flight while the pool is filled.
+const JOB_CREATE_CONCURRENCY: usize = 32;
 const RID: &str = "bench-scorer";
 
 type Https = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -72,6 +84,21 @@ struct Stats {
 }
 
 impl Stats {
+    /// For an open-loop run at `rate`/s: how many requests took over
+    /// `ms`, by the second they were due in. Stalls (a garbage collection,
+    /// an etcd snapshot) show as a burst in one second; queueing spreads.
+    fn slow_by_second(&self, rate: u64, ms: f64) -> String {
+        let mut by_sec = std::collections::BTreeMap::<u64, usize>::new();
+        for (i, l) in self.lat_ms.iter().enumerate() {
+            if *l > ms {
+                *by_sec.entry(i as u64 / rate.max(1)).or_default() += 1;
+            }
+        }
+        let total: usize = by_sec.values().sum();
+        let secs: Vec<String> = by_sec.iter().map(|(s, n)| format!("{s}s:{n}")).collect();
+        format!("{total} over {ms} ms (by second due: {})", secs.join(" "))
+    }
+
     fn pct(&self, p: f64) -> f64 {
         if self.lat_ms.is_empty() {
             return f64::NAN;
@@ -96,22 +123,100 @@ impl Stats {
     }
 }
 
+/// Real, suspended Jobs, handed out once each: every admission is the
+/// first pod of a Job that exists.
+struct JobPool {
+    jobs: Vec<OwningJob>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl JobPool {
+    /// Create `n` suspended Jobs named `<prefix>-<i>` in `ns`, then wait
+    /// until a job controller, if one runs, has processed the last of them,
+    /// so its Job syncs are over before any clock starts.
+    async fn create(client: &kube::Client, ns: &str, prefix: &str, n: usize) -> Self {
+        use futures::StreamExt;
+        let api: Api<Job> = Api::namespaced(client.clone(), ns);
+        let jobs: Vec<OwningJob> = futures::stream::iter(0..n)
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    let name = format!("{prefix}-{i}");
+                    let job: Job = serde_json::from_value(json!({
+                        "metadata": {"name": name},
+                        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
+                    }))
+                    .unwrap();
+                    let created = api.create(&PostParams::default(), &job).await.unwrap();
+                    OwningJob {
+                        name,
+                        uid: created.metadata.uid.unwrap(),
+                        api_version: "batch/v1".into(),
+                    }
+                }
+            })
+            .buffered(JOB_CREATE_CONCURRENCY)
+            .collect()
+            .await;
+        if let (Some(first), Some(last)) = (jobs.first(), jobs.last()) {
+            // A job controller marks a suspended Job `Suspended`, in queue
+            // order, so the last Job's mark is its last sync. Without one
+            // (scripts/bench_webhook.sh's own control plane) the first Job
+            // is never marked, and there is nothing to wait for.
+            if wait_suspended(&api, &first.name, Duration::from_secs(5)).await {
+                wait_suspended(&api, &last.name, Duration::from_secs(900)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Self {
+            jobs,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn take(&self) -> Option<&OwningJob> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.jobs.get(i)
+    }
+}
+
+/// Whether Job `name` got its `Suspended` condition within `limit`.
+async fn wait_suspended(api: &Api<Job>, name: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let j = api.get(name).await.unwrap();
+        let done = j
+            .status
+            .and_then(|s| s.conditions)
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Suspended"));
+        if done {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 struct Target {
     client: Https,
     url: String,
     ns: String,
-    /// Serial for Job names: every request is a new Job's first pod.
-    next: std::sync::atomic::AtomicUsize,
+    jobs: Arc<JobPool>,
 }
+
+/// What `send` reports when the Job pool is used up (the max-throughput
+/// phase stops there).
+const POOL_EXHAUSTED: &str = "job pool exhausted";
 
 impl Target {
     /// A new Job's first pod (the common case: scorer Jobs run one pod), so
-    /// each admission creates its per-Job Secret. The owner is not a real
-    /// Job; the garbage collector removes those Secrets later, as it would
-    /// for finished Jobs.
-    fn review(&self, _i: usize) -> Bytes {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (job, uid) = (&format!("first-pod-{n}"), &uuid::Uuid::new_v4().to_string());
+    /// each admission creates its per-Job Secret, owned by a Job that
+    /// exists.
+    fn review(&self) -> Option<Bytes> {
+        let j = self.jobs.take()?;
+        let (job, uid) = (&j.name, &j.uid);
         let body = json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
@@ -140,14 +245,15 @@ impl Target {
                 }
             }
         });
-        Bytes::from(serde_json::to_vec(&body).unwrap())
+        Some(Bytes::from(serde_json::to_vec(&body).unwrap()))
     }
 
     /// One admission; `Ok(true)` allowed, `Ok(false)` denied.
-    async fn send(&self, i: usize) -> Result<bool, String> {
+    async fn send(&self) -> Result<bool, String> {
+        let body = self.review().ok_or_else(|| POOL_EXHAUSTED.to_string())?;
         let req = hyper::Request::post(&self.url)
             .header("content-type", "application/json")
-            .body(Full::new(self.review(i)))
+            .body(Full::new(body))
             .unwrap();
         let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status();
@@ -171,21 +277,45 @@ impl Target {
     }
 }
 
-/// Open loop: request `i` is due at `start + i/rate`.
-async fn fixed_rate(t: Arc<Target>, rate: u64, secs: u64) -> Stats {
+/// Open loop: request `i` is due at `start + i/rate`, and its latency is
+/// measured from then, so a stall is not hidden by requests that were never
+/// sent. A pacer thread releases each request at its due time with the
+/// kernel's timer (tokio's rounds every sleep up to the next millisecond,
+/// which would add up to 1 ms to every latency); how late the requests
+/// still went out is reported as `lateness`.
+async fn fixed_rate(t: Arc<Target>, rate: u64, secs: u64) -> (Stats, Stats) {
     let n = (rate * secs) as usize;
-    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let start = Instant::now() + Duration::from_millis(50);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let pacer = std::thread::spawn(move || {
+        for i in 0..n {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if tx.send(due).is_err() {
+                return;
+            }
+        }
+    });
     let mut handles = Vec::with_capacity(n);
-    for i in 0..n {
-        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+    let mut late = Vec::with_capacity(n);
+    while let Some(due) = rx.recv().await {
+        late.push((Ok(true), due.elapsed()));
         let t = t.clone();
         handles.push(tokio::spawn(async move {
-            tokio::time::sleep_until(due).await;
-            let r = t.send(i).await;
+            let r = t.send().await;
             (r, due.elapsed())
         }));
     }
-    collect(handles, start).await
+    pacer.join().unwrap();
+    let mut all = Vec::with_capacity(handles.len());
+    for h in handles {
+        all.push(h.await.unwrap());
+    }
+    let took = start.elapsed();
+    (summarize(all, took), summarize(late, took))
 }
 
 /// Closed loop: `conc` workers back to back for `secs`.
@@ -193,36 +323,31 @@ async fn max_throughput(t: Arc<Target>, conc: usize, secs: u64) -> Stats {
     let start = tokio::time::Instant::now();
     let end = start + Duration::from_secs(secs);
     let mut workers = Vec::new();
-    for w in 0..conc {
+    for _ in 0..conc {
         let t = t.clone();
         workers.push(tokio::spawn(async move {
             let mut out = Vec::new();
-            let mut i = w;
+            let mut last = tokio::time::Instant::now();
             while tokio::time::Instant::now() < end {
                 let t0 = tokio::time::Instant::now();
-                let r = t.send(i).await;
+                let r = t.send().await;
+                if matches!(&r, Err(e) if e == POOL_EXHAUSTED) {
+                    break;
+                }
+                last = tokio::time::Instant::now();
                 out.push((r, t0.elapsed()));
-                i += conc;
             }
-            out
+            (out, last)
         }));
     }
     let mut all = Vec::new();
+    let mut last = start;
     for w in workers {
-        all.extend(w.await.unwrap());
+        let (out, l) = w.await.unwrap();
+        all.extend(out);
+        last = last.max(l);
     }
-    summarize(all, start.elapsed())
-}
-
-async fn collect(
-    handles: Vec<tokio::task::JoinHandle<(Result<bool, String>, Duration)>>,
-    start: tokio::time::Instant,
-) -> Stats {
-    let mut all = Vec::with_capacity(handles.len());
-    for h in handles {
-        all.push(h.await.unwrap());
-    }
-    summarize(all, start.elapsed())
+    summarize(all, last - start)
 }
 
 fn summarize(all: Vec<(Result<bool, String>, Duration)>, took: Duration) -> Stats {
@@ -303,6 +428,41 @@ async fn kube_client() -> kube::Client {
     kube::Client::try_from(cfg).unwrap()
 }
 
+/// Run `phase` against the webhook at `url` from a thread and runtime of
+/// its own, so the load generator's tasks never queue behind the webhook's
+/// (the API server calling a webhook is another process).
+async fn generate_load<F, Fut, T>(ca: &str, url: &str, ns: &str, jobs: Arc<JobPool>, phase: F) -> T
+where
+    F: FnOnce(Arc<Target>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    let target = (ca.to_string(), url.to_string(), ns.to_string());
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (ca, url, ns) = target;
+            phase(Arc::new(Target {
+                client: tls_client(&ca),
+                url,
+                ns,
+                jobs,
+            }))
+            .await
+        })
+    })
+    .await
+    .unwrap()
+}
+
+/// Run one backend; returns the namespace it used, deleted once every
+/// backend is done: deleting thousands of Jobs and Secrets keeps the control
+/// plane (and its garbage collector, at 20 requests/s) busy for minutes,
+/// which would be measured as the next backend's latency.
+/// `scripts/bench_webhook.sh` gives each backend a fresh control plane.
 async fn run_backend(
     backend: Backend,
     rate: u64,
@@ -310,10 +470,11 @@ async fn run_backend(
     max_secs: u64,
     conc: usize,
     breakdown_n: usize,
-) {
+    max_phase_jobs: usize,
+) -> Option<String> {
     let Some(db) = TestDb::new(backend).await else {
         println!("webhook_load: {backend:?} not configured, skipped");
-        return;
+        return None;
     };
     let client = kube_client().await;
     let ns = format!(
@@ -346,18 +507,17 @@ async fn run_backend(
             .await
             .unwrap();
     }
-    let jobs_api: Api<Job> = Api::namespaced(client.clone(), &ns);
-    let mut jobs = Vec::new();
-    for j in 0..JOBS {
-        let name = format!("scorer-{j}");
-        let job: Job = serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
-        }))
-        .unwrap();
-        let created = jobs_api.create(&PostParams::default(), &job).await.unwrap();
-        jobs.push((name, created.metadata.uid.unwrap()));
-    }
+
+    // The Jobs the breakdown and the fixed-rate phase name, created before
+    // the first clock starts. The max-throughput phase's are created after
+    // the fixed-rate phase, so they do not sit in the API server's heap
+    // (and its garbage collector's work) while the latency is measured.
+    let load_jobs = 50 + (rate * secs) as usize;
+    let t0 = Instant::now();
+    let scorers = JobPool::create(&client, &ns, "scorer", JOBS).await.jobs;
+    let new_jobs = JobPool::create(&client, &ns, "apply-new", breakdown_n).await;
+    let load_pool = Arc::new(JobPool::create(&client, &ns, "first-pod", load_jobs).await);
+    let setup_secs = t0.elapsed().as_secs_f64();
 
     // The two halves alone.
     let st = store.clone();
@@ -365,7 +525,7 @@ async fn run_backend(
     let store_half = sequential(breakdown_n, |_| {
         let (st, ns) = (st.clone(), ns2.clone());
         async move {
-            st.get_all_secrets_for_resource(&ns, "SCORER_JOB", RID, "webhook:bench")
+            st.get_all_bound_values(&ns, "SCORER_JOB", RID, "webhook:bench")
                 .await
                 .map(|m| m.len() == BINDINGS)
                 .unwrap_or(false)
@@ -377,16 +537,11 @@ async fn run_backend(
         .await
         .unwrap();
     let values = Arc::new(values);
-    let (c2, ns3, jobs2) = (client.clone(), ns.clone(), jobs.clone());
+    let (c2, ns3, v2) = (client.clone(), ns.clone(), values.clone());
     let api_half = sequential(breakdown_n, |i| {
-        let (c, ns, v) = (c2.clone(), ns3.clone(), values.clone());
-        let (name, uid) = jobs2[i % jobs2.len()].clone();
+        let (c, ns, v) = (c2.clone(), ns3.clone(), v2.clone());
+        let job = scorers[i % scorers.len()].clone();
         async move {
-            let job = OwningJob {
-                name,
-                uid,
-                api_version: "batch/v1".into(),
-            };
             secret::apply(&c, &ns, &job, "SCORER_JOB", RID, &v)
                 .await
                 .is_ok()
@@ -395,19 +550,10 @@ async fn run_backend(
     .await;
     // The write when the Secret is new (a Job's first pod), and a
     // server-side apply of the same Secret for comparison.
-    let (c3, ns4, uid0, v3) = (
-        client.clone(),
-        ns.clone(),
-        jobs[0].1.clone(),
-        values.clone(),
-    );
-    let api_new = sequential(breakdown_n, |i| {
+    let (c3, ns4, v3) = (client.clone(), ns.clone(), values.clone());
+    let api_new = sequential(breakdown_n, |_| {
         let (c, ns, v) = (c3.clone(), ns4.clone(), v3.clone());
-        let job = OwningJob {
-            name: format!("apply-new-{i}"),
-            uid: uid0.clone(),
-            api_version: "batch/v1".into(),
-        };
+        let job = new_jobs.take().expect("a Job per request").clone();
         async move {
             secret::apply(&c, &ns, &job, "SCORER_JOB", RID, &v)
                 .await
@@ -451,19 +597,26 @@ async fn run_backend(
         certs.clone(),
         std::future::pending(),
     ));
-    let target = Arc::new(Target {
-        client: tls_client(&certs.ca_bundle()),
-        url: format!("https://127.0.0.1:{port}/mutate"),
-        ns: ns.clone(),
-        next: std::sync::atomic::AtomicUsize::new(0),
-    });
-    // Warm up: connections, statement caches.
-    let _ = fixed_rate(target.clone(), 50, 1).await;
-    let fixed = fixed_rate(target.clone(), rate, secs).await;
-    let max = max_throughput(target.clone(), conc, max_secs).await;
+    let url = format!("https://127.0.0.1:{port}/mutate");
+    let ca = certs.ca_bundle();
+    let (fixed, lateness) = generate_load(&ca, &url, &ns, load_pool, move |t| async move {
+        // Warm up: connections, statement caches.
+        let _ = fixed_rate(t.clone(), 50, 1).await;
+        fixed_rate(t, rate, secs).await
+    })
+    .await;
+    let max_pool = Arc::new(JobPool::create(&client, &ns, "max-pod", max_phase_jobs).await);
+    let max = generate_load(&ca, &url, &ns, max_pool, move |t| async move {
+        max_throughput(t, conc, max_secs).await
+    })
+    .await;
 
     println!(
-        "webhook_load [{backend:?}] pod with {BINDINGS} bindings, dryRun=false, each request a new Job's first pod (its per-Job Secret created on the test control plane)"
+        "webhook_load [{backend:?}] pod with {BINDINGS} bindings, dryRun=false, each request the first pod of a real (suspended) Job, its per-Job Secret created on the test control plane"
+    );
+    println!(
+        "  setup: {} Jobs created (and synced, if a job controller runs) in {setup_secs:.1}s, not timed; {max_phase_jobs} more before the max-throughput phase",
+        JOBS + breakdown_n + load_jobs
     );
     println!(
         "  {}",
@@ -490,9 +643,18 @@ async fn run_backend(
         ))
     );
     println!("  {}", fixed.line(&format!("fixed {rate}/s for {secs}s")));
+    println!("    {}", fixed.slow_by_second(rate, 10.0));
+    println!(
+        "    requests sent after their due time by: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (the load generator keeping its schedule)",
+        lateness.pct(0.50),
+        lateness.pct(0.99),
+        lateness.pct(1.0)
+    );
     println!(
         "  {}",
-        max.line(&format!("max throughput, {conc} concurrent, {max_secs}s"))
+        max.line(&format!(
+            "max throughput, {conc} concurrent, up to {max_secs}s"
+        ))
     );
     println!(
         "  target p99 <= 10 ms at 200/s: {}",
@@ -504,7 +666,7 @@ async fn run_backend(
     );
 
     server_task.abort();
-    let _ = nss.delete(&ns, &DeleteParams::background()).await;
+    Some(ns)
 }
 
 fn main() {
@@ -529,6 +691,12 @@ fn main() {
     } else {
         (20, 1, 1, 2, 20)
     };
+    // The test run's max phase is a smoke test: it may run out of Jobs.
+    let max_phase_jobs = if bench {
+        (max_secs * MAX_PHASE_RATE) as usize
+    } else {
+        40
+    };
     let backends =
         std::env::var("WEBHOOK_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -537,6 +705,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         common::init();
+        let mut used = Vec::new();
         for b in backends.split(',') {
             let backend = match b.trim() {
                 "sqlite" => Backend::Sqlite,
@@ -544,7 +713,15 @@ fn main() {
                 "mysql" => Backend::Mysql,
                 other => panic!("unknown backend {other}"),
             };
-            run_backend(backend, rate, secs, max_secs, conc, n).await;
+            if let Some(ns) =
+                run_backend(backend, rate, secs, max_secs, conc, n, max_phase_jobs).await
+            {
+                used.push(ns);
+            }
+        }
+        let nss: Api<Namespace> = Api::all(kube_client().await);
+        for ns in used {
+            let _ = nss.delete(&ns, &DeleteParams::background()).await;
         }
     });
 }

@@ -25,6 +25,10 @@
 #                                 ${XDG_CACHE_HOME:-$HOME/.cache}/mlflow-secrets/testenv
 #   MLFLOW_SECRETS_TESTENV_GO_P   parallel Go compile jobs (default 2)
 #   MLFLOW_SECRETS_TESTENV_TIMEOUT  seconds `up` waits for each component (default 90)
+#   MLFLOW_SECRETS_TESTENV_KCM_CONTROLLERS  kube-controller-manager's
+#                                 --controllers (default: the list below);
+#                                 scripts/bench_webhook.sh drops the job
+#                                 controller so its fixture Jobs stay inert
 set -euo pipefail
 
 # --- pinned versions ---------------------------------------------------------
@@ -54,7 +58,8 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager)
 # Deployments behave as in a cluster (ReplicaSets and Pods get created, PDB
 # status, aggregated ClusterRoles, the kube-root-ca.crt ConfigMap used by
 # projected service-account tokens).
-KCM_CONTROLLERS=job-controller,cronjob-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller,disruption-controller,ttl-after-finished-controller,pod-garbage-collector-controller,clusterrole-aggregation-controller,resourcequota-controller
+DEFAULT_KCM_CONTROLLERS=job-controller,cronjob-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller,disruption-controller,ttl-after-finished-controller,pod-garbage-collector-controller,clusterrole-aggregation-controller,resourcequota-controller
+KCM_CONTROLLERS=${MLFLOW_SECRETS_TESTENV_KCM_CONTROLLERS:-$DEFAULT_KCM_CONTROLLERS}
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
 die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
