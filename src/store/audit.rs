@@ -213,12 +213,13 @@ pub(crate) async fn append(
 /// Columns of one audit row, in INSERT order.
 const AUDIT_COLUMNS: usize = 12;
 
-/// Append `recs`, in order, inside `tx` with three statements whatever
-/// their number (four on MySQL): take `len` sequence numbers from the head
-/// at once and read it back (one `UPDATE .. RETURNING` on SQLite and
-/// PostgreSQL; MySQL/MariaDB have no `RETURNING` on UPDATE, so a SELECT
-/// follows there), chain the hashes in memory, insert every row with one
-/// multi-row INSERT, move the head. The group-commit writer appends its batches with it. Returns the
+/// Append `recs`, in order, inside `tx` with a fixed number of statements
+/// whatever their number (two on PostgreSQL, three on SQLite, four on
+/// MySQL): take `len` sequence numbers from the head at once and read it
+/// back (one `UPDATE .. RETURNING` on SQLite and PostgreSQL; MySQL/MariaDB
+/// have no `RETURNING` on UPDATE, so a SELECT follows there), chain the
+/// hashes in memory, insert every row with one multi-row INSERT, move the
+/// head (in the INSERT's statement on PostgreSQL). The group-commit writer appends its batches with it. Returns the
 /// sequence number of the last row (0 when `recs` is empty).
 pub(crate) async fn append_many(
     tx: &mut Transaction<'static, Any>,
@@ -279,12 +280,24 @@ pub(crate) async fn append_many(
             hash,
         ));
     }
-    let mut sql = String::from(
+    // PostgreSQL moves the head in the same statement (a data-modifying
+    // CTE): one round trip to another process fewer per batch. SQLite and
+    // MySQL allow only SELECTs in a WITH, so they send the UPDATE after.
+    let head_in_cte = dialect == Dialect::Postgres;
+    let mut sql = String::from(if head_in_cte {
+        "WITH appended AS ("
+    } else {
+        ""
+    });
+    sql.push_str(
         "INSERT INTO secrets_audit_log (seq, occurred_at, principal, action, workspace, secret_id, \
          secret_name, resource, outcome, detail, prev_hash, row_hash) VALUES ",
     );
     let tuple = format!("({})", ["?"; AUDIT_COLUMNS].join(", "));
     sql.push_str(&vec![tuple; rows.len()].join(", "));
+    if head_in_cte {
+        sql.push_str(") UPDATE secrets_audit_head SET last_hash = ? WHERE id = 1");
+    }
     let mut q = sqlx::query(dialect.q_composed(sql));
     for (rec, (seq, detail, prev_hash, hash)) in recs.iter().zip(&rows) {
         q = q
@@ -301,12 +314,16 @@ pub(crate) async fn append_many(
             .bind(prev_hash.clone())
             .bind(hash.clone());
     }
-    q.execute(&mut **tx).await.map_err(db_err)?;
-    sqlx::query(dialect.q("UPDATE secrets_audit_head SET last_hash = ? WHERE id = 1"))
-        .bind(prev)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+    if head_in_cte {
+        q.bind(prev).execute(&mut **tx).await.map_err(db_err)?;
+    } else {
+        q.execute(&mut **tx).await.map_err(db_err)?;
+        sqlx::query(dialect.q("UPDATE secrets_audit_head SET last_hash = ? WHERE id = 1"))
+            .bind(prev)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    }
     Ok(last_seq)
 }
 

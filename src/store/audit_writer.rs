@@ -9,7 +9,7 @@
 //!
 //! The writer task here takes whatever records are queued when it becomes
 //! free and appends all of them in one transaction, then answers every
-//! waiter, with a fixed three statements per batch (four on MySQL; see
+//! waiter, with a fixed two to four statements per batch (by database; see
 //! [`audit::append_many`]). A lone request is written at once (no timer, no added latency);
 //! under load one commit carries many rows. Requests still fail closed: a
 //! caller gets `Ok` only after its row is committed, and an error if it
