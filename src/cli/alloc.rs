@@ -1,14 +1,19 @@
-//! Allocator tuning for the long-running commands (`serve`, `operator`).
+//! Allocator tuning for the operator.
 //!
 //! glibc gives each thread that contends for the heap an arena of its own,
 //! up to 8 per core, and freed memory stays in the arena it came from. A
-//! server whose tokio workers, SQLite worker threads and blocking pool all
+//! process whose tokio workers, SQLite worker threads and blocking pool all
 //! allocate therefore holds several partly-empty heaps: for the operator
 //! with 10,000 objects cached, ~5 MiB of resident memory that does no work
-//! (docs/benchmarks.md). Two arenas keep contention low on the few cores
-//! these processes get while bounding that waste.
+//! (docs/operator.md, "Memory"). The operator has a memory budget and
+//! modest request rates, so it takes two arenas.
+//!
+//! `serve` keeps glibc's default: at thousands of requests per second the
+//! cap cost the REST server ~12% of its `get` throughput (5,352 against
+//! 6,083 req/s on 2 cores, `scripts/bench_rest.sh`), and its memory is far
+//! inside its budget anyway.
 
-/// Arenas for the servers: tokio's two workers each find one free.
+/// Arenas for the operator: tokio's two workers each find one free.
 pub const MALLOC_ARENAS: i32 = 2;
 
 /// Cap glibc's arenas at [`MALLOC_ARENAS`], unless the user chose a value

@@ -53,7 +53,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         crate::k8s::crdgen::run(a)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if matches!(command, Command::Serve(_) | Command::Operator(_)) {
+    if matches!(command, Command::Operator(_)) {
         alloc::limit_malloc_arenas();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
