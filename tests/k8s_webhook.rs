@@ -4,6 +4,8 @@
 //! `certs::leader_loop` as a URL-based configuration; kube-controller-
 //! manager creates the Jobs' pods and garbage-collects per-Job Secrets.
 //! The store is a real SqlStore on SQLite with a real keystore.
+//! Certificate rotation and requests the configuration never sends are in
+//! `k8s_webhook_edges.rs`.
 
 mod common;
 mod k8s;
@@ -12,12 +14,10 @@ mod k8s_webhook_support;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use mlflow_secrets::model::AuditEntry;
-use mlflow_secrets::store::{AuditFilter, DecryptLimits, SecretsStore};
+use mlflow_secrets::store::{DecryptLimits, SecretsStore};
 use serde_json::Value;
 use sqlx::Connection;
 
@@ -36,17 +36,6 @@ fn assert_no_plaintext(what: &str, text: &str, value: &str) {
     let b64 = base64::engine::general_purpose::STANDARD.encode(value);
     assert!(!text.contains(value), "{what} contains the plaintext");
     assert!(!text.contains(&b64), "{what} contains the base64 plaintext");
-}
-
-async fn audit(w: &Webhook, ns: &str) -> Vec<AuditEntry> {
-    w.store
-        .list_audit(&AuditFilter {
-            workspace: Some(ns.to_string()),
-            max_results: Some(1000),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
 }
 
 async fn events_of(client: &kube::Client, ns: &str, kind: &str, name: &str) -> String {
@@ -142,7 +131,7 @@ async fn job_pods_get_secret_env_and_the_secret_is_collected_with_the_job() {
     );
 
     // Audit: pod, Job, namespace, bindings and KEK versions; no value.
-    let rows = audit(&w, n).await;
+    let rows = w.audit(n).await;
     let read = rows
         .iter()
         .find(|r| r.action == "READ_RESOURCE_VALUES" && r.outcome == "SUCCESS")
@@ -327,7 +316,7 @@ async fn another_namespace_claiming_the_resource_id_gets_nothing() {
     eventually(Duration::from_secs(10), "the denial's audit row", || {
         let w = &w;
         async move {
-            audit(w, t)
+            w.audit(t)
                 .await
                 .iter()
                 .any(|r| {
@@ -393,7 +382,7 @@ async fn dry_run_patches_but_writes_and_decrypts_nothing() {
     w.bind(n, "openai", VALUE, RID, "OPENAI_API_KEY").await;
     let job = unique_name("scorer");
     let uid = create_job(&w.client, n, &job_json(&job, RID, &[], true)).await;
-    let audit_before = audit(&w, n).await.len();
+    let audit_before = w.audit(n).await.len();
     let pods: Api<Pod> = Api::namespaced(w.client.clone(), n);
     let pod = pods
         .create(
@@ -428,7 +417,7 @@ async fn dry_run_patches_but_writes_and_decrypts_nothing() {
             .unwrap()
             .is_none()
     );
-    let rows = audit(&w, n).await;
+    let rows = w.audit(n).await;
     assert_eq!(rows.len(), audit_before, "no audit row: {rows:?}");
     assert!(!rows.iter().any(|r| r.action == "READ_RESOURCE_VALUES"));
     assert_eq!(w.metrics.decrypts.with_label_values(&[n]).get(), 0);
@@ -518,7 +507,7 @@ async fn decrypts_are_rate_limited_per_namespace() {
         text.contains(&format!("decrypt rate limit exceeded for workspace '{n}'")),
         "{text}"
     );
-    let rows = audit(&w, n).await;
+    let rows = w.audit(n).await;
     assert!(
         rows.iter()
             .any(|r| r.outcome == "DENIED"
@@ -526,184 +515,5 @@ async fn decrypts_are_rate_limited_per_namespace() {
         "{rows:?}"
     );
     ns.cleanup().await;
-    w.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leader_loop_rotates_the_certificates_and_the_ca_bundle_follows() {
-    // CA and serving certificate both within the renewal window almost at
-    // once: the leader rotates the CA; the configuration must follow, and
-    // the webhook must keep answering.
-    let w = Webhook::start(Opts {
-        validity: Some((
-            Duration::from_secs(20),
-            Duration::from_secs(25),
-            Duration::from_secs(15),
-        )),
-        ..Default::default()
-    })
-    .await;
-    let ns = w.namespace("wh-rotate").await;
-    let n = ns.name();
-    let cfgs: Api<MutatingWebhookConfiguration> = Api::all(w.client.clone());
-    let bundle = |c: MutatingWebhookConfiguration| {
-        c.webhooks.unwrap()[0]
-            .client_config
-            .ca_bundle
-            .clone()
-            .unwrap()
-            .0
-    };
-    let first = bundle(cfgs.get(&w.cfg.webhook_config_name).await.unwrap());
-    let first_not_after = w.certs.not_after();
-    assert_eq!(first, w.certs.ca_bundle().into_bytes());
-    let name = w.cfg.webhook_config_name.clone();
-    let rotated = eventually(Duration::from_secs(60), "a new caBundle", || {
-        let cfgs = cfgs.clone();
-        let (name, first) = (name.clone(), first.clone());
-        async move {
-            let b = bundle(cfgs.get(&name).await.ok()?);
-            (b != first).then_some(b)
-        }
-    })
-    .await;
-    let text = String::from_utf8(rotated.clone()).unwrap();
-    assert_eq!(
-        text.matches("BEGIN CERTIFICATE").count(),
-        2,
-        "new CA plus the previous one"
-    );
-    // Every replica (here, the refresh loop) serves the renewed certificate.
-    eventually(
-        Duration::from_secs(30),
-        "the serving certificate to be swapped",
-        || {
-            let certs = w.certs.clone();
-            async move { (certs.not_after() != first_not_after).then_some(()) }
-        },
-    )
-    .await;
-    assert!(w.metrics.cert_expiry.get() >= w.certs.not_after() as f64 - 1.0);
-    // The API server still trusts us: a probe is still answered by the webhook.
-    let pods: Api<Pod> = Api::namespaced(w.client.clone(), n);
-    let err = pods
-        .create(
-            &PostParams {
-                dry_run: true,
-                ..Default::default()
-            },
-            &pod_json("after", RID, None, &[]),
-        )
-        .await
-        .expect_err("the webhook answers");
-    assert!(err.to_string().contains("no owning Job"), "{err}");
-    ns.cleanup().await;
-    w.stop().await;
-}
-
-/// The handler alone (no API server in front): what it does with requests
-/// the configuration should never send, and with garbage.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_the_configuration_never_sends_are_handled_safely() {
-    use tower::ServiceExt as _;
-    let w = Webhook::start(Opts::default()).await;
-    let app = mlflow_secrets::k8s::webhook::router(std::sync::Arc::new(
-        mlflow_secrets::k8s::webhook::WebhookState::new(
-            w.client.clone(),
-            w.store.clone(),
-            w.metrics.clone(),
-            Duration::from_secs(5),
-        ),
-    ));
-    let post = |body: Vec<u8>| {
-        axum::http::Request::post("/mutate")
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(body))
-            .unwrap()
-    };
-    let review = |pod: &Pod, ns: &str| {
-        serde_json::to_vec(&serde_json::json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "7e0c9f3a-1111-2222-3333-444455556666",
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "namespace": ns,
-                "operation": "CREATE",
-                "userInfo": {"username": "tester"},
-                "object": pod,
-                "dryRun": false
-            }
-        }))
-        .unwrap()
-    };
-    let call = |app: axum::Router, body: Vec<u8>| async move {
-        let resp = app.oneshot(post(body)).await.unwrap();
-        let status = resp.status();
-        let bytes = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        (status, serde_json::from_slice::<Value>(&bytes).unwrap())
-    };
-    let ns = unique_name("wh-direct");
-
-    // Unlabelled: allowed, untouched, counted as skipped.
-    let mut plain = pod_json("plain", RID, None, &[]);
-    plain.metadata.labels = None;
-    let (status, v) = call(app.clone(), review(&plain, &ns)).await;
-    assert_eq!(status, 200);
-    assert_eq!(v["response"]["allowed"], true);
-    assert_eq!(v["response"]["uid"], "7e0c9f3a-1111-2222-3333-444455556666");
-    assert!(v["response"].get("patch").is_none(), "{v}");
-    assert_eq!(w.count(&ns, "skipped"), 1);
-
-    // Labelled without a resource id: denied with the reason, and audited.
-    let mut no_id = pod_json("noid", RID, Some(("j", "uid-1")), &[]);
-    no_id.metadata.annotations = None;
-    let (_, v) = call(app.clone(), review(&no_id, &ns)).await;
-    assert_eq!(v["response"]["allowed"], false);
-    let msg = v["response"]["status"]["message"].as_str().unwrap();
-    assert!(
-        msg.contains("no secrets.mlflow.org/resource-id annotation"),
-        "{msg}"
-    );
-    eventually(Duration::from_secs(10), "the denial's audit row", || {
-        let w = &w;
-        let ns = ns.clone();
-        async move {
-            audit(w, &ns)
-                .await
-                .iter()
-                .any(|r| {
-                    r.outcome == "DENIED"
-                        && r.principal.as_deref() == Some(&format!("webhook:{ns}/j/noid"))
-                })
-                .then_some(())
-        }
-    })
-    .await;
-
-    // An unknown inject mode is refused by name.
-    let bad_mode = pod_json(
-        "mode",
-        RID,
-        Some(("j", "uid-1")),
-        &[("secrets.mlflow.org/inject-mode", "plaintext-env")],
-    );
-    let (_, v) = call(app.clone(), review(&bad_mode, &ns)).await;
-    assert!(
-        v["response"]["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("must be secret-env or secret-file"),
-        "{v}"
-    );
-
-    // Garbage: a 400 with an AdmissionReview that refuses.
-    let (status, v) = call(app.clone(), b"{not json".to_vec()).await;
-    assert_eq!(status, 400);
-    assert_eq!(v["response"]["allowed"], false);
     w.stop().await;
 }

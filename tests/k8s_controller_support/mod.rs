@@ -334,6 +334,11 @@ impl Harness {
 }
 
 /// The condition of a type.
+/// `spec.valueFrom` importing key `key` of Kubernetes Secret `secret`.
+pub fn value_from(secret: &str, key: &str) -> Value {
+    json!({ "secretKeyRef": { "name": secret, "key": key } })
+}
+
 pub fn cond<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }

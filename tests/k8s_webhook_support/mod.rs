@@ -18,7 +18,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use mlflow_secrets::k8s::metrics::OperatorMetrics;
 use mlflow_secrets::k8s::webhook::certs::{self, CertConfig, WebhookCerts};
 use mlflow_secrets::k8s::webhook::{WebhookState, router, server};
-use mlflow_secrets::store::{DecryptLimits, SecretsStore, SqlStore};
+use mlflow_secrets::model::AuditEntry;
+use mlflow_secrets::store::{AuditFilter, DecryptLimits, SecretsStore, SqlStore};
 use mlflow_secrets::value::SecretValue;
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -174,6 +175,18 @@ impl Webhook {
     }
 
     /// Create a secret in `ns` and bind it to `SCORER_JOB/<rid>` as `binding`.
+    /// The audit rows of workspace (namespace) `ns`, oldest first.
+    pub async fn audit(&self, ns: &str) -> Vec<AuditEntry> {
+        self.store
+            .list_audit(&AuditFilter {
+                workspace: Some(ns.to_string()),
+                max_results: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
     pub async fn bind(
         &self,
         ns: &str,
