@@ -282,8 +282,10 @@ async fn within<T>(
         })
 }
 
-/// Bindings of the resource with their secrets' metadata. Denies when there
-/// are none or one is revoked, without decrypting anything.
+/// Bindings of the resource with their secrets' metadata, for a dryRun
+/// admission. Denies when there are none or one is revoked, without
+/// decrypting anything. (A real admission gets the same from the decrypting
+/// read itself: `SqlStore::get_all_bound_values`.)
 async fn metadata(
     state: &WebhookState,
     ns: &str,
