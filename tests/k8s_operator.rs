@@ -21,7 +21,8 @@ use k8s::{TestEnv, TestNamespace, eventually, unique_name};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use k8s_operator_support::{
-    OperatorProc, OperatorSetup, condition, crd_api, install_crds, wait_condition,
+    OperatorProc, OperatorSetup, apply_secret_and_import, condition, crd_api, install_crds,
+    wait_condition,
 };
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use mlflow_secrets::store::{SecretsStore, SqlStore};
@@ -776,36 +777,11 @@ async fn kek_rotation_through_a_projected_volume_needs_no_restart() {
 
     let client = env.client().await;
     let secrets = crd_api(client.clone(), ns.name(), "MlflowSecret");
-    let src: Api<Secret> = Api::namespaced(client.clone(), ns.name());
     let apply_import = |name: &'static str, value: &'static str| {
-        let labels = setup.labels();
-        let secrets = secrets.clone();
-        let src = src.clone();
+        let (setup, client, secrets, ns) = (&setup, &client, &secrets, ns.name());
         async move {
-            let s: Secret = serde_json::from_value(serde_json::json!({
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": { "name": format!("{name}-src") },
-                "stringData": { "k": value }
-            }))
-            .unwrap();
-            src.patch(
-                &format!("{name}-src"),
-                &PatchParams::apply("e2e").force(),
-                &Patch::Apply(&s),
-            )
-            .await
-            .unwrap();
-            let o: DynamicObject = serde_json::from_value(serde_json::json!({
-                "apiVersion": "secrets.mlflow.org/v1alpha1", "kind": "MlflowSecret",
-                "metadata": { "name": name, "labels": labels },
-                "spec": { "valueFrom": { "secretKeyRef": { "name": format!("{name}-src"), "key": "k" } } }
-            }))
-            .unwrap();
-            secrets
-                .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&o))
-                .await
-                .unwrap();
-            wait_condition(&secrets, name, "Ready", "True", READY).await
+            apply_secret_and_import(setup, false, client, ns, name, value).await;
+            wait_condition(secrets, name, "Ready", "True", READY).await
         }
     };
     let before = apply_import("before-rotation", "sk-before-rotation-1").await;

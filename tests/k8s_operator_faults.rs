@@ -15,46 +15,14 @@ use common::TestKeystore;
 use k8s::{TestEnv, eventually, unique_name};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_operator_support::{
-    OperatorSetup, TcpProxy, condition, crd_api, install_crds, wait_condition,
+    OperatorSetup, TcpProxy, apply_secret_and_import, condition, crd_api, install_crds,
+    wait_condition,
 };
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 
 const READY: Duration = Duration::from_secs(60);
-
-async fn apply_secret_and_import(
-    setup: &OperatorSetup,
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    value: &str,
-) {
-    let src: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let s: Secret = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": format!("{name}-src") },
-        "stringData": { "k": value }
-    }))
-    .unwrap();
-    src.patch(
-        &format!("{name}-src"),
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&s),
-    )
-    .await
-    .unwrap();
-    let o: DynamicObject = serde_json::from_value(serde_json::json!({
-        "apiVersion": "secrets.mlflow.org/v1alpha1", "kind": "MlflowSecret",
-        "metadata": { "name": name, "labels": setup.labels() },
-        "spec": { "shared": true, "valueFrom": { "secretKeyRef": { "name": format!("{name}-src"), "key": "k" } } }
-    }))
-    .unwrap();
-    crd_api(client.clone(), ns, "MlflowSecret")
-        .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&o))
-        .await
-        .unwrap();
-}
 
 async fn apply_binding(
     setup: &OperatorSetup,
@@ -186,7 +154,15 @@ async fn failover_to_the_second_replica_keeps_injecting() {
     b.wait_ready(READY).await;
     proxy.set_backends(vec![addr(a.port), addr(b.port)]);
 
-    apply_secret_and_import(&setup, &client, ns.name(), "shared-key", "sk-failover-0001").await;
+    apply_secret_and_import(
+        &setup,
+        true,
+        &client,
+        ns.name(),
+        "shared-key",
+        "sk-failover-0001",
+    )
+    .await;
     let secrets = crd_api(client.clone(), ns.name(), "MlflowSecret");
     wait_condition(&secrets, "shared-key", "Ready", "True", READY).await;
     apply_binding(&setup, &client, ns.name(), "bind", "shared-key", "job-f").await;
@@ -244,6 +220,7 @@ async fn failover_to_the_second_replica_keeps_injecting() {
     // The new leader reconciles.
     apply_secret_and_import(
         &setup,
+        true,
         &client,
         ns.name(),
         "after-failover",
@@ -291,7 +268,7 @@ async fn database_down_denies_fast_and_recovers_by_itself() {
     setup.select(env, &ns).await;
     let op = setup.start(env, "replica-db").await;
     op.wait_ready(READY).await;
-    apply_secret_and_import(&setup, &client, ns.name(), "db-key", "sk-dbdown-0001").await;
+    apply_secret_and_import(&setup, true, &client, ns.name(), "db-key", "sk-dbdown-0001").await;
     let secrets = crd_api(client.clone(), ns.name(), "MlflowSecret");
     wait_condition(&secrets, "db-key", "Ready", "True", READY).await;
     apply_binding(&setup, &client, ns.name(), "bind", "db-key", "job-db").await;
@@ -317,6 +294,7 @@ async fn database_down_denies_fast_and_recovers_by_itself() {
     // Reconciles fail and requeue: a new MlflowSecret is not Ready yet.
     apply_secret_and_import(
         &setup,
+        true,
         &client,
         ns.name(),
         "during-outage",

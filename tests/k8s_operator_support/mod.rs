@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 
@@ -271,6 +271,42 @@ impl OperatorProc {
 
 /// The MlflowSecret / MlflowSecretBinding APIs, untyped: the tests check
 /// the CRDs' wire shape, not the Rust types.
+/// Server-side apply a Kubernetes Secret `<name>-src` holding `value` under
+/// key `k`, and an MlflowSecret `name` (selected by `setup`) importing it.
+pub async fn apply_secret_and_import(
+    setup: &OperatorSetup,
+    shared: bool,
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    value: &str,
+) {
+    let src: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let s: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": format!("{name}-src") },
+        "stringData": { "k": value }
+    }))
+    .unwrap();
+    src.patch(
+        &format!("{name}-src"),
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&s),
+    )
+    .await
+    .unwrap();
+    let o: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "secrets.mlflow.org/v1alpha1", "kind": "MlflowSecret",
+        "metadata": { "name": name, "labels": setup.labels() },
+        "spec": { "shared": shared, "valueFrom": { "secretKeyRef": { "name": format!("{name}-src"), "key": "k" } } }
+    }))
+    .unwrap();
+    crd_api(client.clone(), ns, "MlflowSecret")
+        .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&o))
+        .await
+        .unwrap();
+}
+
 pub fn crd_api(client: kube::Client, ns: &str, kind: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("secrets.mlflow.org", "v1alpha1", kind);
     let plural = match kind {
