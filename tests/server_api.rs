@@ -469,3 +469,47 @@ async fn anonymous_loopback_mode_acts_as_local() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(get(&app, "list-audit", None).await.status, StatusCode::OK);
 }
+
+/// Issue 10 over REST: the added fields round-trip, and reserved binding
+/// names are refused (the same store validator as the CLI and the CRD).
+#[tokio::test]
+async fn added_fields_and_reserved_binding_names() {
+    let fx = Fixture::new().await;
+    let app = fx.app(0);
+    let r = post(&app, "create", Some(WRITER),
+        r#"{"secret_name":"azure","value":{"api_key":"k-1234567890abcdef","api_base":"https://x"},"is_shared":true,"provider":"azure"}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["secret"]["provider"], "azure");
+    let id = r.json()["secret"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = post(
+        &app,
+        "bind",
+        Some(WRITER),
+        &json!({"secret_id": id, "resource_id": "job-1", "binding_name": "AZURE_API_KEY",
+                "value_field": "api_key", "service_accounts": ["scorer"]})
+        .to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["binding"]["value_field"], "api_key");
+    assert_eq!(r.json()["binding"]["service_accounts"], json!(["scorer"]));
+    for name in ["LD_PRELOAD", "http_proxy", "PYTHONSTARTUP"] {
+        let r = post(
+            &app,
+            "bind",
+            Some(WRITER),
+            &json!({"secret_id": id, "resource_id": "job-1", "binding_name": name}).to_string(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name}: {}", r.text);
+        assert_eq!(r.json()["error_code"], "INVALID_PARAMETER_VALUE");
+        assert!(
+            r.json()["message"].as_str().unwrap().contains("reserved"),
+            "{}",
+            r.text
+        );
+    }
+}

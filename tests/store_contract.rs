@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Backend, TestDb};
+use common::{Backend, TestDb, as_string, drop_audit_triggers, val};
 use mlflow_secrets::model::{BindingFilter, SecretFilter, SecretState};
 use mlflow_secrets::store::{AuditFilter, RewrapTarget, SecretsStore, StoreError};
 use mlflow_secrets::value::SecretValue;
@@ -13,36 +13,6 @@ use secrecy::ExposeSecret;
 use sqlx::Row;
 
 const ACTOR: &str = "alice";
-
-fn val(s: &str) -> SecretValue {
-    SecretValue::from_string(s.to_string()).unwrap()
-}
-
-fn as_string(v: SecretValue) -> String {
-    match v {
-        SecretValue::String(s) => s.expose_secret().to_string(),
-        other => panic!("expected a string value, got {other:?}"),
-    }
-}
-
-/// Generates one `#[tokio::test]` per backend for each contract case.
-macro_rules! contract {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Backend::Sqlite, super::$case).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Backend::Postgres, super::$case).await } )* }
-        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Backend::Mysql, super::$case).await } )* }
-    };
-}
-
-async fn run<F, Fut>(backend: Backend, case: F)
-where
-    F: FnOnce(TestDb) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    if let Some(db) = TestDb::new(backend).await {
-        case(db).await;
-    }
-}
 
 contract!(
     create_and_get,
@@ -121,7 +91,7 @@ async fn create_and_get(db: TestDb) {
 
     // String and object values round-trip.
     assert_eq!(
-        as_string(s.get_secret_value(&secret.secret_id, ACTOR).await.unwrap()),
+        as_string(&s.get_secret_value(&secret.secret_id, ACTOR).await.unwrap()),
         "sk-proj-abcdefghijklmnopqrstuvwx1234"
     );
     let obj = SecretValue::from_json_text(r#"{"api_key":"k-123456789012","org":"org-1"}"#).unwrap();
@@ -324,7 +294,7 @@ async fn update_writes_new_dek_and_iv(db: TestDb) {
     assert_ne!(before.2, after.2, "a new DEK for every write");
     assert_ne!(before.0, after.0);
     assert_eq!(
-        as_string(s.get_secret_value(&sec.secret_id, ACTOR).await.unwrap()),
+        as_string(&s.get_secret_value(&sec.secret_id, ACTOR).await.unwrap()),
         "second-value-6789"
     );
 }
@@ -628,7 +598,7 @@ async fn resource_reads(db: TestDb) {
         .get_secret_for_resource("default", "SCORER_JOB", "job-9", "A_KEY", ACTOR)
         .await
         .unwrap();
-    assert_eq!(as_string(one), "value-a-123456789");
+    assert_eq!(as_string(&one), "value-a-123456789");
     let all = s
         .get_all_secrets_for_resource("default", "SCORER_JOB", "job-9", ACTOR)
         .await
@@ -869,7 +839,7 @@ async fn tamper_is_detected(db: TestDb) {
         );
     }
     assert_eq!(
-        as_string(s.get_secret_value(&ids[8], ACTOR).await.unwrap()),
+        as_string(&s.get_secret_value(&ids[8], ACTOR).await.unwrap()),
         "tamper-value-8-123"
     );
     let report = s.verify(ACTOR, &|_| {}).await.unwrap();
@@ -1097,22 +1067,6 @@ async fn value_reads_are_audited_and_chain_verifies(db: TestDb) {
     assert_eq!(report.rows as usize, all.len());
 }
 
-async fn drop_audit_triggers(db: &TestDb, conn: &mut sqlx::AnyConnection) {
-    for t in [
-        "trg_secrets_audit_log_no_update",
-        "trg_secrets_audit_log_no_delete",
-    ] {
-        let sql = match db.backend {
-            Backend::Postgres => format!("DROP TRIGGER {t} ON secrets_audit_log"),
-            _ => format!("DROP TRIGGER {t}"),
-        };
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-    }
-}
-
 async fn audit_log_tampering_is_detected(db: TestDb) {
     let s = &db.store;
     for i in 0..6 {
@@ -1229,7 +1183,7 @@ async fn rotation_rewrap_and_verify(db: TestDb) {
         0
     );
     for (id, v) in &want {
-        assert_eq!(&as_string(s.get_secret_value(id, ACTOR).await.unwrap()), v);
+        assert_eq!(&as_string(&s.get_secret_value(id, ACTOR).await.unwrap()), v);
     }
     let report = s.verify(ACTOR, &|_| {}).await.unwrap();
     assert_eq!((report.total, report.ok, report.failed.len()), (26, 26, 0));

@@ -10,46 +10,16 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Backend, TestDb};
+use common::{TestDb, as_string, drop_audit_triggers, val};
 use mlflow_secrets::crypto::{self, Aad};
 use mlflow_secrets::model::{NewBinding, NewSecret, SecretState};
-use mlflow_secrets::store::audit::{ExportedHead, row_hash};
+use mlflow_secrets::store::audit::{ExportedHead, entry_hash};
 use mlflow_secrets::store::audit_export::{HeadCadence, spawn_head_export};
 use mlflow_secrets::store::{AuditFilter, SecretsStore, StoreError};
 use mlflow_secrets::value::SecretValue;
-use secrecy::ExposeSecret;
 use sqlx::Row;
 
 const ACTOR: &str = "alice";
-
-fn val(s: &str) -> SecretValue {
-    SecretValue::from_string(s.to_string()).unwrap()
-}
-
-fn as_string(v: &SecretValue) -> String {
-    match v {
-        SecretValue::String(s) => s.expose_secret().to_string(),
-        other => panic!("expected a string value, got {other:?}"),
-    }
-}
-
-macro_rules! contract {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Backend::Sqlite, super::$case).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Backend::Postgres, super::$case).await } )* }
-        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::run(super::Backend::Mysql, super::$case).await } )* }
-    };
-}
-
-async fn run<F, Fut>(backend: Backend, case: F)
-where
-    F: FnOnce(TestDb) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    if let Some(db) = TestDb::new(backend).await {
-        case(db).await;
-    }
-}
 
 contract!(
     provider_is_stored_and_returned,
@@ -461,22 +431,6 @@ async fn rewrap_moves_revoked_rows_without_failing(db: TestDb) {
     );
 }
 
-async fn drop_audit_triggers(db: &TestDb, conn: &mut sqlx::AnyConnection) {
-    for t in [
-        "trg_secrets_audit_log_no_update",
-        "trg_secrets_audit_log_no_delete",
-    ] {
-        let sql = match db.backend {
-            Backend::Postgres => format!("DROP TRIGGER {t} ON secrets_audit_log"),
-            _ => format!("DROP TRIGGER {t}"),
-        };
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-    }
-}
-
 /// What a database writer can do without any key: delete rows, then
 /// renumber and re-hash the rest with the public algorithm, and move the
 /// head row, so that the chain is consistent again.
@@ -500,24 +454,14 @@ async fn rewrite_chain_without(db: &TestDb, action: &str) {
         .unwrap();
     let mut prev = mlflow_secrets::store::audit::GENESIS_HASH.to_string();
     for (i, e) in rows.iter().enumerate() {
-        let seq = i as i64 + 1;
-        let hash = row_hash(
-            &prev,
-            seq,
-            e.occurred_at,
-            e.principal.as_deref(),
-            &e.action,
-            e.workspace.as_deref(),
-            e.secret_id.as_deref(),
-            e.secret_name.as_deref(),
-            e.resource.as_deref(),
-            &e.outcome,
-            e.detail.as_deref(),
-        );
+        let mut rewritten = e.clone();
+        rewritten.seq = i as i64 + 1;
+        rewritten.prev_hash = prev.clone();
+        let hash = entry_hash(&rewritten);
         sqlx::query(sqlx::AssertSqlSafe(db.sql(
             "UPDATE secrets_audit_log SET seq = ?, prev_hash = ?, row_hash = ? WHERE seq = ?",
         )))
-        .bind(seq)
+        .bind(rewritten.seq)
         .bind(prev.clone())
         .bind(hash.clone())
         .bind(e.seq)

@@ -182,7 +182,8 @@ pub fn row_hash(
     hex::encode(h.finalize())
 }
 
-fn entry_hash(e: &AuditEntry) -> String {
+/// The hash a row's fields give ([`row_hash`] of an [`AuditEntry`]).
+pub fn entry_hash(e: &AuditEntry) -> String {
     row_hash(
         &e.prev_hash,
         e.seq,

@@ -15,7 +15,8 @@ use mlflow_secrets::keystore::{
     self, Keystore, KeystoreConfig, KeystoreHandle, NewKekOptions, PassphraseSource,
 };
 use mlflow_secrets::store::SqlStore;
-use secrecy::SecretString;
+use mlflow_secrets::value::SecretValue;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::Connection;
 
 pub const PASSPHRASE_V1: &str = "test passphrase one";
@@ -228,4 +229,57 @@ static INIT: OnceLock<()> = OnceLock::new();
 
 pub fn init() {
     INIT.get_or_init(sqlx::any::install_default_drivers);
+}
+
+/// A string value.
+pub fn val(s: &str) -> SecretValue {
+    SecretValue::from_string(s.to_string()).unwrap()
+}
+
+/// The string of a string value (panics on an object).
+pub fn as_string(v: &SecretValue) -> String {
+    match v {
+        SecretValue::String(s) => s.expose_secret().to_string(),
+        other => panic!("expected a string value, got {other:?}"),
+    }
+}
+
+/// Run one contract case on `backend`, when that backend is available.
+pub async fn run_case<F, Fut>(backend: Backend, case: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    if let Some(db) = TestDb::new(backend).await {
+        case(db).await;
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each contract case (an
+/// `async fn(TestDb)` at the test crate's root).
+#[macro_export]
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { $crate::common::run_case($crate::common::Backend::Sqlite, super::$case).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { $crate::common::run_case($crate::common::Backend::Postgres, super::$case).await } )* }
+        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { $crate::common::run_case($crate::common::Backend::Mysql, super::$case).await } )* }
+    };
+}
+
+/// Drop the triggers that make `secrets_audit_log` append-only, as someone
+/// with DDL rights could.
+pub async fn drop_audit_triggers(db: &TestDb, conn: &mut sqlx::AnyConnection) {
+    for t in [
+        "trg_secrets_audit_log_no_update",
+        "trg_secrets_audit_log_no_delete",
+    ] {
+        let sql = match db.backend {
+            Backend::Postgres => format!("DROP TRIGGER {t} ON secrets_audit_log"),
+            _ => format!("DROP TRIGGER {t}"),
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
 }
