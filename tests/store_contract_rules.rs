@@ -301,6 +301,27 @@ async fn reserved_binding_names_are_refused(db: TestDb) {
     s.bind_secret(&id, "SCORER_JOB", "job-1", "OPENAI_BASE_URL", ACTOR)
         .await
         .unwrap();
+    // A reserved name written behind the store's back is never injected:
+    // the resource read fails, naming it.
+    let mut conn = db.raw().await;
+    sqlx::query(sqlx::AssertSqlSafe(db.sql(
+        "INSERT INTO secrets_bindings (binding_id, secret_id, workspace, resource_type, \
+         resource_id, binding_name, created_at) VALUES (?, ?, 'default', 'SCORER_JOB', 'job-1', 'LD_PRELOAD', 0)",
+    )))
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(id.clone())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let e = s
+        .get_all_bound_values("default", "SCORER_JOB", "job-1", ACTOR)
+        .await
+        .err()
+        .expect("a reserved binding name was injected");
+    assert!(
+        e.to_string().contains("LD_PRELOAD") && e.to_string().contains("reserved"),
+        "{e}"
+    );
 }
 
 async fn wrapped_dek(db: &TestDb, id: &str) -> Vec<u8> {

@@ -510,6 +510,14 @@ impl SqlStore {
                     row.secret_name, row.workspace
                 )));
             }
+            // Binds refuse reserved names; a row that has one anyway (written
+            // before the rule, or behind the store's back) is never injected.
+            if let Some(rule) = validate::reserved_rule(&binding) {
+                return Err(StoreError::Conflict(format!(
+                    "binding {binding} of secret '{}' in workspace '{}' has a reserved name ({rule}) and is never injected; unbind it",
+                    row.secret_name, row.workspace
+                )));
+            }
             let value = self.open_row(&row)?;
             // A field binding injects that one string; the field is checked
             // again at every read, since an update may have removed it.
