@@ -1056,9 +1056,8 @@ fn serve_then_the_cli_in_the_same_directory_see_one_store() {
             "mlflow-secrets.db-shm",
         ] {
             let p = tmp.path().join(".mlflow-secrets").join(f);
-            if let Ok(m) = std::fs::metadata(&p) {
-                assert_eq!(m.permissions().mode() & 0o777, 0o600, "{}", p.display());
-            }
+            let m = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert_eq!(m.permissions().mode() & 0o777, 0o600, "{}", p.display());
         }
     }
     child.kill().unwrap();
