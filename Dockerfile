@@ -13,9 +13,11 @@ ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 # Only what the build reads: the manifests, the sources, the SQL migrations
-# (embedded by sqlx::migrate!) and the bench targets (declared in Cargo.toml,
-# so cargo wants them present). tests/ and docs/ stay out of the context.
-COPY Cargo.toml Cargo.lock ./
+# (embedded by sqlx::migrate!, and build.rs, which rebuilds when one is added:
+# the target directory is a cache mount) and the bench targets (declared in
+# Cargo.toml, so cargo wants them present). tests/ and docs/ stay out of the
+# context.
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY migrations ./migrations
 COPY benches ./benches
