@@ -120,7 +120,11 @@ impl Ctx {
     }
 
     fn workspace(&self) -> &str {
-        &self.g.workspace
+        self.g
+            .workspace
+            .last()
+            .map(String::as_str)
+            .unwrap_or(crate::model::DEFAULT_WORKSPACE)
     }
 
     fn keystore_config(&self) -> KeystoreConfig {

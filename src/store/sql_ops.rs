@@ -475,8 +475,10 @@ impl SqlStore {
                     last_updated_at,
                 },
             );
+            // The version (last_updated_at) is what `injected` and
+            // `resolve` report, so the audit row names the same one.
             detail.push(format!(
-                "{binding}={}@kek_v{}",
+                "{binding}={}@kek_v{}:version={last_updated_at}",
                 row.secret_id, row.kek_version
             ));
         }
