@@ -63,8 +63,8 @@ impl Role {
     /// The runner role is its own world in both directions.
     pub fn permits(self, need: Role) -> bool {
         match (self, need) {
-            (Self::Runner, n) | (n, Self::Runner) => self == n,
-            (have, n) => have >= n,
+            (Self::Runner, _) | (_, Self::Runner) => self == need,
+            (have, need) => have >= need,
         }
     }
 }
