@@ -219,6 +219,16 @@ enum Break {
 /// no one, within the reload interval, and `/health` says so.
 #[tokio::test]
 async fn a_broken_tokens_file_admits_no_one() {
+    // This test's runtime is one thread: a thread-local subscriber sees
+    // every log line of the server code it drives.
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
     for how in [Break::Delete, Break::Unreadable, Break::BadLine] {
         let fx = Fixture::new().await;
         let app = fx.app(0);
@@ -242,6 +252,16 @@ async fn a_broken_tokens_file_admits_no_one() {
         let h = call(&app, Method::GET, "/health", None, None).await;
         assert_eq!(h.status, StatusCode::SERVICE_UNAVAILABLE, "{how:?}");
         assert_eq!(h.json()["auth"], "invalid", "{how:?}");
+        if matches!(how, Break::BadLine) {
+            // The log names the file and the line (the 9th), not its text.
+            let text = logs.text();
+            let bad = good.lines().count() + 1;
+            assert!(
+                text.contains(&format!("line {bad}:")) && text.contains("no token is accepted"),
+                "{text}"
+            );
+            assert!(!text.contains("sha256:abc"), "{text}");
+        }
         // Fixed: tokens work again (and a removed line stays removed).
         if matches!(how, Break::Unreadable) {
             use std::os::unix::fs::PermissionsExt;

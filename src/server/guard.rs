@@ -128,7 +128,7 @@ async fn unauthenticated(
         state.metrics.rate_limited.inc();
         state.metrics.auth_denied.with_label_values(&["429"]).inc();
         // Counted in the peer's aggregated row; no write of its own.
-        let _ = state.denials.record(&key, route, minute);
+        state.denials.count_only(&key, route, minute);
         return ApiError::from(StoreError::RateLimited {
             message: "too many requests without a valid token from this address: retry after the Retry-After delay".into(),
             retry_after: wait,

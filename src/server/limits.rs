@@ -93,7 +93,7 @@ pub fn peer_key(peer: Option<IpAddr>) -> String {
 /// Failed authentications of one peer in one minute.
 struct DenialBucket {
     minute: i64,
-    /// Failures after the first (which was audited at once).
+    /// Failures not audited one by one (all but the first, which was).
     repeats: u64,
     route: String,
 }
@@ -117,37 +117,50 @@ impl std::fmt::Debug for DenialAggregator {
 
 impl DenialAggregator {
     /// Count a failure of `peer` on `route` in minute `minute` (minutes
-    /// since the epoch). Returns the audit record to write now, if any.
+    /// since the epoch). Returns the audit record to write now: the first
+    /// failure of the peer in the minute, at most one per peer and minute.
     pub fn record(&self, peer: &str, route: &str, minute: i64) -> Option<AuditRecord> {
+        self.bump(peer, route, minute, false)
+            .then(|| first_row(peer, route))
+    }
+
+    /// Count a failure that gets no row of its own (past the peer's rate
+    /// limit): it only shows in the peer's count row for the minute.
+    pub fn count_only(&self, peer: &str, route: &str, minute: i64) {
+        self.bump(peer, route, minute, true);
+    }
+
+    /// Add one failure to the peer's bucket for `minute`; true when that
+    /// opened the bucket. A bucket of an earlier minute is parked for the
+    /// next flush. `counted`: the failure goes into the count row (it gets
+    /// no row of its own).
+    fn bump(&self, peer: &str, route: &str, minute: i64, counted: bool) -> bool {
         let mut b = self.buckets.lock().expect("denials lock");
         let key = if b.contains_key(peer) || b.len() < MAX_DENIAL_PEERS {
             peer
         } else {
             "other"
         };
-        match b.get_mut(key) {
-            Some(bucket) if bucket.minute == minute => {
-                bucket.repeats += 1;
-                return None;
-            }
-            Some(_) => {
-                // A new minute: park the old count for the next flush.
-                let old = b.remove(key).expect("bucket");
-                if old.repeats > 0 {
-                    b.insert(format!("{key}@{}", old.minute), old);
-                }
-            }
-            None => {}
+        if let Some(bucket) = b.get_mut(key)
+            && bucket.minute == minute
+        {
+            bucket.repeats += 1;
+            return false;
+        }
+        if let Some(old) = b.remove(key)
+            && old.repeats > 0
+        {
+            b.insert(format!("{key}@{}", old.minute), old);
         }
         b.insert(
             key.to_string(),
             DenialBucket {
                 minute,
-                repeats: 0,
+                repeats: u64::from(counted),
                 route: route.to_string(),
             },
         );
-        Some(first_row(key, route))
+        true
     }
 
     /// Take the counts of minutes before `now_minute` (or all, with
@@ -171,7 +184,7 @@ impl DenialAggregator {
             }
             let peer = k.split('@').next().unwrap_or("other");
             let err = StoreError::Unauthenticated(format!(
-                "{} further failed authentications from this peer in minute {} (aggregated)",
+                "{} failed authentications from this peer in minute {} not audited one by one (aggregated)",
                 v.repeats, v.minute
             ));
             out.push(
@@ -245,6 +258,15 @@ mod tests {
         );
         assert!(rows[0].principal.is_none());
         assert!(d.take_finished_at(7, true).is_empty(), "no repeats left");
+        // Failures past the rate limit only count, in a new minute too.
+        d.count_only("10.0.0.1", "GET /x", 6);
+        d.count_only("10.0.0.3", "GET /x", 6);
+        let rows = d.take_finished_at(7, false);
+        assert_eq!(rows.len(), 2);
+        assert!(
+            rows.iter()
+                .all(|r| r.detail.as_deref().unwrap().contains("count=1"))
+        );
     }
 
     #[test]
