@@ -119,7 +119,9 @@ pub enum AuthError {
         line: usize,
         reason: String,
     },
-    #[error("principal is invalid: use 1-255 printable characters without whitespace")]
+    #[error(
+        "principal is invalid: use 1-255 printable characters without whitespace, not starting with #"
+    )]
     BadPrincipal,
     #[error("could not generate a random token: {0}")]
     Random(String),

@@ -90,9 +90,13 @@ pub struct TokenLine {
 pub type LineError = &'static str;
 
 /// A principal is one field of a whitespace-separated line and is recorded
-/// in audit rows: 1-255 printable characters, no whitespace.
+/// in audit rows: 1-255 printable characters, no whitespace, not starting
+/// with `#` (the line would be a comment, and the token silently unusable).
 pub fn principal_ok(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 255 && p.chars().all(|c| !c.is_whitespace() && !c.is_control())
+    !p.is_empty()
+        && p.len() <= 255
+        && !p.starts_with('#')
+        && p.chars().all(|c| !c.is_whitespace() && !c.is_control())
 }
 
 /// Parse one non-comment, non-empty line (already trimmed).
@@ -105,7 +109,9 @@ pub fn parse_line(line: &str) -> Result<TokenLine, LineError> {
         );
     };
     if !principal_ok(principal) {
-        return Err("the principal must be 1-255 printable characters without whitespace");
+        return Err(
+            "the principal must be 1-255 printable characters without whitespace, not starting with #",
+        );
     }
     let role: Role = role
         .parse()
