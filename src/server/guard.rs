@@ -136,9 +136,14 @@ async fn unauthenticated(
         .into_response();
     }
     state.metrics.auth_denied.with_label_values(&["401"]).inc();
-    tracing::info!(route, status = 401, "request refused");
-    if let Some(rec) = state.denials.record(&key, route, minute) {
-        state.audit_best_effort(rec).await;
+    // Logged like it is audited: once per peer and minute at INFO, so a
+    // flood cannot flood the log either.
+    match state.denials.record(&key, route, minute) {
+        Some(rec) => {
+            tracing::info!(route, peer = %key, status = 401, "request refused (repeats from this peer this minute are counted, not logged)");
+            state.audit_best_effort(rec).await;
+        }
+        None => tracing::debug!(route, status = 401, "request refused"),
     }
     ApiError::from(StoreError::Unauthenticated(why.into())).into_response()
 }
