@@ -239,7 +239,7 @@ export MLFLOW_SECRETS_KEK_PASSPHRASE_FILE="$WORK/kek-pass"
 "$BIN" -q kek generate >/dev/null || die "kek generate failed"
 make_token() {  # PRINCIPAL ROLE -> token on stdout, line appended to tokens
     local j
-    j=$("$BIN" -o json token create --principal "$1" --role "$2")
+    j=$("$BIN" -o json token create --principal "$1" --role "$2" --all-workspaces)
     python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens_file_line"])' <<<"$j" >>"$WORK/tokens"
     python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' <<<"$j"
 }

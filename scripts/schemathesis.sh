@@ -65,7 +65,7 @@ export MLFLOW_SECRETS_STORE_URI="sqlite://$tmp/secrets.db"
 (umask 077; head -c 32 /dev/urandom | base64 > "$MLFLOW_SECRETS_KEK_PASSPHRASE_FILE")
 "$BIN" -q kek generate
 
-token_json=$("$BIN" token create --principal schemathesis --role admin -o json)
+token_json=$("$BIN" token create --principal schemathesis --role admin --all-workspaces -o json)
 token=$(printf '%s' "$token_json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 (umask 077; printf '%s' "$token_json" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens_file_line"])' > "$tmp/tokens")

@@ -115,6 +115,9 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Default)]
 pub struct SecretFilter {
     pub workspace: Option<String>,
+    /// Only these workspaces (a token's scope, DESIGN §7); `None`: any.
+    /// Applied in the query, so pages are full and page tokens stay valid.
+    pub workspaces: Option<Vec<String>>,
     pub is_shared: Option<bool>,
     pub state: Option<SecretState>,
     pub page_token: Option<String>,
@@ -125,6 +128,8 @@ pub struct SecretFilter {
 #[derive(Debug, Clone, Default)]
 pub struct BindingFilter {
     pub workspace: Option<String>,
+    /// Only these workspaces (a token's scope); `None`: any.
+    pub workspaces: Option<Vec<String>>,
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
     pub secret_id: Option<String>,

@@ -151,6 +151,21 @@ impl SecretValue {
         }
     }
 
+    /// The one string a binding injects (env var or file, webhook and
+    /// `resolve` alike): a string as it is, an object of strings as its
+    /// compact JSON with sorted keys. Both paths call this, so what a pod
+    /// gets and what `resolve` returns can never differ.
+    pub fn injected_text(&self) -> SecretString {
+        match self {
+            Self::String(s) => s.clone(),
+            Self::Object(_) => {
+                let json = self.to_plaintext();
+                // serde_json writes valid UTF-8.
+                SecretString::from(String::from_utf8_lossy(&json).into_owned())
+            }
+        }
+    }
+
     /// Capacity for the JSON form, generous enough that writing never
     /// reallocates (a reallocation would leave an unwiped copy behind).
     fn json_capacity(&self) -> usize {

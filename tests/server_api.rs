@@ -400,7 +400,7 @@ async fn openapi_document_matches_the_routes() {
     let fx = Fixture::new().await;
     let app = fx.app(0);
     let ops = openapi::operations();
-    assert_eq!(ops.len(), 13, "{ops:?}");
+    assert_eq!(ops.len(), 14, "{ops:?}");
     for (method, path) in &ops {
         let m: Method = method.parse().unwrap();
         let body = (m != Method::GET).then_some("{}");
@@ -429,6 +429,7 @@ async fn openapi_document_matches_the_routes() {
         ("GET", "get-binding"),
         ("GET", "list-bindings"),
         ("GET", "list-audit"),
+        ("POST", "resolve"),
     ];
     for (m, op) in expected {
         let path = format!("{API}/{op}");

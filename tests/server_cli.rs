@@ -264,6 +264,10 @@ fn token_create_prints_the_token_once_and_the_file_line() {
             "ci-bot",
             "--role",
             "writer",
+            "--workspace",
+            "team-a",
+            "--workspace",
+            "team-b",
         ])
         .output()
         .unwrap();
@@ -275,7 +279,7 @@ fn token_create_prints_the_token_once_and_the_file_line() {
         "{token}"
     );
     let line = format!(
-        "ci-bot writer sha256:{}",
+        "ci-bot writer sha256:{} workspaces=team-a,team-b",
         hex::encode(Sha256::digest(token.as_bytes()))
     );
     assert!(err.lines().any(|l| l == line), "{err}");
@@ -289,6 +293,7 @@ fn token_create_prints_the_token_once_and_the_file_line() {
             "alice",
             "--role",
             "admin",
+            "--all-workspaces",
             "-o",
             "json",
         ])
@@ -301,11 +306,94 @@ fn token_create_prints_the_token_once_and_the_file_line() {
     assert_eq!(
         v["tokens_file_line"],
         format!(
-            "alice admin sha256:{}",
+            "alice admin sha256:{} workspaces=*",
             hex::encode(Sha256::digest(t.as_bytes()))
         )
     );
     assert_eq!(v["role"], "admin");
+
+    // A runner with its one resource and a lifetime.
+    let out = cmd(tmp.path())
+        .args([
+            "token",
+            "create",
+            "--principal",
+            "nightly",
+            "--role",
+            "runner",
+            "--workspace",
+            "team-a",
+            "--resource-type",
+            "SCORER_JOB",
+            "--resource-id",
+            "nightly-eval",
+            "--ttl",
+            "30d",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let line = v["tokens_file_line"].as_str().unwrap();
+    assert!(
+        line.contains(" workspaces=team-a resource=SCORER_JOB/nightly-eval expires=20"),
+        "{line}"
+    );
+    // Refused: no scope, both scopes, a runner without its resource or
+    // with two workspaces, a bad ttl. Exit 1 or 2, naming the problem.
+    for (args, needle) in [
+        (vec!["--role", "reader"], "--workspace"),
+        (
+            vec!["--role", "reader", "--workspace", "a", "--all-workspaces"],
+            "not both",
+        ),
+        (vec!["--role", "runner", "--workspace", "a"], "runner"),
+        (
+            vec![
+                "--role",
+                "runner",
+                "--workspace",
+                "a",
+                "--workspace",
+                "b",
+                "--resource-type",
+                "SCORER_JOB",
+                "--resource-id",
+                "x",
+            ],
+            "runner",
+        ),
+        (
+            vec!["--role", "reader", "--all-workspaces", "--ttl", "1y"],
+            "--ttl",
+        ),
+        (
+            vec![
+                "--role",
+                "reader",
+                "--all-workspaces",
+                "--resource-type",
+                "X",
+            ],
+            "resource-id",
+        ),
+    ] {
+        let out = cmd(tmp.path())
+            .args(["token", "create", "--principal", "p"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: a token was printed");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
 
     let bad_role = cmd(tmp.path())
         .args(["token", "create", "--principal", "a", "--role", "root"])

@@ -1058,9 +1058,10 @@ async fn value_reads_are_audited_and_chain_verifies(db: TestDb) {
         .unwrap();
     assert_eq!(resource_read.principal.as_deref(), Some("webhook"));
     assert_eq!(resource_read.resource.as_deref(), Some("SCORER_JOB/job-1"));
+    let version = s.get_secret(&a.secret_id).await.unwrap().last_updated_at;
     assert_eq!(
         resource_read.detail,
-        Some(format!("KEY={}@kek_v1", a.secret_id))
+        Some(format!("KEY={}@kek_v1:version={version}", a.secret_id))
     );
     let report = s.audit_verify().await.unwrap();
     assert!(report.ok, "{report:?}");

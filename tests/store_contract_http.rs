@@ -10,7 +10,7 @@ mod common;
 
 use common::{Backend, TestDb};
 use mlflow_secrets::model::{BindingFilter, SecretFilter, SecretState};
-use mlflow_secrets::server::auth::{Role, tokens_file_line};
+use mlflow_secrets::server::auth::{Role, Scope, tokens_file_line};
 use mlflow_secrets::server::{ServeConfig, Server};
 use mlflow_secrets::store::{AuditFilter, HttpStore, SecretsStore, StoreError};
 use mlflow_secrets::value::SecretValue;
@@ -243,8 +243,8 @@ async fn serve(db: &TestDb) -> (String, tokio::sync::oneshot::Sender<()>) {
         &tokens,
         format!(
             "{}\n{}\n",
-            tokens_file_line("wendy", Role::Writer, WRITER_TOKEN),
-            tokens_file_line("alice", Role::Admin, ADMIN_TOKEN)
+            tokens_file_line("wendy", Role::Writer, &Scope::everything(), WRITER_TOKEN),
+            tokens_file_line("alice", Role::Admin, &Scope::everything(), ADMIN_TOKEN)
         ),
     )
     .unwrap();

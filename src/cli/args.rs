@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
-use crate::model::{DEFAULT_RESOURCE_TYPE, DEFAULT_WORKSPACE, SecretState};
+use crate::model::{DEFAULT_RESOURCE_TYPE, SecretState};
 
 use super::output::OutputFormat;
 
@@ -59,9 +59,11 @@ pub struct GlobalArgs {
         value_name = "URI"
     )]
     pub store_uri: Option<String>,
-    /// Workspace (the Kubernetes namespace) that names resolve in
-    #[arg(long, global = true, env = WORKSPACE_ENV, hide_env_values = true, default_value = DEFAULT_WORKSPACE, value_name = "NAME")]
-    pub workspace: String,
+    /// Workspace (the Kubernetes namespace) that names resolve in [default: default]; `token create` takes it more than once
+    // A list because `token create --workspace W...` repeats it; a
+    // subcommand cannot define its own `--workspace` next to this global.
+    #[arg(long, global = true, env = WORKSPACE_ENV, hide_env_values = true, value_name = "NAME", action = clap::ArgAction::Append)]
+    pub workspace: Vec<String>,
     /// Keystore directory [default: /etc/mlflow/keystore]
     #[arg(
         long,

@@ -168,7 +168,11 @@ impl Ctx {
     }
 
     fn workspace(&self) -> &str {
-        &self.g.workspace
+        self.g
+            .workspace
+            .last()
+            .map(String::as_str)
+            .unwrap_or(crate::model::DEFAULT_WORKSPACE)
     }
 
     /// The keystore: `--keystore` / `MLFLOW_SECRETS_KEYSTORE_PATH` (or

@@ -140,6 +140,7 @@ pub(super) async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
         state: a.state,
         page_token: a.page_token.clone(),
         max_results: a.max_results,
+        ..SecretFilter::default()
     };
     let one_page = a.page_token.is_some() || a.max_results.is_some();
     let mut secrets = Vec::new();

@@ -48,7 +48,7 @@ pub struct ServeArgs {
     /// Address to listen on (an IP and port)
     #[arg(long, env = "MLFLOW_SECRETS_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     pub listen: SocketAddr,
-    /// Tokens file: one `<principal> <role> sha256:<hex>` line per token (reloaded on change)
+    /// Tokens file: one `<principal> <role> sha256:<hex> workspaces=<w,...>|*` line per token (reloaded on change; an invalid file admits no one)
     #[arg(long, env = "MLFLOW_SECRETS_AUTH_TOKENS_FILE", value_name = "FILE")]
     pub auth_tokens_file: Option<PathBuf>,
     /// PEM certificate chain for TLS (reloaded on change)
@@ -217,6 +217,7 @@ pub(super) async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
         rate_limit_per_minute: a.rate_limit_per_minute,
         test_mode,
         cert_reload_check: CERT_RELOAD_CHECK,
+        ..ServeConfig::default()
     };
     // Refuse a bad bind before creating anything on disk.
     cfg.check()?;

@@ -4,8 +4,16 @@
 //! (see `guard`); a handler gets the [`Principal`] and records it as the
 //! actor. Writes and value reads are audited by the store inside their
 //! transactions; the handlers here audit what the store does not see as an
-//! operation of its own: metadata reads and listings. No handler ever
-//! returns a value, and values only arrive in JSON bodies.
+//! operation of its own: metadata reads, listings and scope refusals.
+//!
+//! **Scope** (DESIGN §7, §10 rule 9): every handler checks the workspace of
+//! the *row* it acts on (the secret's or the binding's, looked up by id),
+//! never only the one a request names; outside the token's workspaces the
+//! answer is `PERMISSION_DENIED`, audited as DENIED. Listings without a
+//! workspace are limited to the token's workspaces in the query itself.
+//! A row's workspace never changes, so checking it before the operation
+//! cannot be raced. Only `resolve` returns values, to a runner token whose
+//! scope is exactly the resource asked for.
 
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -14,18 +22,17 @@ use serde_json::{Value, json};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiQuery, HeaderWorkspace};
 use super::requests::{
     BindRequest, CreateRequest, GetBindingQuery, GetQuery, ListAuditQuery, ListBindingsQuery,
-    ListQuery, SecretIdRequest, UnbindRequest, UpdateRequest,
+    ListQuery, ResolveRequest, SecretIdRequest, UnbindRequest, UpdateRequest,
 };
 use super::state::AppState;
 use crate::model::{
-    AuditEntry, BindingFilter, DEFAULT_WORKSPACE, NewBinding, NewSecret, Secret, SecretBinding,
-    SecretFilter,
+    AuditEntry, BindingFilter, NewBinding, NewSecret, Secret, SecretBinding, SecretFilter,
 };
 use crate::store::audit::{AuditAction, AuditRecord};
-use crate::store::{AuditFilter, SecretsStore, StoreError, validate};
+use crate::store::{AuditFilter, InjectedRef, SecretsStore, StoreError, validate};
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
@@ -64,16 +71,91 @@ async fn fail(state: &AppState, rec: AuditRecord, e: StoreError) -> ApiError {
     e.into()
 }
 
+/// The refusal of a workspace outside the token's scope. `what` names the
+/// object as the request named it, so an id never reveals its workspace.
+fn out_of_scope(p: &Principal, what: &str) -> StoreError {
+    StoreError::PermissionDenied(format!(
+        "principal '{}' may not act on {what}: it is outside the workspaces of its token",
+        p.name
+    ))
+}
+
+/// Refuse (and audit against `rec`) a workspace the request names.
+async fn check_named(
+    st: &AppState,
+    p: &Principal,
+    rec: &AuditRecord,
+    ws: &str,
+) -> Result<(), ApiError> {
+    if p.may_workspace(ws) {
+        return Ok(());
+    }
+    let e = out_of_scope(p, &format!("workspace '{}'", printable(ws)));
+    Err(fail(st, rec.clone().workspace(ws), e).await)
+}
+
+/// Refuse (and audit as `action`) a secret, looked up by id, whose row is
+/// outside the token's workspaces. A token for `*` skips the lookup. An id
+/// that does not resolve is left to the operation, which reports and
+/// audits it as it always has.
+async fn check_secret(
+    st: &AppState,
+    p: &Principal,
+    action: AuditAction,
+    secret_id: &str,
+) -> Result<(), ApiError> {
+    if p.workspace_filter().is_none() {
+        return Ok(());
+    }
+    match st.store.get_secret(secret_id).await {
+        Ok(s) if !p.may_workspace(&s.workspace) => {
+            let rec = AuditRecord::new(action, &p.name)
+                .secret(&s.secret_id, &s.secret_name)
+                .workspace(&s.workspace);
+            let e = out_of_scope(p, &format!("secret '{secret_id}'"));
+            Err(fail(st, rec, e).await)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// [`check_secret`] for a binding, by the binding row's workspace.
+async fn check_binding(
+    st: &AppState,
+    p: &Principal,
+    action: AuditAction,
+    binding_id: &str,
+) -> Result<(), ApiError> {
+    if p.workspace_filter().is_none() {
+        return Ok(());
+    }
+    match st.store.get_binding(binding_id).await {
+        Ok(b) if !p.may_workspace(&b.workspace) => {
+            let rec = AuditRecord::new(action, &p.name)
+                .secret_id(&b.secret_id)
+                .workspace(&b.workspace)
+                .resource(&b.resource_type, &b.resource_id)
+                .detail(format!("binding_id={}", printable(binding_id)));
+            let e = out_of_scope(p, &format!("binding '{binding_id}'"));
+            Err(fail(st, rec, e).await)
+        }
+        _ => Ok(()),
+    }
+}
+
 pub async fn create(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    header: HeaderWorkspace,
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> ApiResult<SecretResponse> {
+    let ws = header.or_default(req.workspace);
+    let mut rec = AuditRecord::new(AuditAction::Create, &p.name).workspace(&ws);
+    rec.secret_name = Some(req.secret_name.clone());
+    check_named(&st, &p, &rec, &ws).await?;
     let value = match req.value.into_value() {
         Ok(v) => v,
         Err(e) => {
-            let mut rec = AuditRecord::new(AuditAction::Create, &p.name).workspace(&req.workspace);
-            rec.secret_name = Some(req.secret_name.clone());
             return Err(fail(
                 &st,
                 rec,
@@ -83,7 +165,7 @@ pub async fn create(
         }
     };
     let new = NewSecret {
-        workspace: &req.workspace,
+        workspace: &ws,
         secret_name: &req.secret_name,
         is_shared: req.is_shared,
         provider: req.provider.as_deref(),
@@ -98,6 +180,7 @@ pub async fn update(
     Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<UpdateRequest>,
 ) -> ApiResult<SecretResponse> {
+    check_secret(&st, &p, AuditAction::Update, &req.secret_id).await?;
     let value = match req.value.into_value() {
         Ok(v) => v,
         Err(e) => {
@@ -123,6 +206,7 @@ pub async fn revoke(
     Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<SecretIdRequest>,
 ) -> ApiResult<SecretResponse> {
+    check_secret(&st, &p, AuditAction::Revoke, &req.secret_id).await?;
     let secret = st.store.revoke_secret(&req.secret_id, &p.name).await?;
     Ok(Json(SecretResponse { secret }))
 }
@@ -132,6 +216,7 @@ pub async fn delete(
     Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<SecretIdRequest>,
 ) -> ApiResult<Value> {
+    check_secret(&st, &p, AuditAction::Delete, &req.secret_id).await?;
     st.store.delete_secret(&req.secret_id, &p.name).await?;
     Ok(Json(json!({})))
 }
@@ -141,6 +226,7 @@ pub async fn bind(
     Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<BindRequest>,
 ) -> ApiResult<BindingResponse> {
+    check_secret(&st, &p, AuditAction::Bind, &req.secret_id).await?;
     let new = NewBinding {
         secret_id: &req.secret_id,
         resource_type: &req.resource_type,
@@ -158,6 +244,7 @@ pub async fn unbind(
     Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<UnbindRequest>,
 ) -> ApiResult<Value> {
+    check_binding(&st, &p, AuditAction::Unbind, &req.binding_id).await?;
     st.store.unbind_secret(&req.binding_id, &p.name).await?;
     Ok(Json(json!({})))
 }
@@ -165,6 +252,7 @@ pub async fn unbind(
 pub async fn get(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    header: HeaderWorkspace,
     ApiQuery(q): ApiQuery<GetQuery>,
 ) -> ApiResult<SecretResponse> {
     let mut rec = AuditRecord::new(AuditAction::GetSecret, &p.name);
@@ -174,10 +262,11 @@ pub async fn get(
             st.store.get_secret(id).await
         }
         (None, Some(name)) => {
-            let ws = q.workspace.as_deref().unwrap_or(DEFAULT_WORKSPACE);
-            rec = rec.workspace(ws);
+            let ws = header.or_default(q.workspace.clone());
+            rec = rec.workspace(&ws);
             rec.secret_name = Some(name.clone());
-            st.store.get_secret_by_name(ws, name).await
+            check_named(&st, &p, &rec, &ws).await?;
+            st.store.get_secret_by_name(&ws, name).await
         }
         (Some(_), _) => Err(StoreError::InvalidParameter(
             "give either secret_id alone, or secret_name (with an optional workspace), not both"
@@ -192,6 +281,10 @@ pub async fn get(
             let rec = rec
                 .secret(&secret.secret_id, &secret.secret_name)
                 .workspace(&secret.workspace);
+            if !p.may_workspace(&secret.workspace) {
+                let what = format!("secret '{}'", secret.secret_id);
+                return Err(fail(&st, rec, out_of_scope(&p, &what)).await);
+            }
             st.audit_required(rec).await?;
             Ok(Json(SecretResponse { secret }))
         }
@@ -212,6 +305,10 @@ pub async fn get_binding(
                 .secret_id(&binding.secret_id)
                 .workspace(&binding.workspace)
                 .resource(&binding.resource_type, &binding.resource_id);
+            if !p.may_workspace(&binding.workspace) {
+                let what = format!("binding '{}'", printable(&q.binding_id));
+                return Err(fail(&st, rec, out_of_scope(&p, &what)).await);
+            }
             st.audit_required(rec).await?;
             Ok(Json(BindingResponse { binding }))
         }
@@ -222,14 +319,18 @@ pub async fn get_binding(
 pub async fn list(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    header: HeaderWorkspace,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<SecretsPage> {
     let mut rec = AuditRecord::new(AuditAction::ListSecrets, &p.name);
-    if let Some(ws) = &q.workspace {
+    let workspace = header.or_header(q.workspace);
+    if let Some(ws) = &workspace {
         rec = rec.workspace(ws);
+        check_named(&st, &p, &rec, ws).await?;
     }
     let filter = SecretFilter {
-        workspace: q.workspace,
+        workspaces: p.workspace_filter(),
+        workspace,
         is_shared: q.is_shared,
         state: q.state,
         page_token: q.page_token,
@@ -251,9 +352,11 @@ pub async fn list(
 pub async fn list_bindings(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    ApiQuery(q): ApiQuery<ListBindingsQuery>,
+    header: HeaderWorkspace,
+    ApiQuery(mut q): ApiQuery<ListBindingsQuery>,
 ) -> ApiResult<BindingsPage> {
     let mut rec = AuditRecord::new(AuditAction::ListBindings, &p.name);
+    q.workspace = header.or_header(q.workspace);
     if let Some(ws) = &q.workspace {
         rec = rec.workspace(ws);
     }
@@ -285,7 +388,11 @@ pub async fn list_bindings(
     if let (Some(t), Some(id)) = (&q.resource_type, &q.resource_id) {
         rec = rec.resource(t, id);
     }
+    if let Some(ws) = &q.workspace {
+        check_named(&st, &p, &rec, ws).await?;
+    }
     let filter = BindingFilter {
+        workspaces: p.workspace_filter(),
         workspace: q.workspace,
         resource_type: q.resource_type,
         resource_id: q.resource_id,
@@ -331,7 +438,13 @@ pub async fn list_audit(
     if let Err(e) = checked {
         return Err(fail(&st, rec, e).await);
     }
+    if let Some(ws) = &q.workspace {
+        check_named(&st, &p, &rec, ws).await?;
+    }
     let filter = AuditFilter {
+        // A scoped admin sees its workspaces' rows only (not the rows
+        // without a workspace, such as refused logins).
+        workspaces: p.workspace_filter(),
         secret_id: q.secret_id,
         workspace: q.workspace,
         after_seq: q.after_seq,
@@ -347,6 +460,70 @@ pub async fn list_audit(
         }
         Err(e) => Err(fail(&st, rec, e).await),
     }
+}
+
+/// `resolve`'s answer: `{"values": {name: string}, "injected": [...]}`.
+pub struct ResolveResponse {
+    values: std::collections::BTreeMap<String, secrecy::SecretString>,
+    injected: Vec<InjectedRef>,
+}
+
+impl Serialize for ResolveResponse {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use secrecy::ExposeSecret;
+        use serde::ser::SerializeStruct;
+        let values: std::collections::BTreeMap<&str, &str> = self
+            .values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose_secret()))
+            .collect();
+        let mut st = s.serialize_struct("ResolveResponse", 2)?;
+        st.serialize_field("values", &values)?;
+        st.serialize_field("injected", &self.injected)?;
+        st.end()
+    }
+}
+
+/// `POST resolve`: the values the webhook would inject for one resource.
+///
+/// The guard lets only runner tokens in; here the scope must equal the
+/// request (its one workspace and one resource), and the transport must be
+/// TLS or loopback. The store audits the read (binding names, secret ids,
+/// versions), applies the per-principal decrypt limit and fails the whole
+/// call on a revoked or undecryptable binding.
+pub async fn resolve(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    header: HeaderWorkspace,
+    ApiJson(req): ApiJson<ResolveRequest>,
+) -> ApiResult<ResolveResponse> {
+    let ws = header.or_default(req.workspace);
+    let rec = AuditRecord::new(AuditAction::ReadResourceValues, &p.name)
+        .workspace(&ws)
+        .resource(&req.resource_type, &req.resource_id);
+    if !st.resolve_transport_ok {
+        let e = StoreError::PermissionDenied(
+            "resolve returns plaintext and needs TLS: this server serves plain HTTP outside loopback (--insecure-http)".into(),
+        );
+        return Err(fail(&st, rec, e).await);
+    }
+    let asked = (req.resource_type.clone(), req.resource_id.clone());
+    if !p.may_workspace(&ws) || p.scope.resource.as_ref() != Some(&asked) {
+        let e = StoreError::PermissionDenied(format!(
+            "principal '{}' may resolve only the workspace and resource of its token",
+            p.name
+        ));
+        return Err(fail(&st, rec, e).await);
+    }
+    let r = st
+        .store
+        .resolve_resource(&ws, &req.resource_type, &req.resource_id, &p.name)
+        .await?;
+    st.metrics.decrypts.inc_by(r.values.len() as u64);
+    Ok(Json(ResolveResponse {
+        values: r.values,
+        injected: r.injected,
+    }))
 }
 
 /// An identifier as it may be quoted in an audit detail: bounded, one line.

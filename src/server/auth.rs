@@ -1,26 +1,30 @@
 //! Authentication: bearer tokens from a tokens file (DESIGN §7).
 //!
-//! The file has one line per token, `<principal> <role> sha256:<hex>`,
-//! where the hex is the SHA-256 of the token; `#` starts a comment. The
+//! The file has one line per token (format: [`super::tokens_file`]),
+//! holding the SHA-256 of the token and its scope; `#` starts a comment. The
 //! server never sees or stores a token in clear at rest. A presented token
 //! is hashed and compared with *every* entry in constant time
 //! (`subtle::ConstantTimeEq`), with no early exit, so neither the timing of
 //! a comparison nor the position of a match tells an attacker anything.
 //!
-//! The file is re-read when its modification time or size changes (checked
-//! at most every [`RELOAD_CHECK`]), so tokens can be added and revoked
-//! without a restart. A file that no longer parses keeps the previous
-//! tokens in force and logs why.
+//! The file is re-read (at most every [`RELOAD_CHECK`]), so tokens can be
+//! added and revoked without a restart. It fails closed: a file that is
+//! missing, unreadable or has a bad line admits no one until it is fixed
+//! (DESIGN §10 rule 13), `/health` says `auth: invalid`, and the log names
+//! the line.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use zeroize::Zeroizing;
+
+pub use super::tokens_file::{Scope, Workspaces};
+use super::tokens_file::{format_line, now_secs, parse_line, principal_ok};
 
 /// Prefix of every token `token create` makes, so a leaked one is easy to
 /// recognise (secret scanners, logs).
@@ -30,9 +34,13 @@ pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
 /// The principal of anonymous loopback access (no tokens file).
 pub const LOCAL_PRINCIPAL: &str = "local";
 
-/// What a principal may do. Each role includes the ones below it.
+/// What a principal may do. Reader < writer < admin, each including the
+/// one below; `runner` stands apart: it may call `resolve` and nothing else,
+/// and no other role may call `resolve`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
+    /// resolve only, for the one workspace and resource of its scope.
+    Runner,
     /// get, list, get-binding, list-bindings.
     Reader,
     /// Reader, plus create, update, revoke, delete, bind, unbind.
@@ -44,9 +52,19 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Runner => "runner",
             Self::Reader => "reader",
             Self::Writer => "writer",
             Self::Admin => "admin",
+        }
+    }
+
+    /// May a principal with this role call a route that needs `need`?
+    /// The runner role is its own world in both directions.
+    pub fn permits(self, need: Role) -> bool {
+        match (self, need) {
+            (Self::Runner, _) | (_, Self::Runner) => self == need,
+            (have, need) => have >= need,
         }
     }
 }
@@ -58,7 +76,8 @@ impl std::str::FromStr for Role {
             "admin" => Ok(Self::Admin),
             "writer" => Ok(Self::Writer),
             "reader" => Ok(Self::Reader),
-            _ => Err(format!("role must be admin, writer or reader, not {s:?}")),
+            "runner" => Ok(Self::Runner),
+            _ => Err("role must be admin, writer, reader or runner".to_string()),
         }
     }
 }
@@ -69,30 +88,41 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// An authenticated caller.
+/// An authenticated caller: who, with which role, reaching what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub name: String,
     pub role: Role,
+    pub scope: Scope,
+}
+
+impl Principal {
+    /// May this principal act on a row (or request) of workspace `ws`?
+    pub fn may_workspace(&self, ws: &str) -> bool {
+        self.scope.workspaces.contains(ws)
+    }
+
+    /// The workspaces a listing must be limited to, or `None` for `*`.
+    pub fn workspace_filter(&self) -> Option<Vec<String>> {
+        self.scope.workspaces.list()
+    }
 }
 
 /// Errors of the auth layer. They name the file and line, never a token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
-    #[error("tokens file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("tokens file {path}: {reason}")]
+    Io { path: PathBuf, reason: String },
     #[error("tokens file {path}, line {line}: {reason}")]
     BadLine {
         path: PathBuf,
         line: usize,
         reason: String,
     },
-    #[error("principal {0:?} is invalid: use 1-255 printable characters without whitespace")]
-    BadPrincipal(String),
+    #[error(
+        "principal is invalid: use 1-255 printable characters without whitespace, not starting with #"
+    )]
+    BadPrincipal,
     #[error("could not generate a random token: {0}")]
     Random(String),
 }
@@ -107,19 +137,17 @@ struct Entry {
 /// Check a principal name: it is one field of a whitespace-separated line
 /// and is recorded in audit rows.
 pub fn validate_principal(p: &str) -> Result<(), AuthError> {
-    let ok =
-        !p.is_empty() && p.len() <= 255 && p.chars().all(|c| !c.is_whitespace() && !c.is_control());
-    if ok {
+    if principal_ok(p) {
         Ok(())
     } else {
-        Err(AuthError::BadPrincipal(p.chars().take(80).collect()))
+        Err(AuthError::BadPrincipal)
     }
 }
 
-/// Parse the tokens file's text.
+/// Parse the tokens file's text. The first bad line fails the whole file.
 fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, AuthError> {
-    let mut out = Vec::new();
-    let mut lines: Vec<(usize, [u8; 32])> = Vec::new();
+    let mut out: Vec<Entry> = Vec::new();
+    let mut lines: Vec<usize> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -130,32 +158,20 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, AuthError> {
             line: i + 1,
             reason: reason.to_string(),
         };
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [principal, role, hash] = fields[..] else {
-            return Err(bad(
-                "expected three fields: <principal> <role> sha256:<hex>",
-            ));
-        };
-        validate_principal(principal).map_err(|e| bad(&e.to_string()))?;
-        let role: Role = role.parse().map_err(|e: String| bad(&e))?;
-        let hex_part = hash
-            .strip_prefix("sha256:")
-            .ok_or_else(|| bad("the hash must start with sha256:"))?;
-        let mut digest = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut digest)
-            .map_err(|_| bad("the hash must be 64 hex digits"))?;
+        let t = parse_line(line).map_err(bad)?;
         // One token, one principal: a repeated hash would make the
         // principal depend on line order.
-        if let Some(j) = lines.iter().position(|(_, d)| *d == digest) {
-            return Err(bad(&format!("the same token hash as line {}", lines[j].0)));
+        if let Some(j) = out.iter().position(|e| e.digest == t.digest) {
+            return Err(bad(&format!("the same token hash as line {}", lines[j])));
         }
-        lines.push((i + 1, digest));
+        lines.push(i + 1);
         out.push(Entry {
             principal: Principal {
-                name: principal.to_string(),
-                role,
+                name: t.principal,
+                role: t.role,
+                scope: t.scope,
             },
-            digest,
+            digest: t.digest,
         });
     }
     Ok(out)
@@ -166,12 +182,9 @@ pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The tokens-file line for a principal, role and token.
-pub fn tokens_file_line(principal: &str, role: Role, token: &str) -> String {
-    format!(
-        "{principal} {role} sha256:{}",
-        hex::encode(token_digest(token))
-    )
+/// The tokens-file line for a principal, role, scope and token.
+pub fn tokens_file_line(principal: &str, role: Role, scope: &Scope, token: &str) -> String {
+    format_line(principal, role, &token_digest(token), scope)
 }
 
 /// A new random token: 32 bytes from the OS CSPRNG, base64url, prefixed.
@@ -184,22 +197,41 @@ pub fn generate_token() -> Result<Zeroizing<String>, AuthError> {
     )))
 }
 
-/// File identity used to notice changes: modification time and size.
-type Stamp = (Option<SystemTime>, u64);
-
-fn stamp(path: &Path) -> Result<Stamp, AuthError> {
-    let md = std::fs::metadata(path).map_err(|source| AuthError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok((md.modified().ok(), md.len()))
+/// The tokens in force, or why there are none.
+enum Loaded {
+    Valid(Arc<Vec<Entry>>),
+    /// Fail closed (DESIGN §10 rule 13): the file is missing, unreadable or
+    /// has a bad line, so no token is accepted until it is fixed.
+    Invalid(AuthError),
 }
 
-/// The tokens in force, reloaded when the file changes.
+/// What `/health` says about authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStatus {
+    Ok,
+    Invalid,
+}
+
+impl AuthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
+/// The tokens in force, re-read when the file changes.
+///
+/// The file's *content* is read at most every `check_every` and compared
+/// by hash with what was loaded, so an edit that keeps the size and mtime,
+/// a deleted file and a `chmod 000` are all noticed. Anything that cannot
+/// be read or parsed replaces the loaded tokens with none at all.
 pub struct TokenStore {
     path: PathBuf,
-    entries: RwLock<Arc<Vec<Entry>>>,
-    last: Mutex<(Instant, Stamp)>,
+    state: RwLock<Arc<Loaded>>,
+    /// When the file was last checked, and the hash of what it held.
+    last: Mutex<(Instant, Option<[u8; 32]>)>,
     check_every: Duration,
 }
 
@@ -221,61 +253,88 @@ impl TokenStore {
 
     /// [`TokenStore::load`] with a custom reload check interval (tests).
     pub fn load_with_interval(path: &Path, check_every: Duration) -> Result<Self, AuthError> {
-        let st = stamp(path)?;
-        let entries = read_file(path)?;
+        let text = read_text(path)?;
+        let entries = parse(path, &text)?;
         if entries.is_empty() {
             tracing::warn!(path = %path.display(), "the tokens file has no tokens: every request will be refused");
         }
         Ok(Self {
             path: path.to_path_buf(),
-            entries: RwLock::new(Arc::new(entries)),
-            last: Mutex::new((Instant::now(), st)),
+            state: RwLock::new(Arc::new(Loaded::Valid(Arc::new(entries)))),
+            last: Mutex::new((Instant::now(), Some(token_digest(&text)))),
             check_every,
         })
     }
 
+    /// Tokens in force (0 while the file is invalid).
     pub fn len(&self) -> usize {
-        self.entries.read().expect("tokens lock").len()
+        match &**self.state.read().expect("tokens lock") {
+            Loaded::Valid(e) => e.len(),
+            Loaded::Invalid(_) => 0,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Re-read the file if it changed since the last check.
+    /// `ok`, or `invalid` while the file cannot be read or parsed.
+    pub fn status(&self) -> AuthStatus {
+        self.maybe_reload();
+        match &**self.state.read().expect("tokens lock") {
+            Loaded::Valid(_) => AuthStatus::Ok,
+            Loaded::Invalid(_) => AuthStatus::Invalid,
+        }
+    }
+
+    /// Re-read the file if the check interval has passed.
     fn maybe_reload(&self) {
         let mut last = self.last.lock().expect("tokens reload lock");
         if last.0.elapsed() < self.check_every {
             return;
         }
         last.0 = Instant::now();
-        let st = match stamp(&self.path) {
-            Ok(s) => s,
+        let was_valid = matches!(&**self.state.read().expect("tokens lock"), Loaded::Valid(_));
+        let loaded = match read_text(&self.path) {
+            Ok(text) => {
+                let digest = token_digest(&text);
+                if was_valid && last.1 == Some(digest) {
+                    return;
+                }
+                last.1 = Some(digest);
+                parse(&self.path, &text)
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot check the tokens file; keeping the tokens loaded before");
-                return;
+                last.1 = None;
+                Err(e)
             }
         };
-        if st == last.1 {
-            return;
-        }
-        match read_file(&self.path) {
+        let next = match loaded {
             Ok(entries) => {
                 tracing::info!(path = %self.path.display(), tokens = entries.len(), "reloaded the tokens file");
-                *self.entries.write().expect("tokens lock") = Arc::new(entries);
-                last.1 = st;
+                Loaded::Valid(Arc::new(entries))
             }
             Err(e) => {
-                tracing::warn!(error = %e, "the changed tokens file does not parse; keeping the tokens loaded before");
+                let same = matches!(&**self.state.read().expect("tokens lock"),
+                    Loaded::Invalid(old) if old.to_string() == e.to_string());
+                if !same {
+                    tracing::error!(error = %e, "the tokens file is invalid: no token is accepted until it is fixed");
+                }
+                Loaded::Invalid(e)
             }
-        }
+        };
+        *self.state.write().expect("tokens lock") = Arc::new(next);
     }
 
-    /// The principal a token belongs to, or `None`. Every entry is compared,
-    /// in constant time, whatever matches.
+    /// The principal a token belongs to, or `None` (also for an expired
+    /// token, and for every token while the file is invalid). Every entry
+    /// is compared, in constant time, whatever matches.
     pub fn authenticate(&self, token: &str) -> Option<Principal> {
         self.maybe_reload();
-        let entries = self.entries.read().expect("tokens lock").clone();
+        let state = self.state.read().expect("tokens lock").clone();
+        let Loaded::Valid(entries) = &*state else {
+            return None;
+        };
         let presented = token_digest(token);
         let mut found = Choice::from(0u8);
         let mut index = 0u32;
@@ -284,20 +343,40 @@ impl TokenStore {
             index = u32::conditional_select(&index, &(i as u32), eq);
             found |= eq;
         }
-        if bool::from(found) {
-            entries.get(index as usize).map(|e| e.principal.clone())
-        } else {
-            None
+        if !bool::from(found) {
+            return None;
+        }
+        let p = &entries.get(index as usize)?.principal;
+        match p.scope.expires {
+            Some(at) if at <= now_secs() => None,
+            _ => Some(p.clone()),
         }
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<Entry>, AuthError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AuthError::Io {
+/// Read the file, refusing one its owner may not read: as root, a
+/// `chmod 000` file would still open, but it was made unreadable to revoke.
+fn read_text(path: &Path) -> Result<String, AuthError> {
+    let io = |reason: String| AuthError::Io {
         path: path.to_path_buf(),
-        source,
-    })?;
-    parse(path, &text)
+        reason,
+    };
+    let md = std::fs::metadata(path).map_err(|e| io(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = md.permissions().mode();
+        if mode & 0o400 == 0 {
+            return Err(io(format!(
+                "its mode {:04o} gives its owner no read permission",
+                mode & 0o7777
+            )));
+        }
+    }
+    if !md.is_file() {
+        return Err(io("is not a regular file".into()));
+    }
+    std::fs::read_to_string(path).map_err(|e| io(e.to_string()))
 }
 
 /// The bearer token of an `Authorization` header value, if it is one.
@@ -314,40 +393,83 @@ pub fn bearer(header: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
+    fn only(ws: &[&str]) -> Scope {
+        Scope {
+            workspaces: Workspaces::Only(ws.iter().map(|w| w.to_string()).collect()),
+            resource: None,
+            expires: None,
+        }
+    }
+
     #[test]
-    fn parse_authenticate_and_reload() {
+    fn roles_and_the_runner_apart() {
+        assert!(Role::Admin.permits(Role::Reader) && Role::Writer.permits(Role::Writer));
+        assert!(!Role::Reader.permits(Role::Writer));
+        for r in [Role::Reader, Role::Writer, Role::Admin] {
+            assert!(!r.permits(Role::Runner) && !Role::Runner.permits(r));
+        }
+        assert!(Role::Runner.permits(Role::Runner));
+    }
+
+    #[test]
+    fn parse_authenticate_and_reload_fail_closed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens");
         let t1 = generate_token().unwrap();
         let t2 = generate_token().unwrap();
         assert!(t1.starts_with(TOKEN_PREFIX) && t1.len() > 40 && *t1 != *t2);
+        let alice = tokens_file_line("alice", Role::Admin, &Scope::everything(), &t1);
         std::fs::write(
             &path,
             format!(
-                "# comment\n\n{}\n{}\n",
-                tokens_file_line("alice", Role::Admin, &t1),
-                tokens_file_line("bob", Role::Reader, &t2)
+                "# comment\n\n{alice}\n{}\n",
+                tokens_file_line("bob", Role::Reader, &only(&["team-a"]), &t2)
             ),
         )
         .unwrap();
         let ts = TokenStore::load_with_interval(&path, Duration::ZERO).unwrap();
         assert_eq!(ts.len(), 2);
-        assert_eq!(
-            ts.authenticate(&t2),
-            Some(Principal {
-                name: "bob".into(),
-                role: Role::Reader
-            })
-        );
+        let bob = ts.authenticate(&t2).unwrap();
+        assert_eq!((bob.name.as_str(), bob.role), ("bob", Role::Reader));
+        assert!(bob.may_workspace("team-a") && !bob.may_workspace("team-b"));
         assert_eq!(ts.authenticate(&t1).unwrap().role, Role::Admin);
         assert_eq!(ts.authenticate("mlss_nope"), None);
 
-        // Revoke bob by rewriting the file (a different size).
-        std::fs::write(&path, tokens_file_line("alice", Role::Admin, &t1) + "\n").unwrap();
+        // Revoke bob by removing his line.
+        std::fs::write(&path, format!("{alice}\n")).unwrap();
         assert_eq!(ts.authenticate(&t2), None);
-        // A broken edit keeps the tokens in force.
-        std::fs::write(&path, "alice admin md5:abc and more\n").unwrap();
+        assert_eq!(ts.status(), AuthStatus::Ok);
+        // A broken edit admits no one, alice included, until it is fixed.
+        std::fs::write(&path, format!("{alice}\nalice admin md5:abc\n")).unwrap();
+        assert_eq!(ts.authenticate(&t1), None);
+        assert_eq!(ts.status(), AuthStatus::Invalid);
+        std::fs::write(&path, format!("{alice}\n")).unwrap();
         assert_eq!(ts.authenticate(&t1).unwrap().name, "alice");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(ts.authenticate(&t1), None);
+        assert_eq!(ts.status(), AuthStatus::Invalid);
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        let mut past = only(&["a"]);
+        past.expires = Some(now_secs() - 1);
+        let mut future = only(&["a"]);
+        future.expires = Some(now_secs() + 3600);
+        std::fs::write(
+            &path,
+            format!(
+                "{}\n{}\n",
+                tokens_file_line("old", Role::Writer, &past, "t-old"),
+                tokens_file_line("new", Role::Writer, &future, "t-new")
+            ),
+        )
+        .unwrap();
+        let ts = TokenStore::load_with_interval(&path, Duration::ZERO).unwrap();
+        assert_eq!(ts.authenticate("t-old"), None);
+        assert_eq!(ts.authenticate("t-new").unwrap().name, "new");
     }
 
     #[test]
@@ -355,14 +477,13 @@ mod tests {
         let p = Path::new("/x/tokens");
         let dup = format!(
             "{}\n{}",
-            tokens_file_line("a", Role::Admin, "t"),
-            tokens_file_line("b", Role::Reader, "t")
+            tokens_file_line("a", Role::Admin, &Scope::everything(), "t"),
+            tokens_file_line("b", Role::Reader, &only(&["w"]), "t")
         );
         for (text, needle) in [
-            ("alice admin", "three fields"),
-            ("alice root sha256:00", "role must be"),
-            ("alice admin md5:00", "sha256:"),
-            ("alice admin sha256:zz", "64 hex"),
+            ("alice admin", "expected <principal>"),
+            ("alice root sha256:00 workspaces=*", "role must be"),
+            ("alice admin mlss_secret workspaces=*", "sha256:"),
             (dup.as_str(), "same token hash as line 2"),
         ] {
             let e = parse(p, &format!("# c\n{text}\n"))
@@ -370,6 +491,7 @@ mod tests {
                 .unwrap()
                 .to_string();
             assert!(e.contains("line 2") && e.contains(needle), "{e}");
+            assert!(!e.contains("mlss_secret"), "{e}");
         }
     }
 

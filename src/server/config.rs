@@ -58,6 +58,10 @@ pub struct ServeConfig {
     pub test_mode: bool,
     /// How often, at most, the certificate files are checked for changes.
     pub cert_reload_check: Duration,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServeConfig {
@@ -70,6 +74,8 @@ impl Default for ServeConfig {
             rate_limit_per_minute: DEFAULT_RATE_LIMIT_PER_MINUTE,
             test_mode: false,
             cert_reload_check: CERT_RELOAD_CHECK,
+            header_read_timeout: super::HEADER_READ_TIMEOUT,
+            max_connections: super::MAX_CONNECTIONS,
         }
     }
 }

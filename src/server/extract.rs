@@ -31,20 +31,21 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-            let ok = ct
-                .to_str()
-                .ok()
-                .and_then(|s| s.split(';').next())
-                .map(|m| m.trim().eq_ignore_ascii_case("application/json"))
-                .unwrap_or(false);
-            if !ok {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "INVALID_PARAMETER_VALUE",
-                    "request body must be application/json",
-                ));
-            }
+        // Required, not just checked when present: a browser sends a
+        // cross-origin "simple" POST without a preflight only when the
+        // type is absent or form-like (security review finding 13).
+        let ok = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|ct| ct.to_str().ok())
+            .and_then(|s| s.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !ok {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "INVALID_PARAMETER_VALUE",
+                "request body must be sent with Content-Type: application/json",
+            ));
         }
         let bytes = Bytes::from_request(req, state)
             .await
@@ -84,6 +85,45 @@ where
         let value: T = serde_path_to_error::deserialize(de)
             .map_err(|e| field_error("query", e.path().to_string(), e.inner()))?;
         Ok(Self(value))
+    }
+}
+
+/// MLflow's workspace header: the request's default workspace when the
+/// body or query names none (DESIGN §7).
+pub const WORKSPACE_HEADER: &str = "x-mlflow-workspace";
+
+/// The `X-MLFLOW-WORKSPACE` header, if sent. Its name is checked where it
+/// is used, like any workspace.
+pub struct HeaderWorkspace(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for HeaderWorkspace {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.headers.get(WORKSPACE_HEADER) {
+            None => Ok(Self(None)),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .map(|s| Self(Some(s.trim().to_string())))
+                .ok_or_else(|| {
+                    ApiError::invalid("header X-MLFLOW-WORKSPACE is not a valid workspace name")
+                }),
+        }
+    }
+}
+
+impl HeaderWorkspace {
+    /// `named`, else the header, else `default`.
+    pub fn or_default(&self, named: Option<String>) -> String {
+        named
+            .or_else(|| self.0.clone())
+            .unwrap_or_else(|| crate::model::DEFAULT_WORKSPACE.to_string())
+    }
+
+    /// `named`, else the header.
+    pub fn or_header(&self, named: Option<String>) -> Option<String> {
+        named.or_else(|| self.0.clone())
     }
 }
 

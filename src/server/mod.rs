@@ -25,6 +25,7 @@ pub mod ops;
 pub mod requests;
 pub mod state;
 pub mod tls;
+pub mod tokens_file;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,6 +45,13 @@ use guard::Guard;
 
 /// How long in-flight requests may run after a shutdown signal.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long a client may take to send a request's headers (slowloris).
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Most connections served at once; more are closed on accept.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How often aggregated `AUTH_DENIED` rows are written and idle peer
+/// rate-limit buckets dropped.
+const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 use openapi::API_PREFIX;
 
 /// Put `route` behind authentication, the rate limit and `role`.
@@ -66,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route(&p("revoke"), guarded(s, Role::Writer, post(api::revoke)))
         .route(&p("delete"), guarded(s, Role::Writer, delete(api::delete)))
         .route(&p("bind"), guarded(s, Role::Writer, post(api::bind)))
+        .route(&p("resolve"), guarded(s, Role::Runner, post(api::resolve)))
         .route(&p("unbind"), guarded(s, Role::Writer, delete(api::unbind)))
         .route(&p("get"), guarded(s, Role::Reader, get(api::get)))
         .route(&p("list"), guarded(s, Role::Reader, get(api::list)))
@@ -85,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(from_fn_with_state(state.clone(), guard::host_check))
         .layer(from_fn_with_state(state.clone(), guard::track))
         .with_state(state)
 }
@@ -99,6 +109,9 @@ pub struct Server {
     listener: Listener,
     addr: SocketAddr,
     app: Router,
+    state: AppState,
+    header_read_timeout: std::time::Duration,
+    max_connections: usize,
 }
 
 impl Server {
@@ -120,7 +133,8 @@ impl Server {
             Some(path) => AuthMode::Tokens(Arc::new(TokenStore::load(path)?)),
             None => AuthMode::LocalAnonymous,
         };
-        let state = AppState::new(store, auth, cfg.rate_limit_per_minute);
+        let mut state = AppState::new(store, auth, cfg.rate_limit_per_minute);
+        state.resolve_transport_ok = cfg.tls.is_some() || config::is_loopback(cfg.listen.ip());
         let tcp = TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| ServerError::Bind {
@@ -143,7 +157,10 @@ impl Server {
         Ok(Self {
             listener,
             addr,
-            app: router(state),
+            app: router(state.clone()),
+            state,
+            header_read_timeout: cfg.header_read_timeout,
+            max_connections: cfg.max_connections.max(1),
         })
     }
 
@@ -176,27 +193,99 @@ impl Server {
                 std::future::pending::<()>().await;
             }
         };
+        let housekeeping = tokio::spawn({
+            let state = self.state.clone();
+            async move {
+                let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+                loop {
+                    tick.tick().await;
+                    state.flush_denials(false).await;
+                    state.peer_limiter.retain_recent();
+                }
+            }
+        });
+        let limits = (self.header_read_timeout, self.max_connections);
         let serve = async move {
             match self.listener {
-                Listener::Plain(l) => {
-                    axum::serve(l, self.app)
-                        .with_graceful_shutdown(signal)
-                        .await
-                }
-                Listener::Tls(l) => {
-                    axum::serve(l, self.app)
-                        .with_graceful_shutdown(signal)
-                        .await
-                }
+                Listener::Plain(l) => serve_connections(l, self.app, limits, signal).await,
+                Listener::Tls(l) => serve_connections(l, self.app, limits, signal).await,
             }
         };
         tokio::select! {
-            r = serve => r?,
+            () = serve => {},
             () = grace => tracing::warn!("shutdown grace period over; closing the remaining connections"),
         }
+        housekeeping.abort();
+        self.state.flush_denials(true).await;
         tracing::info!("server stopped");
         Ok(())
     }
+}
+
+/// Accept connections until `signal`, then let open ones finish.
+///
+/// Not `axum::serve`: it offers neither a header-read timeout nor a
+/// connection cap (security review finding 12). Each connection is HTTP/1
+/// with a header-read timeout ([`HEADER_READ_TIMEOUT`] by default) and
+/// holds one of `max` permits ([`MAX_CONNECTIONS`]); past the cap a new
+/// connection is closed at once. The peer address goes into each request
+/// as `ConnectInfo`, for the limit on requests without a valid token.
+async fn serve_connections<L>(
+    mut listener: L,
+    app: Router,
+    (header_timeout, max): (std::time::Duration, usize),
+    signal: impl Future<Output = ()>,
+) where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(max));
+    let (close_tx, close_rx) = tokio::sync::watch::channel(());
+    tokio::pin!(signal);
+    loop {
+        let (io, peer) = tokio::select! {
+            c = listener.accept() => c,
+            () = &mut signal => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(max, "connection cap reached; closing a new connection");
+            drop(io);
+            continue;
+        };
+        let app = app.clone();
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+        let mut close = close_rx.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(io), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                _ = close.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = close_tx.send(());
+    // Every connection task holds a permit until it is done.
+    let _ = permits.acquire_many(max as u32).await;
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

@@ -138,6 +138,22 @@ fn schemas() -> Value {
                 "next_page_token": {"type": "string"}
             }
         },
+        "ResolveResponse": {
+            "description": "The values the webhook would inject for one resource (the one endpoint that returns plaintext; runner tokens only)",
+            "type": "object", "additionalProperties": false, "required": ["values", "injected"],
+            "properties": {
+                "values": {"type": "object", "additionalProperties": {"type": "string"}},
+                "injected": {"type": "array", "items": {
+                    "type": "object", "additionalProperties": false,
+                    "required": ["binding_name", "secret_id", "version"],
+                    "properties": {
+                        "binding_name": {"type": "string"},
+                        "secret_id": {"type": "string"},
+                        "version": {"type": "integer", "format": "int64"}
+                    }
+                }}
+            }
+        },
         "AuditPage": {
             "type": "object", "additionalProperties": false, "required": ["entries"],
             "properties": {
@@ -147,9 +163,11 @@ fn schemas() -> Value {
         "Empty": {"type": "object", "additionalProperties": false, "properties": {}},
         "Health": {
             "type": "object",
-            "required": ["status", "store", "keystore"],
+            "required": ["status", "auth", "store", "keystore"],
             "properties": {
                 "status": {"type": "string", "enum": ["ok", "degraded"]},
+                "auth": {"type": "string", "enum": ["ok", "invalid", "anonymous"],
+                         "description": "invalid: the tokens file is missing, unreadable or has a bad line, and no token is accepted"},
                 "version": {"type": "string"},
                 "store": {"type": "object", "required": ["reachable"],
                           "properties": {"reachable": {"type": "boolean"}, "dialect": {"type": "string"}}},
@@ -179,7 +197,7 @@ fn responses(ok: &str, body: bool) -> Value {
         ("401", "UNAUTHENTICATED: no or bad bearer token"),
         (
             "403",
-            "PERMISSION_DENIED: the principal's role may not call this",
+            "PERMISSION_DENIED: the principal's role may not call this, or the object is outside its token's workspaces",
         ),
         ("404", "RESOURCE_DOES_NOT_EXIST"),
         (
@@ -274,6 +292,13 @@ fn paths() -> Value {
                                     "items": s(SERVICE_ACCOUNT, 253)}}))}),
     );
     m.insert(
+        p("resolve"),
+        json!({"post": body_op("resolve",
+        "The values injected for one resource (runner tokens of exactly that workspace and resource only; TLS unless loopback; audited)",
+        "ResolveResponse", &["resource_id"],
+        json!({"workspace": ws.clone(), "resource_type": s(RESOURCE_TYPE, 50), "resource_id": s(RESOURCE_ID, 255)}))}),
+    );
+    m.insert(
         p("unbind"),
         json!({"delete": body_op("unbindSecret", "Remove a binding", "Empty",
         &["binding_id"], json!({"binding_id": uuid()}))}),
@@ -323,7 +348,7 @@ pub fn document() -> Value {
         "info": {
             "title": "mlflow-secrets",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Encrypted secrets store for MLflow. MLflow REST conventions: query parameters for GET, a JSON body otherwise, errors as {\"error_code\", \"message\"}. No endpoint ever returns a secret value."
+            "description": "Encrypted secrets store for MLflow. MLflow REST conventions: query parameters for GET, a JSON body otherwise (Content-Type: application/json), errors as {\"error_code\", \"message\"}. X-MLFLOW-WORKSPACE is the default workspace of a request. Only resolve returns secret values, to a runner token."
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],

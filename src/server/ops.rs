@@ -11,12 +11,15 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::openapi;
-use super::state::AppState;
+use super::state::{AppState, AuthMode};
 
 /// How long the health check waits for the database.
 const HEALTH_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// 200 when the store answers and a KEK is loaded, 503 otherwise.
+/// 200 when the store answers, a KEK is loaded and the tokens file is
+/// valid; 503 otherwise. `auth` is `ok`, `invalid` (the tokens file is
+/// missing, unreadable or has a bad line: no token is accepted, see the
+/// log for the line) or `anonymous` (loopback, no tokens file).
 pub async fn health(State(st): State<AppState>) -> Response {
     let reachable = matches!(
         tokio::time::timeout(HEALTH_DB_TIMEOUT, st.store.count_secrets()).await,
@@ -24,10 +27,15 @@ pub async fn health(State(st): State<AppState>) -> Response {
     );
     let ks = st.store.keys().current();
     let loaded = ks.active().is_ok();
-    let ok = reachable && loaded;
+    let auth = match &st.auth {
+        AuthMode::Tokens(t) => t.status().as_str(),
+        AuthMode::LocalAnonymous => "anonymous",
+    };
+    let ok = reachable && loaded && auth != "invalid";
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
+        "auth": auth,
         "store": {"reachable": reachable, "dialect": st.store.dialect().name()},
         "keystore": {
             "loaded": loaded,

@@ -13,12 +13,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
-use crate::model::{DEFAULT_RESOURCE_TYPE, DEFAULT_WORKSPACE, SecretState};
+use crate::model::{DEFAULT_RESOURCE_TYPE, SecretState};
 use crate::value::{SecretValue, ValueError};
-
-fn default_workspace() -> String {
-    DEFAULT_WORKSPACE.to_string()
-}
 
 fn default_resource_type() -> String {
     DEFAULT_RESOURCE_TYPE.to_string()
@@ -76,11 +72,30 @@ pub struct CreateRequest {
     pub value: ValueField,
     #[serde(default)]
     pub is_shared: bool,
-    #[serde(default = "default_workspace")]
-    pub workspace: String,
+    /// Absent: the `X-MLFLOW-WORKSPACE` header, else `default`.
+    #[serde(default, deserialize_with = "some_string")]
+    pub workspace: Option<String>,
     /// The LLM provider (DESIGN §2); absent means none.
     #[serde(default)]
     pub provider: Option<String>,
+}
+
+/// `POST resolve`: one resource's injected values (runner tokens only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// Absent: the `X-MLFLOW-WORKSPACE` header, else `default`.
+    #[serde(default, deserialize_with = "some_string")]
+    pub workspace: Option<String>,
+    #[serde(default = "default_resource_type")]
+    pub resource_type: String,
+    pub resource_id: String,
+}
+
+/// An optional string field that refuses an explicit `null`, like the
+/// other optional body fields.
+fn some_string<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
 }
 
 /// `PATCH update`.
@@ -180,7 +195,7 @@ mod tests {
         let r: CreateRequest =
             serde_json::from_str(r#"{"secret_name":"a","value":"sk-1"}"#).unwrap();
         assert!(r.value.into_value().unwrap().is_string());
-        assert_eq!(r.workspace, "default");
+        assert_eq!(r.workspace, None);
         let r: CreateRequest =
             serde_json::from_str(r#"{"secret_name":"a","value":{"k":"v","j":"w"}}"#).unwrap();
         assert!(matches!(r.value.into_value().unwrap(), SecretValue::Object(m) if m.len() == 2));
@@ -190,6 +205,7 @@ mod tests {
             r#"{"secret_name":"a","value":["x"]}"#,
             r#"{"secret_name":"a","value":"x","is_shared":null}"#,
             r#"{"secret_name":"a","value":"x","extra":1}"#,
+            r#"{"secret_name":"a","value":"x","workspace":null}"#,
         ] {
             assert!(serde_json::from_str::<CreateRequest>(bad).is_err(), "{bad}");
         }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use super::auth::{LOCAL_PRINCIPAL, Principal, Role, TokenStore};
+use super::auth::{LOCAL_PRINCIPAL, Principal, Role, Scope, TokenStore};
 use super::error::ApiError;
-use super::limits::ApiLimiter;
+use super::limits::{ApiLimiter, DenialAggregator, UNAUTHENTICATED_PER_MINUTE};
 use super::metrics::Metrics;
 use crate::store::SqlStore;
 use crate::store::audit::AuditRecord;
@@ -25,6 +25,7 @@ impl AuthMode {
         Principal {
             name: LOCAL_PRINCIPAL.to_string(),
             role: Role::Admin,
+            scope: Scope::everything(),
         }
     }
 }
@@ -35,7 +36,14 @@ pub struct AppState {
     pub store: Arc<SqlStore>,
     pub auth: AuthMode,
     pub limiter: Arc<ApiLimiter>,
+    /// Requests without a valid token, per peer address (before any audit).
+    pub peer_limiter: Arc<ApiLimiter>,
+    /// `AUTH_DENIED` rows of failed authentication, one per peer and minute.
+    pub denials: Arc<DenialAggregator>,
     pub metrics: Metrics,
+    /// May `resolve` answer? False on plain HTTP outside loopback
+    /// (`--insecure-http`): plaintext values need TLS (DESIGN §7).
+    pub resolve_transport_ok: bool,
 }
 
 impl AppState {
@@ -44,7 +52,18 @@ impl AppState {
             store: Arc::new(store),
             auth,
             limiter: Arc::new(ApiLimiter::per_minute(api_limit_per_minute)),
+            peer_limiter: Arc::new(ApiLimiter::per_minute(UNAUTHENTICATED_PER_MINUTE)),
+            denials: Arc::new(DenialAggregator::default()),
             metrics: Metrics::new(),
+            resolve_transport_ok: true,
+        }
+    }
+
+    /// Write the aggregated `AUTH_DENIED` rows of minutes that are over
+    /// (all of them with `everything`, at shutdown and in tests).
+    pub async fn flush_denials(&self, everything: bool) {
+        for rec in self.denials.take_finished(everything) {
+            self.audit_best_effort(rec).await;
         }
     }
 

@@ -4,9 +4,9 @@
 //!
 //! TLS is rustls (ring) with the system's roots plus an optional private CA.
 //! Plain `http://` is accepted only for a loopback host: a bearer token must
-//! never cross a network in clear. Values travel only in request bodies and
-//! are never read back: the API has no endpoint that returns one, so the
-//! value-reading operations fail with `PermissionDenied` here.
+//! never cross a network in clear. Values travel only in request bodies;
+//! the one way back is `resolve` (a runner token's single resource), so the
+//! other value-reading operations fail with `PermissionDenied` here.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{AuditFilter, Result, SecretsStore, StoreError};
+use super::{AuditFilter, InjectedRef, ResolvedResource, Result, SecretsStore, StoreError};
 use crate::model::{
     AuditEntry, BindingFilter, NewBinding, NewSecret, Page, Secret, SecretBinding, SecretFilter,
 };
@@ -86,24 +86,61 @@ struct BindingsPage {
     next_page_token: Option<String>,
 }
 
+/// `resolve`'s answer; the values go straight into `SecretString`s.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveResponse {
+    values: BTreeMap<String, SecretString>,
+    injected: Vec<InjectedRef>,
+}
+
 #[derive(Deserialize)]
 struct AuditPage {
     #[serde(default)]
     entries: Vec<AuditEntry>,
 }
 
-/// True for `localhost`, `127.0.0.0/8` and `[::1]`.
-fn is_loopback_host(authority: &str) -> bool {
-    let host = if let Some(rest) = authority.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        authority.split(':').next().unwrap_or("")
-    };
-    host == "localhost"
+/// True for `localhost`, `127.0.0.0/8` and `[::1]`: the host as
+/// `http::Uri` parses it (the one hyper connects to), brackets dropped.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
+            .map(|ip| ip.to_canonical().is_loopback())
             .unwrap_or(false)
+}
+
+/// Check a server URL: `https://`, or `http://` to a loopback host, with
+/// no userinfo. The URL is parsed as hyper parses it, so the host checked
+/// is the host connected to (`http://localhost:1@attacker.example/` names
+/// `attacker.example`, and is refused for its userinfo anyway).
+fn check_base_url(base: &str) -> Result<()> {
+    let bad = |why: &str| StoreError::InvalidParameter(format!("server URL is invalid: {why}"));
+    let uri: hyper::Uri = base
+        .parse()
+        .map_err(|_| bad("it must look like https://HOST[:PORT]"))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| bad("it must start with https:// or http:// and name a host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad(
+            "it must not hold a user name or password (user@host); pass the token with MLFLOW_SECRETS_TOKEN",
+        ));
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback_host(authority.host()) => Ok(()),
+        Some("http") => Err(StoreError::InvalidParameter(
+            "plain http:// is only allowed for a loopback server: use https:// so the token is not sent in clear".into(),
+        )),
+        _ => Err(StoreError::InvalidParameter(
+            "server URL must start with https:// or http://".into(),
+        )),
+    }
 }
 
 impl HttpStore {
@@ -111,24 +148,7 @@ impl HttpStore {
     /// `http://` on loopback). `ca_pem` adds a private CA to the system roots.
     pub fn new(base_url: &str, token: Option<SecretString>, ca_pem: Option<&Path>) -> Result<Self> {
         let base = base_url.trim_end_matches('/').to_string();
-        let (scheme, rest) = base.split_once("://").ok_or_else(|| {
-            StoreError::InvalidParameter("server URL must start with https:// or http://".into())
-        })?;
-        let authority = rest.split('/').next().unwrap_or("");
-        match scheme {
-            "https" => {}
-            "http" if is_loopback_host(authority) => {}
-            "http" => {
-                return Err(StoreError::InvalidParameter(
-                    "plain http:// is only allowed for a loopback server: use https:// so the token is not sent in clear".into(),
-                ));
-            }
-            _ => {
-                return Err(StoreError::InvalidParameter(
-                    "server URL must start with https:// or http://".into(),
-                ));
-            }
-        }
+        check_base_url(&base)?;
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
@@ -271,7 +291,15 @@ fn body_with_value(fields: serde_json::Value, value: &SecretValue) -> Vec<u8> {
 
 fn no_values() -> StoreError {
     StoreError::PermissionDenied(
-        "the REST API never returns secret values; read them with direct database access or through injection".into(),
+        "the REST API returns values only through resolve, to a runner token; read them with direct database access or through injection".into(),
+    )
+}
+
+/// The workspaces-set filter is a token's scope, applied by the server
+/// from the token; a client cannot ask for it.
+fn scope_filter_is_server_side() -> StoreError {
+    StoreError::InvalidParameter(
+        "a workspaces filter is applied by the server from the token's scope; filter by one workspace instead".into(),
     )
 }
 
@@ -318,6 +346,9 @@ impl SecretsStore for HttpStore {
     }
 
     async fn list_secrets(&self, f: &SecretFilter) -> Result<Page<Secret>> {
+        if f.workspaces.is_some() {
+            return Err(scope_filter_is_server_side());
+        }
         let mut q = Vec::new();
         opt(&mut q, "workspace", f.workspace.as_ref());
         opt(&mut q, "is_shared", f.is_shared);
@@ -379,6 +410,9 @@ impl SecretsStore for HttpStore {
     }
 
     async fn list_bindings(&self, f: &BindingFilter) -> Result<Page<SecretBinding>> {
+        if f.workspaces.is_some() {
+            return Err(scope_filter_is_server_side());
+        }
         let mut q = Vec::new();
         opt(&mut q, "workspace", f.workspace.as_ref());
         opt(&mut q, "resource_type", f.resource_type.as_ref());
@@ -420,7 +454,30 @@ impl SecretsStore for HttpStore {
         Err(no_values())
     }
 
+    async fn resolve_resource(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+        _actor: &str,
+    ) -> Result<ResolvedResource> {
+        let body = serde_json::to_vec(&json!({
+            "workspace": workspace,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+        }))
+        .expect("body");
+        let r: ResolveResponse = self.call(Method::POST, "resolve", &[], Some(body)).await?;
+        Ok(ResolvedResource {
+            values: r.values,
+            injected: r.injected,
+        })
+    }
+
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        if f.workspaces.is_some() {
+            return Err(scope_filter_is_server_side());
+        }
         let mut q = Vec::new();
         opt(&mut q, "secret_id", f.secret_id.as_ref());
         opt(&mut q, "workspace", f.workspace.as_ref());
@@ -444,6 +501,36 @@ mod tests {
         assert!(e.to_string().contains("https://"), "{e}");
         assert!(HttpStore::new("https://secrets.internal", None, None).is_ok());
         assert!(HttpStore::new("ftp://x", None, None).is_err());
+    }
+
+    /// Security review finding 19: the text before the first `:` is not
+    /// the host. Each of these connects somewhere other than loopback (or
+    /// carries credentials), and must be refused.
+    #[test]
+    fn loopback_check_parses_the_uri() {
+        for url in [
+            "http://localhost:1@attacker.example/",
+            "http://localhost@attacker.example",
+            "http://127.0.0.1:5005@attacker.example:5005",
+            "http://[::1]@attacker.example",
+            "http://localhost.attacker.example",
+            "http://127.0.0.1.nip.io",
+            "https://user:pw@secrets.internal",
+            "http://",
+            "localhost:5005",
+        ] {
+            assert!(
+                HttpStore::new(url, None, None).is_err(),
+                "{url} was accepted"
+            );
+        }
+        for url in [
+            "http://LOCALHOST:5005",
+            "http://127.8.9.1",
+            "http://[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(HttpStore::new(url, None, None).is_ok(), "{url} was refused");
+        }
     }
 
     #[test]

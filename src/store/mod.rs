@@ -109,9 +109,58 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct AuditFilter {
     pub secret_id: Option<String>,
     pub workspace: Option<String>,
+    /// Only rows of these workspaces (a scoped admin token); `None`: all
+    /// rows, those without a workspace included.
+    pub workspaces: Option<Vec<String>>,
     /// Return entries with `seq` greater than this.
     pub after_seq: Option<i64>,
     pub max_results: Option<u32>,
+}
+
+/// Where one injected value came from (the webhook's `injected`
+/// annotation and `resolve`'s `injected` list, DESIGN §7).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectedRef {
+    pub binding_name: String,
+    pub secret_id: String,
+    /// The secret's `last_updated_at` (epoch ms) when it was read.
+    pub version: i64,
+}
+
+/// What a resource gets injected: each binding's string, and where it
+/// came from. Built only by [`ResolvedResource::from_bound`], the one
+/// conversion `resolve` and the webhook share.
+pub struct ResolvedResource {
+    pub values: BTreeMap<String, secrecy::SecretString>,
+    pub injected: Vec<InjectedRef>,
+}
+
+impl ResolvedResource {
+    /// The injected strings of the values read by
+    /// `SqlStore::get_all_bound_values` (see `SecretValue::injected_text`).
+    pub fn from_bound(bound: BTreeMap<String, BoundValue>) -> Self {
+        let mut values = BTreeMap::new();
+        let mut injected = Vec::with_capacity(bound.len());
+        for (name, b) in bound {
+            values.insert(name.clone(), b.value.injected_text());
+            injected.push(InjectedRef {
+                binding_name: name,
+                secret_id: b.secret_id,
+                version: b.last_updated_at,
+            });
+        }
+        Self { values, injected }
+    }
+}
+
+impl std::fmt::Debug for ResolvedResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedResource")
+            .field("values", &"[REDACTED]")
+            .field("injected", &self.injected)
+            .finish()
+    }
 }
 
 /// The store operations of DESIGN §6.
@@ -219,4 +268,17 @@ pub trait SecretsStore: Send + Sync {
     ) -> Result<BTreeMap<String, SecretValue>>;
 
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+
+    /// Exactly what the webhook would inject for one resource: every
+    /// binding's string and where it came from. Audited; fails as a whole
+    /// on a revoked or undecryptable binding; a resource with no binding
+    /// is `NotFound`, as the webhook denies it. Over REST this is
+    /// `resolve`, open to a runner token of exactly that scope only.
+    async fn resolve_resource(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+        actor: &str,
+    ) -> Result<ResolvedResource>;
 }

@@ -282,6 +282,7 @@ impl SqlStore {
             sql.push_str(" AND workspace = ?");
             args.push(ws.clone());
         }
+        super::sql_trait::push_workspaces_in(&mut sql, &mut args, f.workspaces.as_deref())?;
         sql.push_str(" ORDER BY seq LIMIT ?");
         let mut q = sqlx::query(self.dialect.q_composed(sql)).bind(f.after_seq.unwrap_or(0));
         for a in args {

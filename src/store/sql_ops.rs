@@ -530,9 +530,17 @@ impl SqlStore {
                     ))
                 })?,
             };
+            // The version (last_updated_at) is what `injected` and
+            // `resolve` report, so the audit row names the same one.
             detail.push(match &value_field {
-                None => format!("{binding}={}@kek_v{}", row.secret_id, row.kek_version),
-                Some(f) => format!("{binding}={}[{f}]@kek_v{}", row.secret_id, row.kek_version),
+                None => format!(
+                    "{binding}={}@kek_v{}:version={last_updated_at}",
+                    row.secret_id, row.kek_version
+                ),
+                Some(f) => format!(
+                    "{binding}={}[{f}]@kek_v{}:version={last_updated_at}",
+                    row.secret_id, row.kek_version
+                ),
             });
             out.insert(
                 binding,

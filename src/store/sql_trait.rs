@@ -10,7 +10,7 @@ use super::sql::{SqlStore, db_err, decode_token, encode_token};
 use super::sql_ops::{not_found_binding, not_found_secret};
 use super::sql_rows::{binding_cols, binding_from_row, secret_cols, secret_from_row};
 use super::validate;
-use super::{AuditFilter, Result, SecretsStore, StoreError};
+use super::{AuditFilter, ResolvedResource, Result, SecretsStore, StoreError};
 use crate::model::{
     AuditEntry, BindingFilter, NewBinding, NewSecret, Page, Secret, SecretBinding, SecretFilter,
 };
@@ -91,6 +91,7 @@ impl SecretsStore for SqlStore {
             sql.push_str(" AND workspace = ?");
             args.push(ws.clone());
         }
+        push_workspaces_in(&mut sql, &mut args, f.workspaces.as_deref())?;
         if let Some(state) = f.state {
             sql.push_str(" AND state = ?");
             args.push(state.as_str().to_string());
@@ -198,6 +199,7 @@ impl SecretsStore for SqlStore {
                 args.push(v.clone());
             }
         }
+        push_workspaces_in(&mut sql, &mut args, f.workspaces.as_deref())?;
         if let Some(token) = &f.page_token {
             let k = decode_token(token, 4)?;
             sql.push_str(
@@ -293,4 +295,46 @@ impl SecretsStore for SqlStore {
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
         self.audit_entries(f).await
     }
+
+    async fn resolve_resource(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+        actor: &str,
+    ) -> Result<ResolvedResource> {
+        let bound = self
+            .get_all_bound_values(workspace, resource_type, resource_id, actor)
+            .await?;
+        if bound.is_empty() {
+            return Err(StoreError::NotFound(format!(
+                "no binding for {resource_type}/{resource_id} in workspace '{workspace}'"
+            )));
+        }
+        Ok(ResolvedResource::from_bound(bound))
+    }
+}
+
+/// `AND workspace IN (?, ...)` for a scope filter: one placeholder per
+/// (validated) name, bound as arguments. An empty set matches nothing.
+pub(super) fn push_workspaces_in(
+    sql: &mut String,
+    args: &mut Vec<String>,
+    workspaces: Option<&[String]>,
+) -> Result<()> {
+    let Some(set) = workspaces else {
+        return Ok(());
+    };
+    if set.is_empty() {
+        sql.push_str(" AND 1 = 0");
+        return Ok(());
+    }
+    for w in set {
+        validate::workspace(w)?;
+    }
+    sql.push_str(" AND workspace IN (");
+    sql.push_str(&vec!["?"; set.len()].join(", "));
+    sql.push(')');
+    args.extend(set.iter().cloned());
+    Ok(())
 }

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use mlflow_secrets::keystore::{Keystore, KeystoreHandle};
-use mlflow_secrets::server::auth::{Role, tokens_file_line};
+use mlflow_secrets::server::auth::{Role, Scope, Workspaces, tokens_file_line};
 use mlflow_secrets::server::{AppState, AuthMode, TokenStore, router};
 use mlflow_secrets::store::SqlStore;
 use serde_json::Value;
@@ -22,6 +22,42 @@ pub const API: &str = "/api/2.0/mlflow/secrets";
 pub const ADMIN: &str = "mlss_admin-token-for-tests";
 pub const WRITER: &str = "mlss_writer-token-for-tests";
 pub const READER: &str = "mlss_reader-token-for-tests";
+/// Scoped to `team-a` only (security review finding 1).
+pub const TEAM_A_WRITER: &str = "mlss_team-a-writer-token-for-tests";
+pub const TEAM_A_READER: &str = "mlss_team-a-reader-token-for-tests";
+pub const TEAM_A_ADMIN: &str = "mlss_team-a-admin-token-for-tests";
+/// A runner for `team-a`, resource `SCORER_JOB/nightly-eval`.
+pub const RUNNER: &str = "mlss_runner-token-for-tests";
+pub const RUNNER_RESOURCE: &str = "nightly-eval";
+
+/// A scope of the named workspaces.
+pub fn only(ws: &[&str]) -> Scope {
+    Scope {
+        workspaces: Workspaces::Only(ws.iter().map(|w| w.to_string()).collect()),
+        resource: None,
+        expires: None,
+    }
+}
+
+/// The fixture's tokens file: one `*` token per role, team-a tokens and
+/// a runner.
+pub fn tokens_text() -> String {
+    let all = Scope::everything();
+    let mut runner = only(&["team-a"]);
+    runner.resource = Some(("SCORER_JOB".into(), RUNNER_RESOURCE.into()));
+    [
+        "# test tokens".to_string(),
+        tokens_file_line("alice", Role::Admin, &all, ADMIN),
+        tokens_file_line("wendy", Role::Writer, &all, WRITER),
+        tokens_file_line("rita", Role::Reader, &all, READER),
+        tokens_file_line("ada", Role::Writer, &only(&["team-a"]), TEAM_A_WRITER),
+        tokens_file_line("rae", Role::Reader, &only(&["team-a"]), TEAM_A_READER),
+        tokens_file_line("ann", Role::Admin, &only(&["team-a"]), TEAM_A_ADMIN),
+        tokens_file_line("nightly", Role::Runner, &runner, RUNNER),
+    ]
+    .join("\n")
+        + "\n"
+}
 
 /// A temporary store and the files around it.
 pub struct Fixture {
@@ -42,18 +78,25 @@ impl Fixture {
             .await
             .unwrap();
         store.ensure_schema(true).await.unwrap();
+        Self::around(dir, store)
+    }
+
+    /// A fixture around an existing store (another backend); `dir` holds
+    /// the tokens file.
+    pub fn around(dir: tempfile::TempDir, store: SqlStore) -> Self {
         let tokens = dir.path().join("tokens");
-        std::fs::write(
-            &tokens,
-            format!(
-                "# test tokens\n{}\n{}\n{}\n",
-                tokens_file_line("alice", Role::Admin, ADMIN),
-                tokens_file_line("wendy", Role::Writer, WRITER),
-                tokens_file_line("rita", Role::Reader, READER),
-            ),
-        )
-        .unwrap();
+        std::fs::write(&tokens, tokens_text()).unwrap();
         Self { dir, store, tokens }
+    }
+
+    /// The state behind [`Fixture::app`], for tests that look inside it.
+    pub fn state(&self, rate_limit: u32) -> AppState {
+        let ts = TokenStore::load(&self.tokens).unwrap();
+        AppState::new(
+            self.store.clone(),
+            AuthMode::Tokens(Arc::new(ts)),
+            rate_limit,
+        )
     }
 
     /// The router with bearer-token auth and a rate limit (0: none).
@@ -117,7 +160,25 @@ pub async fn call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Resp {
+    call_with(app, method, uri, token, body, &[]).await
+}
+
+/// [`call`] with extra headers (a `Host` given here replaces `localhost`).
+pub async fn call_with(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Resp {
     let mut b = Request::builder().method(method).uri(uri);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        b = b.header(header::HOST, "localhost:5005");
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
     if let Some(t) = token {
         b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }

@@ -58,13 +58,8 @@ impl OwningJob {
 /// The bytes a value becomes in the Secret (and so in the env var or
 /// file): a string as it is, an object of strings as its compact JSON.
 fn value_bytes(v: &SecretValue) -> Vec<u8> {
-    match v {
-        SecretValue::String(s) => {
-            use secrecy::ExposeSecret;
-            s.expose_secret().as_bytes().to_vec()
-        }
-        SecretValue::Object(_) => v.to_request_json().to_vec(),
-    }
+    use secrecy::ExposeSecret;
+    v.injected_text().expose_secret().as_bytes().to_vec()
 }
 
 /// Create or update the per-Job Secret in `namespace` with `values`.
