@@ -104,7 +104,27 @@ pub fn check(home: &Path) -> Result<()> {
     check_private(&keystore_dir(home), "keystore directory")?;
     check_private(&passphrase_file(home), "passphrase file")?;
     check_private(&home.join(HOME_DB), "database")?;
+    warn_if_readable(&passphrase_file(home));
     Ok(())
+}
+
+/// A passphrase file others can read is a leak, though not a plant: say so
+/// (as ssh does for a private key), without refusing a working setup.
+fn warn_if_readable(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(path)
+            && m.mode() & 0o044 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the passphrase file is readable by group or others: run `chmod 600` on it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// One path of [`check`].
