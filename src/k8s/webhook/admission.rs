@@ -226,7 +226,9 @@ async fn decide(
     }
     let mut values = BTreeMap::new();
     let mut bindings = BTreeMap::new();
+    let mut secret_ids = BTreeMap::new();
     for (name, b) in bound {
+        secret_ids.insert(name.clone(), b.secret_id.clone());
         bindings.insert(
             name.clone(),
             InjectedBinding {
@@ -247,7 +249,15 @@ async fn decide(
         deadline,
         state.deadline,
         "Kubernetes API",
-        secret::apply(&state.client, ns, job, rtype, resource_id, &values),
+        secret::apply(
+            &state.client,
+            ns,
+            job,
+            rtype,
+            resource_id,
+            &values,
+            &secret_ids,
+        ),
     )
     .await?;
     drop(values);

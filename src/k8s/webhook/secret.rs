@@ -24,6 +24,30 @@ pub const SECRET_SUFFIX: &str = "-mlflow-secrets";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Label naming the Job a per-Job Secret belongs to.
 pub const LABEL_JOB: &str = "secrets.mlflow.org/job";
+/// Label `"true"` on every per-Job Secret the webhook wrote (DESIGN §8,
+/// "Revocation reaches every copy"): the revocation sweep lists Secrets by
+/// this label, so it never has to scan every Secret of the cluster.
+pub const LABEL_MANAGED: &str = "secrets.mlflow.org/managed";
+/// Annotation on every per-Job Secret: which stored secret each data key
+/// holds, as compact JSON `{"<data key>":"<secret id>",...}` (keys are the
+/// binding names, sorted). The revocation sweep reads it to find the keys
+/// to delete when a secret is revoked or deleted or a binding removed; it
+/// names ids only, never a value. Read it with [`parse_secret_ids`].
+pub const ANNOTATION_SECRET_IDS: &str = "secrets.mlflow.org/secret-ids";
+
+/// The [`ANNOTATION_SECRET_IDS`] value for `key -> secret id`.
+pub fn secret_ids_annotation(ids: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "{}".into())
+}
+
+/// Parse an [`ANNOTATION_SECRET_IDS`] value: `data key -> secret id`. An
+/// annotation that is not such an object is an error naming the problem
+/// (someone edited the Secret); the caller decides what to do with it.
+pub fn parse_secret_ids(annotation: &str) -> Result<BTreeMap<String, String>, String> {
+    serde_json::from_str(annotation).map_err(|e| {
+        format!("annotation {ANNOTATION_SECRET_IDS} is not a JSON object of data key to secret id: {e}")
+    })
+}
 
 /// `<job-name>-mlflow-secrets`.
 pub fn secret_name(job_name: &str) -> String {
@@ -78,6 +102,7 @@ pub async fn apply(
     resource_type: &str,
     resource_id: &str,
     values: &BTreeMap<String, SecretValue>,
+    secret_ids: &BTreeMap<String, String>,
 ) -> Result<String, kube::Error> {
     let name = secret_name(&job.name);
     let mut secret = Secret {
@@ -87,6 +112,7 @@ pub async fn apply(
             labels: Some(BTreeMap::from([
                 (LABEL_MANAGED_BY.to_string(), FIELD_MANAGER.to_string()),
                 (LABEL_JOB.to_string(), job.name.clone()),
+                (LABEL_MANAGED.to_string(), "true".to_string()),
             ])),
             annotations: Some(BTreeMap::from([
                 (
@@ -94,6 +120,10 @@ pub async fn apply(
                     resource_type.to_string(),
                 ),
                 (ANNOTATION_RESOURCE_ID.to_string(), resource_id.to_string()),
+                (
+                    ANNOTATION_SECRET_IDS.to_string(),
+                    secret_ids_annotation(secret_ids),
+                ),
             ])),
             owner_references: Some(vec![OwnerReference {
                 api_version: job.api_version.clone(),
@@ -192,5 +222,19 @@ mod tests {
         assert_eq!(value_bytes(&s), b"sk-abc");
         let o = SecretValue::from_json_text(r#"{"user":"u","password":"p"}"#).unwrap();
         assert_eq!(value_bytes(&o), br#"{"password":"p","user":"u"}"#);
+    }
+
+    #[test]
+    fn secret_ids_annotation_round_trips_and_rejects_junk() {
+        let ids = BTreeMap::from([
+            ("OPENAI_API_KEY".to_string(), "id-1".to_string()),
+            ("B".to_string(), "id-2".to_string()),
+        ]);
+        let text = secret_ids_annotation(&ids);
+        assert_eq!(text, r#"{"B":"id-2","OPENAI_API_KEY":"id-1"}"#);
+        assert_eq!(parse_secret_ids(&text).unwrap(), ids);
+        let e = parse_secret_ids("id-1,id-2").unwrap_err();
+        assert!(e.contains(ANNOTATION_SECRET_IDS), "{e}");
+        assert!(parse_secret_ids(r#"{"A":1}"#).is_err());
     }
 }
