@@ -144,7 +144,9 @@ impl JobPool {
                     let name = format!("{prefix}-{i}");
                     let job: Job = serde_json::from_value(json!({
                         "metadata": {"name": name},
-                        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
+                        "spec": {"suspend": true, "template": {
+                            "metadata": {"labels": {"secrets.mlflow.org/inject": "true"}, "annotations": {"secrets.mlflow.org/resource-id": RID}},
+                            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
                     }))
                     .unwrap();
                     let created = api.create(&PostParams::default(), &job).await.unwrap();
@@ -484,7 +486,10 @@ async fn run_backend(
     let nss: Api<Namespace> = Api::all(client.clone());
     nss.create(
         &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": ns, "labels": {"secrets.mlflow.org/injection": "enabled"}}}),
+        )
+        .unwrap(),
     )
     .await
     .unwrap();
@@ -595,6 +600,7 @@ async fn run_backend(
         listener,
         router(state),
         certs.clone(),
+        None,
         std::future::pending(),
     ));
     let url = format!("https://127.0.0.1:{port}/mutate");
