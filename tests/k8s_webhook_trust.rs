@@ -88,8 +88,10 @@ async fn a_namespace_without_the_opt_in_label_is_never_called() {
     );
     assert!(!env_names(&pod, "main").contains(&"OPENAI_API_KEY".to_string()));
     assert!(secret(&w.client, n, &secret_name(&job)).await.is_none());
-    assert_eq!(w.total(n), 0, "no admission request for {n}");
+    // (Rendered first: `total` reads through `with_label_values`, which
+    // creates the series it asks for.)
     assert!(!w.metrics.render().contains(n), "no series for {n}");
+    assert_eq!(w.total(n), 0, "no admission request for {n}");
     out.cleanup().await;
     live.cleanup().await;
     w.stop().await;
