@@ -564,7 +564,8 @@ async fn helm_install_creates_the_chart_objects() {
     let w = check_webhook(&mwc, &fullname, ns.name());
     assert_eq!(
         w["namespaceSelector"]["matchLabels"],
-        json!({ only_label.clone(): "true" })
+        json!({ only_label.clone(): "true", "secrets.mlflow.org/injection": "enabled" }),
+        "the opt-in label, narrowed by the values' matchLabels"
     );
 
     // The CRDs are served, and the examples are valid against them.
