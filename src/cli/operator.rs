@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result};
 use super::Ctx;
 use crate::k8s::WEBHOOK_CONFIGURATION_NAME;
 use crate::k8s::operator::{OperatorConfig, run as run_operator};
+use crate::store::audit_export::{HeadCadence, log_head, spawn_head_export};
 
 /// Arguments of `mlflow-secrets operator`. Every flag can also come from
 /// the environment, which is how the Helm chart sets them.
@@ -121,8 +122,23 @@ pub(super) async fn run(ctx: &Ctx, a: OperatorArgs) -> Result<ExitCode> {
             hostname().context("cannot tell this replica's identity: set --identity or POD_NAME")?
         }
     };
+    // The audit head export (DESIGN §2) reads the head row through its own
+    // small pool: it needs no key, and it retries until the operator has
+    // migrated the schema.
+    let head_export = match crate::store::SqlStore::connect(
+        &ctx.store_uri,
+        crate::keystore::KeystoreHandle::new(crate::keystore::Keystore::metadata_only()),
+    )
+    .await
+    {
+        Ok(store) => Some(spawn_head_export(store, HeadCadence::default(), log_head)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the store to export the audit head");
+            None
+        }
+    };
     let cfg = OperatorConfig {
-        store_uri: ctx.g.store_uri.clone(),
+        store_uri: ctx.store_uri.clone(),
         keystore: ctx.keystore_config(),
         webhook_listen: a.webhook_listen,
         metrics_listen: a.metrics_listen,
@@ -142,7 +158,11 @@ pub(super) async fn run(ctx: &Ctx, a: OperatorArgs) -> Result<ExitCode> {
         webhook_deadline: Duration::from_secs(a.webhook_deadline.max(1)),
         migrate: a.migrate,
     };
-    run_operator(cfg, crate::server::shutdown_signal()).await?;
+    let result = run_operator(cfg, crate::server::shutdown_signal()).await;
+    if let Some(h) = head_export {
+        h.abort();
+    }
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
