@@ -29,7 +29,7 @@ use serde_json::json;
 use k8s::{eventually, unique_name};
 use k8s_webhook_support::{
     Opts, Webhook, create_job, events_of, job_json, job_pod, pod_json, post_to_port, review_json,
-    template_pod,
+    template_pod, with_service_account,
 };
 
 const VALUE: &str = "sk-PLAINTEXT-trust-never-in-a-pod-91c2";
@@ -344,6 +344,69 @@ async fn consent_limits_bindings_and_containers_and_never_overrides_env() {
         },
     )
     .await;
+    ns.cleanup().await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binding_for_one_service_account_reaches_only_its_pods() {
+    let w = Webhook::start(Opts::default()).await;
+    let ns = w.namespace("wh-sa").await;
+    let n = ns.name();
+    let sa: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "scorer-sa"}})).unwrap();
+    Api::namespaced(w.client.clone(), n)
+        .create(&PostParams::default(), &sa)
+        .await
+        .unwrap();
+    w.bind_for(n, "openai", VALUE, RID, "OPENAI_API_KEY", &["scorer-sa"])
+        .await;
+    let pods: Api<Pod> = Api::namespaced(w.client.clone(), n);
+
+    // A pod of the namespace's default ServiceAccount: denied, naming the
+    // binding and the ServiceAccounts it allows; no Secret.
+    let job = unique_name("scorer");
+    let j = job_json(&job, RID, &[], true);
+    let uid = create_job(&w.client, n, &j).await;
+    let msg = denied_reason(
+        pods.create(
+            &PostParams::default(),
+            &template_pod("default-sa", &j, &uid),
+        )
+        .await
+        .expect_err("denied"),
+    );
+    assert!(
+        msg.contains("binding OPENAI_API_KEY is restricted to ServiceAccounts scorer-sa")
+            && msg.contains("runs as ServiceAccount default"),
+        "{msg}"
+    );
+    assert!(secret(&w.client, n, &secret_name(&job)).await.is_none());
+
+    // A pod of scorer-sa: injected.
+    let job = unique_name("scorer");
+    let j = with_service_account(job_json(&job, RID, &[], true), "scorer-sa");
+    let uid = create_job(&w.client, n, &j).await;
+    let pod = pods
+        .create(&PostParams::default(), &template_pod("scorer-sa", &j, &uid))
+        .await
+        .expect("the allowed ServiceAccount is injected");
+    assert!(env_names(&pod, "main").contains(&"OPENAI_API_KEY".to_string()));
+    assert!(secret(&w.client, n, &secret_name(&job)).await.is_some());
+
+    // A bare pod that claims scorer-sa's Job but runs as default: the Job
+    // check refuses it before consent is even asked.
+    let mut forged = template_pod("forged-sa", &j, &uid);
+    forged.spec.as_mut().unwrap().service_account_name = None;
+    let msg = denied_reason(
+        pods.create(&PostParams::default(), &forged)
+            .await
+            .expect_err("denied"),
+    );
+    assert!(
+        msg.contains("ServiceAccount default, the template's is scorer-sa"),
+        "{msg}"
+    );
     ns.cleanup().await;
     w.stop().await;
 }

@@ -225,22 +225,7 @@ impl Webhook {
         rid: &str,
         binding: &str,
     ) -> String {
-        let s = self
-            .store
-            .create_secret(
-                ns,
-                secret,
-                &SecretValue::from_string(value.into()).unwrap(),
-                false,
-                "test",
-            )
-            .await
-            .unwrap();
-        self.store
-            .bind_secret(&s.secret_id, "SCORER_JOB", rid, binding, "test")
-            .await
-            .unwrap();
-        s.secret_id
+        self.bind_for(ns, secret, value, rid, binding, &[]).await
     }
 
     /// Admission requests seen for `ns`, by result.
@@ -474,4 +459,52 @@ pub async fn post_to_port(
         return Err(out.status.code().unwrap_or(-1));
     }
     Ok(serde_json::from_slice(&out.stdout).expect("an AdmissionReview"))
+}
+
+impl Webhook {
+    /// Like [`Webhook::bind`], restricted to pods of `service_accounts`.
+    pub async fn bind_for(
+        &self,
+        ns: &str,
+        secret: &str,
+        value: &str,
+        rid: &str,
+        binding: &str,
+        service_accounts: &[&str],
+    ) -> String {
+        let s = self
+            .store
+            .create_secret(
+                ns,
+                secret,
+                &SecretValue::from_string(value.into()).unwrap(),
+                false,
+                "test",
+            )
+            .await
+            .unwrap();
+        let sas: Vec<String> = service_accounts.iter().map(|s| s.to_string()).collect();
+        self.store
+            .bind_secret_with(
+                &mlflow_secrets::model::NewBinding {
+                    secret_id: &s.secret_id,
+                    resource_type: "SCORER_JOB",
+                    resource_id: rid,
+                    binding_name: binding,
+                    value_field: None,
+                    service_accounts: &sas,
+                },
+                "test",
+            )
+            .await
+            .unwrap();
+        s.secret_id
+    }
+}
+
+/// `job` with its pod template running as ServiceAccount `sa`.
+pub fn with_service_account(mut job: Job, sa: &str) -> Job {
+    let spec = job.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    spec.service_account_name = Some(sa.to_string());
+    job
 }

@@ -210,17 +210,13 @@ async fn decide(
     if req.dry_run {
         // Metadata only: which bindings, which secrets, none revoked. No
         // decrypt and no Secret; audited as the metadata read it is.
-        let bindings = within(
+        let (bindings, offered) = within(
             deadline,
             state.deadline,
             "store",
             metadata(state, ns, rtype, resource_id),
         )
         .await??;
-        let offered = bindings
-            .keys()
-            .map(|k| (k.clone(), Offered::default()))
-            .collect();
         let (chosen, containers) =
             consent(pod, &offered).map_err(|e| Deny::policy(e.to_string()))?;
         let injection = Injection {
@@ -292,8 +288,15 @@ async fn decide(
         .check_service_account_limit(ns, &sa, bound.len() as u32)
         .map_err(|e| Deny::policy(e.to_string()))?;
     let offered = bound
-        .keys()
-        .map(|k| (k.clone(), Offered::default()))
+        .iter()
+        .map(|(k, b)| {
+            (
+                k.clone(),
+                Offered {
+                    service_accounts: b.service_accounts.clone(),
+                },
+            )
+        })
         .collect();
     let (chosen, containers) = consent(pod, &offered).map_err(|e| Deny::policy(e.to_string()))?;
     let mut values = BTreeMap::new();
@@ -447,12 +450,13 @@ async fn within<T>(
 /// admission. Denies when there are none or one is revoked, without
 /// decrypting anything. (A real admission gets the same from the decrypting
 /// read itself: `SqlStore::get_all_bound_values`.)
+#[allow(clippy::type_complexity)]
 async fn metadata(
     state: &WebhookState,
     ns: &str,
     rtype: &str,
     rid: &str,
-) -> Result<BTreeMap<String, InjectedBinding>, Deny> {
+) -> Result<(BTreeMap<String, InjectedBinding>, BTreeMap<String, Offered>), Deny> {
     let page = state
         .store
         .list_bindings(&BindingFilter {
@@ -475,6 +479,7 @@ async fn metadata(
     .await
     .map_err(|e| store_deny(&e))?;
     let mut out = BTreeMap::new();
+    let mut offered = BTreeMap::new();
     for (b, s) in page.items.iter().zip(secrets) {
         if s.state == SecretState::Revoked {
             return Err(Deny::policy(format!(
@@ -489,8 +494,14 @@ async fn metadata(
                 version: s.last_updated_at,
             },
         );
+        offered.insert(
+            b.binding_name.clone(),
+            Offered {
+                service_accounts: b.service_accounts.clone(),
+            },
+        );
     }
-    Ok(out)
+    Ok((out, offered))
 }
 
 fn no_bindings(ns: &str, rtype: &str, rid: &str) -> Deny {
