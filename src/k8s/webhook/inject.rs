@@ -164,7 +164,7 @@ pub fn consent(
     let sa = service_account(pod);
     for name in &chosen {
         let allowed = &offered[name].service_accounts;
-        if !allowed.is_empty() && !allowed.iter().any(|a| *a == sa) {
+        if !allowed.is_empty() && !allowed.contains(&sa) {
             return Err(ConsentError::ServiceAccount {
                 binding: name.clone(),
                 allowed: allowed.join(", "),
