@@ -338,9 +338,60 @@ subjectAltName=IP:127.0.0.1,DNS:localhost"
     issue_cert kube-controller-manager "/CN=system:kube-controller-manager" "$client"
     issue_cert kube-controller-manager-serving "/CN=kube-controller-manager" "$server
 subjectAltName=IP:127.0.0.1,DNS:localhost"
+    # The client certificate kube-apiserver presents to admission webhooks
+    # (AdmissionConfiguration kubeConfigFile, below), from a CA of its own:
+    # `--webhook-client-ca pki/webhook-client-ca.crt` then admits the API
+    # server and no other cluster client.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -keyout "$pki/webhook-client-ca.key" -out "$pki/webhook-client-ca.crt" -days 7 -sha256 \
+      -subj "/CN=mlflow-secrets-testenv-webhook-client-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -keyout "$pki/webhook-client.key" -subj "/CN=kube-apiserver-webhook-client" \
+      -out "$pki/webhook-client.csr" 2>/dev/null
+    printf '%s\n' "$client" > "$pki/webhook-client.ext"
+    openssl x509 -req -in "$pki/webhook-client.csr" -CA "$pki/webhook-client-ca.crt" \
+      -CAkey "$pki/webhook-client-ca.key" -CAcreateserial -days 7 -sha256 \
+      -extfile "$pki/webhook-client.ext" -out "$pki/webhook-client.crt" 2>/dev/null
+    rm -f "$pki/webhook-client.csr" "$pki/webhook-client.ext"
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
     openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
   ) || die "generating certificates with openssl failed"
+}
+
+# kube-apiserver's AdmissionConfiguration: for every webhook ("*"), present
+# the client certificate signed by pki/webhook-client-ca.crt, so tests can
+# run the webhook with --webhook-client-ca (DESIGN §8, "The caller").
+write_admission_config() {
+  local pki="$RUN_DIR/pki"
+  (
+    umask 077
+    cat > "$RUN_DIR/webhook-client.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate: $pki/webhook-client.crt
+    client-key: $pki/webhook-client.key
+EOF
+    cat > "$RUN_DIR/admission-config.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: MutatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $RUN_DIR/webhook-client.kubeconfig
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $RUN_DIR/webhook-client.kubeconfig
+EOF
+  )
 }
 
 write_kubeconfig() { # write_kubeconfig FILE USER
@@ -451,6 +502,7 @@ EOF
   # Settings follow controller-runtime's envtest, plus TLS to etcd, a
   # service-account signing key, RBAC and the ServiceAccount admission plugin
   # (envtest disables it; here kube-controller-manager creates the accounts).
+  write_admission_config
   start_component kube-apiserver \
     --advertise-address=127.0.0.1 \
     --bind-address=127.0.0.1 \
@@ -458,6 +510,7 @@ EOF
     --cert-dir="$RUN_DIR/data/apiserver-certs" \
     --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
     --client-ca-file="$pki/ca.crt" \
+    --admission-control-config-file="$RUN_DIR/admission-config.yaml" \
     --etcd-servers="https://127.0.0.1:$ETCD_PORT" \
     --etcd-cafile="$pki/ca.crt" \
     --etcd-certfile="$pki/apiserver-etcd-client.crt" --etcd-keyfile="$pki/apiserver-etcd-client.key" \

@@ -136,13 +136,14 @@ async fn template_with_default_values_is_one_sqlite_replica() {
             "ClusterRoleBinding",
             "Deployment",
             "MutatingWebhookConfiguration",
+            "NetworkPolicy",
             "PersistentVolumeClaim",
             "Role",
             "RoleBinding",
             "Service",
             "ServiceAccount"
         ],
-        "no PDB, NetworkPolicy or ServiceMonitor by default"
+        "no PDB or ServiceMonitor by default; the NetworkPolicy is on"
     );
     let fullname = "rel-mlflow-secrets";
     check_deployment(&docs, fullname);
@@ -176,6 +177,11 @@ async fn template_with_default_values_is_one_sqlite_replica() {
     let svc = one(&docs, "Service");
     assert_eq!(svc["spec"]["ports"][0]["port"], 443);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "https");
+    assert_eq!(svc["spec"]["ports"][1]["targetPort"], "metrics");
+    // On by default: the webhook port and the metrics port, separately.
+    let np = one(&docs, "NetworkPolicy");
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], "https");
+    assert_eq!(np["spec"]["ingress"][1]["ports"][0]["port"], "metrics");
 }
 
 #[tokio::test]
@@ -245,7 +251,10 @@ async fn template_with_network_policy_and_service_monitor() {
     assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
     assert_eq!(
         np["spec"]["ingress"],
-        json!([{ "ports": [{ "port": "https", "protocol": "TCP" }] }])
+        json!([
+            { "ports": [{ "port": "https", "protocol": "TCP" }] },
+            { "ports": [{ "port": "metrics", "protocol": "TCP" }] }
+        ])
     );
     let egress_ports: Vec<&Value> = np["spec"]["egress"]
         .as_array()
@@ -262,7 +271,7 @@ async fn template_with_network_policy_and_service_monitor() {
     let sm = one(&docs, "ServiceMonitor");
     let ep = &sm["spec"]["endpoints"][0];
     assert_eq!(ep["scheme"], "https");
-    assert_eq!(ep["port"], "https");
+    assert_eq!(ep["port"], "metrics");
     assert_eq!(ep["path"], "/metrics");
     assert_eq!(
         sm["spec"]["selector"]["matchLabels"],
@@ -555,7 +564,8 @@ async fn helm_install_creates_the_chart_objects() {
     let w = check_webhook(&mwc, &fullname, ns.name());
     assert_eq!(
         w["namespaceSelector"]["matchLabels"],
-        json!({ only_label.clone(): "true" })
+        json!({ only_label.clone(): "true", "secrets.mlflow.org/injection": "enabled" }),
+        "the opt-in label, narrowed by the values' matchLabels"
     );
 
     // The CRDs are served, and the examples are valid against them.

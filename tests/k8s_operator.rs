@@ -389,6 +389,12 @@ async fn injection_isolation_deny_and_garbage_collection() {
     assert_eq!(owner.name, "scorer-1");
     assert_eq!(Some(owner.uid.clone()), job.metadata.uid);
 
+    // The probes and metrics are on their own port, not the webhook's.
+    for path in ["/metrics", "/ready", "/health"] {
+        assert_eq!(w.op.status_on(w.op.port, path).await, Some(404), "{path}");
+        assert_eq!(w.op.probe(path).await, Some(200), "{path}");
+    }
+
     // Unlabelled pod: never sent to the webhook (no admission counted).
     let before = w.op.body("/metrics").await;
     let count = |m: &str| -> u64 {

@@ -143,7 +143,8 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
     for (verb, resource, ns_arg) in [
         ("delete", "secrets", ns.name()),
         ("list", "pods", ns.name()),
-        ("get", "jobs", ns.name()),
+        ("create", "jobs", ns.name()),
+        ("delete", "jobs", ns.name()),
         ("create", "mutatingwebhookconfigurations", ns.name()),
         ("delete", "mlflowsecrets.secrets.mlflow.org", ns.name()),
         ("create", "leases.coordination.k8s.io", ns.name()),

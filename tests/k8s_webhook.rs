@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use mlflow_secrets::store::{DecryptLimits, SecretsStore};
 use serde_json::Value;
 use sqlx::Connection;
 
 use k8s::{eventually, unique_name};
-use k8s_webhook_support::{Opts, Webhook, create_job, job_json, job_pod, pod_json};
+use k8s_webhook_support::{Opts, Webhook, create_job, events_of, job_json, job_pod, pod_json};
 
 const VALUE: &str = "sk-PLAINTEXT-never-in-a-pod-7c1f";
 const RID: &str = "scorer-1";
@@ -36,23 +36,6 @@ fn assert_no_plaintext(what: &str, text: &str, value: &str) {
     let b64 = base64::engine::general_purpose::STANDARD.encode(value);
     assert!(!text.contains(value), "{what} contains the plaintext");
     assert!(!text.contains(&b64), "{what} contains the base64 plaintext");
-}
-
-async fn events_of(client: &kube::Client, ns: &str, kind: &str, name: &str) -> String {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.involved_object.kind.as_deref() == Some(kind)
-                && e.involved_object.name.as_deref() == Some(name)
-        })
-        .map(|e| e.message.unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,8 +400,26 @@ async fn dry_run_patches_but_writes_and_decrypts_nothing() {
             .unwrap()
             .is_none()
     );
-    let rows = w.audit(n).await;
-    assert_eq!(rows.len(), audit_before, "no audit row: {rows:?}");
+    // Audited as the metadata read it is (off the response path), and no
+    // value read.
+    let rows = eventually(Duration::from_secs(10), "the dryRun audit row", || {
+        let w = &w;
+        async move {
+            let rows = w.audit(n).await;
+            (rows.len() > audit_before).then_some(rows)
+        }
+    })
+    .await;
+    assert_eq!(rows.len(), audit_before + 1, "{rows:?}");
+    let row = rows
+        .iter()
+        .find(|r| r.action == "LIST_BINDINGS")
+        .expect("a metadata row");
+    assert_eq!(row.outcome, "SUCCESS", "{row:?}");
+    assert!(
+        row.detail.as_deref().unwrap_or("").contains("dryRun"),
+        "{row:?}"
+    );
     assert!(!rows.iter().any(|r| r.action == "READ_RESOURCE_VALUES"));
     assert_eq!(w.metrics.decrypts.with_label_values(&[n]).get(), 0);
     assert_eq!(w.count(n, "dry_run"), 1);

@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::Value;
 
-use k8s::{eventually, unique_name};
-use k8s_webhook_support::{Opts, Webhook, pod_json};
+use k8s::eventually;
+use k8s_webhook_support::{Opts, Webhook, pod_json, review_json};
 
 const RID: &str = "scorer-1";
 
@@ -99,37 +99,20 @@ async fn leader_loop_rotates_the_certificates_and_the_ca_bundle_follows() {
 async fn requests_the_configuration_never_sends_are_handled_safely() {
     use tower::ServiceExt as _;
     let w = Webhook::start(Opts::default()).await;
-    let app = mlflow_secrets::k8s::webhook::router(std::sync::Arc::new(
-        mlflow_secrets::k8s::webhook::WebhookState::new(
-            w.client.clone(),
-            w.store.clone(),
-            w.metrics.clone(),
-            Duration::from_secs(5),
-        ),
+    let state = std::sync::Arc::new(mlflow_secrets::k8s::webhook::WebhookState::new(
+        w.client.clone(),
+        w.store.clone(),
+        w.metrics.clone(),
+        Duration::from_secs(5),
     ));
+    let app = mlflow_secrets::k8s::webhook::router(state.clone());
     let post = |body: Vec<u8>| {
         axum::http::Request::post("/mutate")
             .header("content-type", "application/json")
             .body(axum::body::Body::from(body))
             .unwrap()
     };
-    let review = |pod: &Pod, ns: &str| {
-        serde_json::to_vec(&serde_json::json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "7e0c9f3a-1111-2222-3333-444455556666",
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "namespace": ns,
-                "operation": "CREATE",
-                "userInfo": {"username": "tester"},
-                "object": pod,
-                "dryRun": false
-            }
-        }))
-        .unwrap()
-    };
+    let review = |pod: &Pod, ns: &str| review_json(pod, ns, false);
     let call = |app: axum::Router, body: Vec<u8>| async move {
         let resp = app.oneshot(post(body)).await.unwrap();
         let status = resp.status();
@@ -139,7 +122,18 @@ async fn requests_the_configuration_never_sends_are_handled_safely() {
             .to_bytes();
         (status, serde_json::from_slice::<Value>(&bytes).unwrap())
     };
-    let ns = unique_name("wh-direct");
+    // A real namespace that opted in (the webhook's watch knows it).
+    let real = w.namespace("wh-direct").await;
+    let ns = real.name().to_string();
+    eventually(
+        Duration::from_secs(30),
+        "the handler's namespace watch",
+        || {
+            let ok = state.synced() && state.knows_namespace(&ns);
+            async move { ok.then_some(()) }
+        },
+    )
+    .await;
 
     // Unlabelled: allowed, untouched, counted as skipped.
     let mut plain = pod_json("plain", RID, None, &[]);
@@ -197,5 +191,6 @@ async fn requests_the_configuration_never_sends_are_handled_safely() {
     let (status, v) = call(app.clone(), b"{not json".to_vec()).await;
     assert_eq!(status, 400);
     assert_eq!(v["response"]["allowed"], false);
+    real.cleanup().await;
     w.stop().await;
 }

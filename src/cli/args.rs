@@ -204,7 +204,7 @@ EXAMPLES:
   mlflow-secrets operator --store-uri postgres://... --webhook-listen 0.0.0.0:8443
   # outside a cluster, against a control plane that can reach this machine
   mlflow-secrets operator --webhook-listen 127.0.0.1:8443 --webhook-url https://127.0.0.1:8443/mutate")]
-    Operator(super::operator::OperatorArgs),
+    Operator(Box<super::operator::OperatorArgs>),
     /// Print the CustomResourceDefinitions (or write them to a directory)
     #[command(after_help = "\
 EXAMPLES:

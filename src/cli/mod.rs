@@ -105,7 +105,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Completion(a) => admin::completion(a.shell),
         Command::Serve(a) => serve::serve(ctx, a).await,
         Command::Token(t) => token::run(ctx, t),
-        Command::Operator(a) => operator::run(ctx, a).await,
+        Command::Operator(a) => operator::run(ctx, *a).await,
         Command::Crdgen(_) => unreachable!("crdgen runs before the runtime starts"),
     }
 }

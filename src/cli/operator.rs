@@ -15,7 +15,7 @@ use crate::store::audit_export::{HeadCadence, log_head, spawn_head_export};
 /// the environment, which is how the Helm chart sets them.
 #[derive(Debug, clap::Args)]
 pub struct OperatorArgs {
-    /// HTTPS address of the webhook and of /health, /ready and /metrics
+    /// HTTPS address of the webhook (POST /mutate only)
     #[arg(
         long,
         env = "MLFLOW_SECRETS_WEBHOOK_LISTEN",
@@ -23,6 +23,19 @@ pub struct OperatorArgs {
         value_name = "ADDR"
     )]
     pub webhook_listen: SocketAddr,
+    /// HTTPS address of /health, /ready and /metrics: a port of their own, so the
+    /// webhook's port can be limited to the API server
+    #[arg(
+        long,
+        env = "MLFLOW_SECRETS_METRICS_LISTEN",
+        default_value = "0.0.0.0:9443",
+        value_name = "ADDR"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Require a client certificate signed by this CA (PEM) on the webhook port: the one
+    /// the API server presents through its AdmissionConfiguration kubeConfigFile
+    #[arg(long, env = "MLFLOW_SECRETS_WEBHOOK_CLIENT_CA", value_name = "FILE")]
+    pub webhook_client_ca: Option<std::path::PathBuf>,
     /// Register the MutatingWebhookConfiguration with this URL and the operator's own CA
     /// (for running outside a cluster)
     #[arg(long, env = "MLFLOW_SECRETS_WEBHOOK_URL", value_name = "URL")]
@@ -84,6 +97,14 @@ pub struct OperatorArgs {
         value_name = "N"
     )]
     pub namespace_decrypts_per_minute: u32,
+    /// Value decrypts per ServiceAccount (namespace/name) per minute (0: no limit)
+    #[arg(
+        long,
+        env = "MLFLOW_SECRETS_SERVICE_ACCOUNT_DECRYPTS_PER_MINUTE",
+        default_value_t = 300,
+        value_name = "N"
+    )]
+    pub service_account_decrypts_per_minute: u32,
     /// Seconds the webhook may spend on one admission before it denies (below the
     /// configuration's timeoutSeconds of 10)
     #[arg(long, default_value_t = 4, value_name = "SECS")]
@@ -120,6 +141,9 @@ pub(super) async fn run(ctx: &Ctx, a: OperatorArgs) -> Result<ExitCode> {
         store_uri: ctx.store_uri.clone(),
         keystore: ctx.keystore_config(),
         webhook_listen: a.webhook_listen,
+        metrics_listen: a.metrics_listen,
+        webhook_client_ca: a.webhook_client_ca,
+        service_account_decrypts_per_minute: a.service_account_decrypts_per_minute,
         webhook_url: a.webhook_url,
         webhook_namespace_selector: a.webhook_namespace_selector,
         selector: a.selector,

@@ -40,3 +40,16 @@ pub const DEFAULT_RESOURCE_TYPE: &str = "SCORER_JOB";
 pub const SECRET_FILE_MOUNT_PATH: &str = "/var/run/secrets/mlflow";
 /// Name of the MutatingWebhookConfiguration (chart and `--webhook-url`).
 pub const WEBHOOK_CONFIGURATION_NAME: &str = "mlflow-secrets";
+/// Namespace label that opts a namespace in to injection (DESIGN §8, "What
+/// the webhook trusts"): the configurations' namespaceSelector requires it
+/// and the handler checks it again. `default` is not special.
+pub const LABEL_NAMESPACE_INJECTION: &str = "secrets.mlflow.org/injection";
+/// The value of [`LABEL_NAMESPACE_INJECTION`] that opts in.
+pub const NAMESPACE_INJECTION_ENABLED: &str = "enabled";
+/// Pod annotation: the binding names the pod accepts (comma-separated).
+/// When present, only those are injected, and a listed name with no
+/// binding denies.
+pub const ANNOTATION_BINDINGS: &str = "secrets.mlflow.org/bindings";
+/// Pod annotation: the containers that get the bindings (comma-separated
+/// names); without it every container and init container does.
+pub const ANNOTATION_CONTAINERS: &str = "secrets.mlflow.org/containers";

@@ -8,7 +8,8 @@
 //!   keystore load + hot reload            controllers (MlflowSecret, Binding)
 //!   store connect (+ migrate)             certificate renewal + caBundle
 //!   webhook certificate from its Secret
-//!   HTTPS: /mutate /health /ready /metrics
+//!   HTTPS: /mutate (webhook port)
+//!   HTTPS: /health /ready /metrics (metrics port)
 //!   Lease campaign (once keys are loaded)
 //! ```
 //!
@@ -52,6 +53,13 @@ pub struct OperatorConfig {
     pub store_uri: String,
     pub keystore: KeystoreConfig,
     pub webhook_listen: SocketAddr,
+    /// /health, /ready and /metrics: a port apart from the webhook's.
+    pub metrics_listen: SocketAddr,
+    /// `--webhook-client-ca`: the webhook port requires a client
+    /// certificate signed by this CA.
+    pub webhook_client_ca: Option<std::path::PathBuf>,
+    /// Decrypts per ServiceAccount per minute (0: none beyond the store's).
+    pub service_account_decrypts_per_minute: u32,
     pub webhook_url: Option<String>,
     /// With `webhook_url`: restrict the registered configuration to
     /// namespaces with this label.
@@ -92,6 +100,8 @@ pub enum OperatorError {
     StoreUri,
     #[error("webhook server failed: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    ClientCa(std::io::Error),
 }
 
 /// Run the operator until `shutdown` resolves.
@@ -112,12 +122,19 @@ pub async fn run(
     let client = kube::Client::try_default()
         .await
         .map_err(|e| OperatorError::KubeConfig(e.to_string()))?;
-    let listener = tokio::net::TcpListener::bind(cfg.webhook_listen)
-        .await
-        .map_err(|source| OperatorError::Listen {
-            addr: cfg.webhook_listen,
-            source,
-        })?;
+    let client_ca = cfg
+        .webhook_client_ca
+        .as_deref()
+        .map(webhook::server::client_verifier)
+        .transpose()
+        .map_err(OperatorError::ClientCa)?;
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| OperatorError::Listen { addr, source })
+    };
+    let listener = bind(cfg.webhook_listen).await?;
+    let metrics_listener = bind(cfg.metrics_listen).await?;
 
     // Stop signal shared by every task.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -186,20 +203,36 @@ pub async fn run(
         }
     };
 
-    let webhook_state = Arc::new(webhook::WebhookState::new(
-        client.clone(),
-        store.clone(),
-        metrics.clone(),
-        cfg.webhook_deadline,
-    ));
-    let app = webhook::router(webhook_state).merge(admin::router(health.clone(), metrics.clone()));
+    let webhook_state = Arc::new(
+        webhook::WebhookState::new(
+            client.clone(),
+            store.clone(),
+            metrics.clone(),
+            cfg.webhook_deadline,
+        )
+        .with_service_account_limit(Some(cfg.service_account_decrypts_per_minute)),
+    );
     let server = tokio::spawn(webhook::server::serve(
         listener,
-        app,
+        webhook::router(webhook_state),
         web_certs.clone(),
+        client_ca,
         stopped(),
     ));
-    tracing::info!(listen = %cfg.webhook_listen, "webhook and probes serving over TLS");
+    // Probes and metrics on their own port, without a client certificate
+    // (kubelets and Prometheus have none).
+    tokio::spawn(webhook::server::serve(
+        metrics_listener,
+        admin::router(health.clone(), metrics.clone()),
+        web_certs.clone(),
+        None,
+        stopped(),
+    ));
+    tracing::info!(
+        listen = %cfg.webhook_listen, metrics = %cfg.metrics_listen,
+        client_ca = cfg.webhook_client_ca.is_some(),
+        "webhook and probes serving over TLS"
+    );
 
     // Campaign for the Lease only once the keys are loaded: a replica with
     // a wrong passphrase must not hold leadership it cannot use.

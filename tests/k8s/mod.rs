@@ -46,6 +46,9 @@ pub const REQUIRE_ENV: &str = "MLFLOW_SECRETS_REQUIRE_K8S";
 pub const DUMP_ENV: &str = "MLFLOW_SECRETS_TEST_DUMP";
 /// Label put on every namespace the helper creates.
 pub const NAMESPACE_LABEL: &str = "mlflow-secrets.test/testenv";
+/// The namespace opt-in label of injection (DESIGN §8); every test
+/// namespace carries it unless made with [`TestEnv::namespace_opted_out`].
+pub const INJECTION_LABEL: &str = "secrets.mlflow.org/injection";
 
 /// The control plane shared by the tests of one test binary.
 pub struct TestEnv {
@@ -208,6 +211,25 @@ impl TestEnv {
         &self.kubeconfig
     }
 
+    /// The CA that signed the client certificate the API server presents to
+    /// webhooks (scripts/testenv.sh's AdmissionConfiguration), for
+    /// `--webhook-client-ca`; `None` on a control plane started without it.
+    pub fn webhook_client_ca(&self) -> Option<PathBuf> {
+        let p = self.kubeconfig.parent()?.join("pki/webhook-client-ca.crt");
+        p.exists().then_some(p)
+    }
+
+    /// A client certificate and key signed by [`TestEnv::webhook_client_ca`]
+    /// (the API server's), to play the caller in tests.
+    pub fn webhook_client_cert(&self) -> Option<(PathBuf, PathBuf)> {
+        let pki = self.kubeconfig.parent()?.join("pki");
+        let (c, k) = (
+            pki.join("webhook-client.crt"),
+            pki.join("webhook-client.key"),
+        );
+        (c.exists() && k.exists()).then_some((c, k))
+    }
+
     /// Directory holding kubectl, helm and the control-plane binaries.
     pub fn bin_dir(&self) -> &Path {
         &self.bin_dir
@@ -235,14 +257,29 @@ impl TestEnv {
     }
 
     /// A fresh namespace `<prefix>-<random>` for one test, created and ready
-    /// for Pods (its `default` ServiceAccount exists).
+    /// for Pods (its `default` ServiceAccount exists), opted in to injection
+    /// (`secrets.mlflow.org/injection: enabled`, DESIGN §8).
     pub async fn namespace(&'static self, prefix: &str) -> TestNamespace {
+        self.namespace_with(prefix, true).await
+    }
+
+    /// Like [`TestEnv::namespace`], but without the injection opt-in label:
+    /// the webhook must never act in it.
+    pub async fn namespace_opted_out(&'static self, prefix: &str) -> TestNamespace {
+        self.namespace_with(prefix, false).await
+    }
+
+    async fn namespace_with(&'static self, prefix: &str, opted_in: bool) -> TestNamespace {
         let client = self.client().await;
         let name = unique_name(prefix);
+        let mut labels = serde_json::json!({ NAMESPACE_LABEL: "true" });
+        if opted_in {
+            labels[INJECTION_LABEL] = serde_json::json!("enabled");
+        }
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": { "name": name, "labels": { NAMESPACE_LABEL: "true" } }
+            "metadata": { "name": name, "labels": labels }
         }))
         .expect("namespace object");
         Api::<Namespace>::all(client.clone())

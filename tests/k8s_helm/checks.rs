@@ -60,10 +60,15 @@ pub fn check_deployment(docs: &[Value], fullname: &str) {
         let get = &c[probe]["httpGet"];
         assert_eq!(get["path"], path, "{probe}");
         assert_eq!(get["scheme"], "HTTPS", "{probe}");
-        assert_eq!(get["port"], "https", "{probe}");
+        assert_eq!(
+            get["port"], "metrics",
+            "{probe}: probes are not on the webhook port"
+        );
     }
     assert_eq!(c["ports"][0]["name"], "https");
     assert_eq!(c["ports"][0]["containerPort"], 8443);
+    assert_eq!(c["ports"][1]["name"], "metrics");
+    assert_eq!(c["ports"][1]["containerPort"], 9443);
 
     for (name, field) in [
         ("POD_NAME", "metadata.name"),
@@ -94,6 +99,7 @@ pub fn check_deployment(docs: &[Value], fullname: &str) {
         format!("--webhook-config-name={fullname}"),
         format!("--service-name={fullname}"),
         "--webhook-listen=0.0.0.0:8443".to_string(),
+        "--metrics-listen=0.0.0.0:9443".to_string(),
         "--log-format=json".to_string(),
     ] {
         assert!(args.contains(&want.as_str()), "{want} not in {args:?}");
@@ -202,6 +208,10 @@ pub fn check_webhook(mwc: &Value, fullname: &str, release_ns: &str) -> Value {
         })),
         "the release namespace is not excluded: {exprs:?}"
     );
+    assert_eq!(
+        w["namespaceSelector"]["matchLabels"]["secrets.mlflow.org/injection"], "enabled",
+        "only namespaces that opted in are sent"
+    );
     w.clone()
 }
 
@@ -257,8 +267,19 @@ pub fn check_rbac(docs: &[Value], fullname: &str) {
         ("", "secrets", "create"),
         ("events.k8s.io", "events", "create"),
         ("", "events", "create"),
+        // The webhook's namespace opt-in and Job checks (read only).
+        ("", "namespaces", "watch"),
+        ("batch", "jobs", "watch"),
+        ("batch", "jobs", "get"),
     ] {
         assert!(has(g, res, v), "ClusterRole lacks {v} on {g}/{res}");
+    }
+    for v in ["create", "update", "patch"] {
+        assert!(!has("batch", "jobs", v), "the webhook only reads Jobs");
+        assert!(
+            !has("", "namespaces", v),
+            "the webhook only reads namespaces"
+        );
     }
     assert!(
         !has("coordination.k8s.io", "leases", "create"),

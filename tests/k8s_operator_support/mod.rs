@@ -24,7 +24,10 @@ pub const SELECTOR_KEY: &str = "mlflow-secrets.test/operator";
 /// One operator process.
 pub struct OperatorProc {
     pub child: Option<tokio::process::Child>,
+    /// The webhook's port (`/mutate` only).
     pub port: u16,
+    /// The probes and metrics port (`--metrics-listen`).
+    pub metrics_port: u16,
     pub identity: String,
     pub log: PathBuf,
     pub webhook_config: String,
@@ -88,6 +91,7 @@ impl OperatorSetup {
     /// Start one replica named `identity`.
     pub async fn start(&self, env: &TestEnv, identity: &str) -> OperatorProc {
         let port = free_port();
+        let metrics_port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut args: Vec<String> = vec![
             "operator".into(),
@@ -99,6 +103,8 @@ impl OperatorSetup {
             self.keystore_dir.display().to_string(),
             "--webhook-listen".into(),
             listen.clone(),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{metrics_port}"),
             "--webhook-url".into(),
             self.webhook_url
                 .clone()
@@ -134,6 +140,7 @@ impl OperatorSetup {
         let mut p = OperatorProc {
             child: None,
             port,
+            metrics_port,
             identity: identity.to_string(),
             log: self.log_dir.join(format!("operator-{identity}.log")),
             webhook_config: self.webhook_config.clone(),
@@ -218,9 +225,15 @@ impl OperatorProc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// HTTP status of `path` on the operator's TLS port (certificate not
-    /// checked: this is the probe's view, like a kubelet's).
+    /// HTTP status of `path` on the operator's probes and metrics port (TLS,
+    /// certificate not checked: this is the probe's view, like a kubelet's).
     pub async fn probe(&self, path: &str) -> Option<u16> {
+        self.status_on(self.metrics_port, path).await
+    }
+
+    /// HTTP status of `GET path` on `port` of the operator (TLS, certificate
+    /// not checked).
+    pub async fn status_on(&self, port: u16, path: &str) -> Option<u16> {
         let out = tokio::process::Command::new("curl")
             .args([
                 "-sk",
@@ -230,7 +243,7 @@ impl OperatorProc {
                 "%{http_code}",
                 "--max-time",
                 "3",
-                &format!("https://127.0.0.1:{}{path}", self.port),
+                &format!("https://127.0.0.1:{port}{path}"),
             ])
             .output()
             .await
@@ -244,7 +257,7 @@ impl OperatorProc {
                 "-sk",
                 "--max-time",
                 "3",
-                &format!("https://127.0.0.1:{}{path}", self.port),
+                &format!("https://127.0.0.1:{}{path}", self.metrics_port),
             ])
             .output()
             .await

@@ -36,6 +36,10 @@ pub struct Opts {
     pub limits: Option<DecryptLimits>,
     /// Certificate lifetimes (rotation tests make them short).
     pub validity: Option<(Duration, Duration, Duration)>,
+    /// `--webhook-client-ca`: require the API server's client certificate.
+    pub client_ca: Option<std::path::PathBuf>,
+    /// Decrypts per ServiceAccount per minute.
+    pub service_account_limit: Option<u32>,
 }
 
 impl Default for Opts {
@@ -44,6 +48,8 @@ impl Default for Opts {
             deadline: Duration::from_secs(5),
             limits: None,
             validity: None,
+            client_ca: None,
+            service_account_limit: None,
         }
     }
 }
@@ -57,6 +63,8 @@ pub struct Webhook {
     pub certs: Arc<WebhookCerts>,
     pub cfg: CertConfig,
     pub scope: String,
+    /// The port `/mutate` is served on (127.0.0.1).
+    pub port: u16,
     /// The namespace holding the TLS Secret (the operator's namespace).
     pub op_ns: TestNamespace,
     tasks: Vec<JoinHandle<()>>,
@@ -98,13 +106,20 @@ impl Webhook {
         let certs = certs::bootstrap(client.clone(), &cfg)
             .await
             .expect("bootstrap");
-        let state = Arc::new(WebhookState::new(
-            client.clone(),
-            store.clone(),
-            metrics.clone(),
-            opts.deadline,
-        ));
+        let state = Arc::new(
+            WebhookState::new(
+                client.clone(),
+                store.clone(),
+                metrics.clone(),
+                opts.deadline,
+            )
+            .with_service_account_limit(opts.service_account_limit),
+        );
         let app = router(state);
+        let client_ca = opts
+            .client_ca
+            .as_deref()
+            .map(|p| server::client_verifier(p).expect("client CA"));
         let tasks = vec![
             tokio::spawn(certs::refresh_loop(
                 client.clone(),
@@ -120,7 +135,7 @@ impl Webhook {
             tokio::spawn({
                 let certs = certs.clone();
                 async move {
-                    server::serve(listener, app, certs, std::future::pending())
+                    server::serve(listener, app, certs, client_ca, std::future::pending())
                         .await
                         .expect("webhook server");
                 }
@@ -135,20 +150,35 @@ impl Webhook {
             certs,
             cfg,
             scope,
+            port,
             op_ns,
             tasks,
         }
     }
 
-    /// A namespace in this webhook's scope, once the API server calls the
-    /// webhook for it (probed with a dryRun pod the webhook must deny).
-    pub async fn namespace(&self, prefix: &str) -> TestNamespace {
-        let ns = self.env.namespace(prefix).await;
+    /// In this webhook's scope but without the injection opt-in label: the
+    /// API server must never call the webhook for it.
+    pub async fn namespace_opted_out(&self, prefix: &str) -> TestNamespace {
+        let ns = self.env.namespace_opted_out(prefix).await;
+        self.scope_in(&ns).await;
+        ns
+    }
+
+    async fn scope_in(&self, ns: &TestNamespace) {
         let patch = json!({"metadata": {"labels": {SCOPE_LABEL: self.scope}}});
         Api::<Namespace>::all(self.client.clone())
             .patch(ns.name(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .unwrap();
+    }
+
+    /// A namespace in this webhook's scope (and opted in), once the API
+    /// server calls the webhook for it and the webhook's namespace watch
+    /// knows it (probed with a dryRun pod the webhook must deny for having
+    /// no Job).
+    pub async fn namespace(&self, prefix: &str) -> TestNamespace {
+        let ns = self.env.namespace(prefix).await;
+        self.scope_in(&ns).await;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns.name());
         let probe = pod_json("probe", "scorer-probe", None, &[]);
         eventually(Duration::from_secs(30), "the webhook to be called", || {
@@ -195,22 +225,7 @@ impl Webhook {
         rid: &str,
         binding: &str,
     ) -> String {
-        let s = self
-            .store
-            .create_secret(
-                ns,
-                secret,
-                &SecretValue::from_string(value.into()).unwrap(),
-                false,
-                "test",
-            )
-            .await
-            .unwrap();
-        self.store
-            .bind_secret(&s.secret_id, "SCORER_JOB", rid, binding, "test")
-            .await
-            .unwrap();
-        s.secret_id
+        self.bind_for(ns, secret, value, rid, binding, &[]).await
     }
 
     /// Admission requests seen for `ns`, by result.
@@ -355,4 +370,141 @@ pub async fn job_pod(client: &kube::Client, ns: &str, job: &str) -> Pod {
         }
     })
     .await
+}
+
+/// The messages of the events about `kind/name` in `ns`, one per line.
+pub async fn events_of(client: &kube::Client, ns: &str, kind: &str, name: &str) -> String {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    events
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.kind.as_deref() == Some(kind)
+                && e.involved_object.name.as_deref() == Some(name)
+        })
+        .map(|e| e.message.unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A pod as Job `job` (uid `uid`) would create it from its template: the
+/// template's labels, annotations and spec, and the Job as controlling
+/// owner. For tests that create a Job's pod themselves (the Job suspended)
+/// and want the webhook's answer directly.
+pub fn template_pod(name: &str, job: &Job, uid: &str) -> Pod {
+    let tpl = &job.spec.as_ref().unwrap().template;
+    let mut v = serde_json::to_value(tpl).unwrap();
+    v["apiVersion"] = json!("v1");
+    v["kind"] = json!("Pod");
+    v["metadata"]["name"] = json!(name);
+    v["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "batch/v1", "kind": "Job", "name": job.metadata.name, "uid": uid, "controller": true
+    }]);
+    serde_json::from_value(v).unwrap()
+}
+
+/// An AdmissionReview for `pod` in `ns`, as the API server would send it.
+pub fn review_json(pod: &Pod, ns: &str, dry_run: bool) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "7e0c9f3a-1111-2222-3333-444455556666",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": ns,
+            "operation": "CREATE",
+            "userInfo": {"username": "tester"},
+            "object": pod,
+            "dryRun": dry_run
+        }
+    }))
+    .unwrap()
+}
+
+/// POST `body` to `https://127.0.0.1:<port>/mutate` with curl, like a
+/// caller that reached the port (server certificate not checked),
+/// presenting `client_cert` (cert, key) when given. `Err(curl exit code)`
+/// when there was no HTTP answer (e.g. the TLS handshake was refused).
+pub async fn post_to_port(
+    port: u16,
+    body: &[u8],
+    client_cert: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<serde_json::Value, i32> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("review.json");
+    std::fs::write(&file, body).unwrap();
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args([
+        "-sk",
+        "--max-time",
+        "10",
+        "-H",
+        "content-type: application/json",
+    ])
+    .arg("--data-binary")
+    .arg(format!("@{}", file.display()));
+    if let Some((c, k)) = client_cert {
+        cmd.arg("--cert").arg(c).arg("--key").arg(k);
+    }
+    let out = cmd
+        .arg(format!("https://127.0.0.1:{port}/mutate"))
+        .output()
+        .await
+        .expect("curl runs");
+    if !out.status.success() {
+        return Err(out.status.code().unwrap_or(-1));
+    }
+    Ok(serde_json::from_slice(&out.stdout).expect("an AdmissionReview"))
+}
+
+impl Webhook {
+    /// Like [`Webhook::bind`], restricted to pods of `service_accounts`.
+    pub async fn bind_for(
+        &self,
+        ns: &str,
+        secret: &str,
+        value: &str,
+        rid: &str,
+        binding: &str,
+        service_accounts: &[&str],
+    ) -> String {
+        let s = self
+            .store
+            .create_secret(
+                ns,
+                secret,
+                &SecretValue::from_string(value.into()).unwrap(),
+                false,
+                "test",
+            )
+            .await
+            .unwrap();
+        let sas: Vec<String> = service_accounts.iter().map(|s| s.to_string()).collect();
+        self.store
+            .bind_secret_with(
+                &mlflow_secrets::model::NewBinding {
+                    secret_id: &s.secret_id,
+                    resource_type: "SCORER_JOB",
+                    resource_id: rid,
+                    binding_name: binding,
+                    value_field: None,
+                    service_accounts: &sas,
+                },
+                "test",
+            )
+            .await
+            .unwrap();
+        s.secret_id
+    }
+}
+
+/// `job` with its pod template running as ServiceAccount `sa`.
+pub fn with_service_account(mut job: Job, sa: &str) -> Job {
+    let spec = job.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    spec.service_account_name = Some(sa.to_string());
+    job
 }

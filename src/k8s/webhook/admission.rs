@@ -12,15 +12,20 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
 use super::WebhookState;
-use super::inject::{InjectMode, InjectedBinding, Injection, build_patch};
+use super::cache::JobFacts;
+use super::inject::{
+    InjectMode, InjectedBinding, Injection, Offered, build_patch, consent, service_account,
+};
 use super::secret::{self, OwningJob};
 use crate::k8s::{
     ANNOTATION_INJECT_MODE, ANNOTATION_RESOURCE_ID, ANNOTATION_RESOURCE_TYPE,
-    DEFAULT_RESOURCE_TYPE, LABEL_INJECT,
+    DEFAULT_RESOURCE_TYPE, LABEL_INJECT, LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED,
 };
 use crate::model::{BindingFilter, SecretState};
 use crate::store::audit::{AuditAction, AuditRecord};
@@ -43,7 +48,8 @@ pub(super) struct Deny {
     pub reason: String,
     /// [`RESULT_DENIED`] or [`RESULT_ERROR`].
     pub result: &'static str,
-    /// Whether the store already wrote an audit row for this failure.
+    /// Whether no further audit row is to be written: the store already
+    /// wrote one, or the request's namespace is not one to audit into.
     pub audited: bool,
 }
 
@@ -152,6 +158,26 @@ async fn decide(
     if s.namespace.is_empty() {
         return Err(Deny::policy("pod has no namespace"));
     }
+    // The namespace first: nothing from an unknown or opted-out namespace
+    // reaches the store, a rate-limit key or a metric label.
+    // These two refusals write no audit row: the namespace is a request
+    // string not yet known to be real, and a forged request must not grow
+    // the audit log of a namespace (or create one).
+    if !state.view.namespaces_synced() {
+        let mut d = Deny::error(
+            "the webhook has not yet listed the namespaces that opted in to injection; retry",
+        );
+        d.audited = true;
+        return Err(d);
+    }
+    if !state.view.opted_in(&s.namespace) {
+        let mut d = Deny::policy(format!(
+            "namespace '{}' has not opted in to injection: it needs the label {LABEL_NAMESPACE_INJECTION}={NAMESPACE_INJECTION_ENABLED}",
+            s.namespace
+        ));
+        d.audited = true;
+        return Err(d);
+    }
     let Some(resource_id) = s.resource_id.as_deref() else {
         return Err(Deny::policy(format!(
             "labelled pod has no {ANNOTATION_RESOURCE_ID} annotation: say which resource's secrets to inject"
@@ -172,24 +198,55 @@ async fn decide(
         ));
     };
     let (ns, rtype) = (s.namespace.as_str(), s.resource_type.as_str());
+    within(
+        deadline,
+        state.deadline,
+        "Kubernetes API",
+        verify_job(state, ns, job, pod),
+    )
+    .await??;
 
     let secret_name = secret::secret_name(&job.name);
     if req.dry_run {
         // Metadata only: which bindings, which secrets, none revoked. No
-        // decrypt, no Secret, no audit row.
-        let bindings = within(
+        // decrypt and no Secret; audited as the metadata read it is.
+        let (bindings, offered) = within(
             deadline,
             state.deadline,
             "store",
             metadata(state, ns, rtype, resource_id),
         )
         .await??;
+        let (chosen, containers) =
+            consent(pod, &offered).map_err(|e| Deny::policy(e.to_string()))?;
         let injection = Injection {
             secret_name,
             mode,
-            bindings,
+            bindings: bindings
+                .into_iter()
+                .filter(|(k, _)| chosen.contains(k))
+                .collect(),
+            containers,
         };
         let patch = build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
+        let rec = AuditRecord::new(AuditAction::ListBindings, &s.actor())
+            .workspace(ns)
+            .resource(rtype, resource_id)
+            .detail(format!(
+                "dryRun admission: metadata only, no value read; bindings {}",
+                injection
+                    .bindings
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        let store = state.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.append_audit(&rec).await {
+                tracing::warn!(error = %e, "could not audit a dryRun admission");
+            }
+        });
         return Ok(Verdict::Allow {
             patch,
             dry_run: true,
@@ -197,10 +254,12 @@ async fn decide(
         });
     }
 
-    // Decrypt first: the store refuses revoked secrets, undecryptable rows
-    // and exhausted rate limits itself, and audits the attempt either way.
-    // The same read names each value's secret and version, for the
-    // `injected` annotation.
+    // Decrypt: the store refuses revoked secrets, undecryptable rows and
+    // exhausted namespace limits itself, and audits the attempt either
+    // way. The same read names each value's secret and version, for the
+    // `injected` annotation. Consent is decided on what it returned; a
+    // pod that does not consent is denied before any value leaves the
+    // process (the deny gets an audit row of its own).
     let actor = s.actor();
     let bound = within(
         deadline,
@@ -219,14 +278,35 @@ async fn decide(
     state
         .metrics
         .decrypts
-        .with_label_values(&[ns])
+        .with_label_values(&[state.namespace_label(ns).as_str()])
         .inc_by(bound.len() as u64);
     if bound.is_empty() {
         return Err(no_bindings(ns, rtype, resource_id));
     }
+    let sa = service_account(pod);
+    state
+        .check_service_account_limit(ns, &sa, bound.len() as u32)
+        .map_err(|e| Deny::policy(e.to_string()))?;
+    let offered = bound
+        .iter()
+        .map(|(k, b)| {
+            (
+                k.clone(),
+                Offered {
+                    service_accounts: b.service_accounts.clone(),
+                },
+            )
+        })
+        .collect();
+    let (chosen, containers) = consent(pod, &offered).map_err(|e| Deny::policy(e.to_string()))?;
     let mut values = BTreeMap::new();
     let mut bindings = BTreeMap::new();
+    let mut secret_ids = BTreeMap::new();
     for (name, b) in bound {
+        if !chosen.contains(&name) {
+            continue;
+        }
+        secret_ids.insert(name.clone(), b.secret_id.clone());
         bindings.insert(
             name.clone(),
             InjectedBinding {
@@ -240,6 +320,7 @@ async fn decide(
         secret_name,
         mode,
         bindings,
+        containers,
     };
     // Check the pod can be patched before any value leaves the process.
     let patch = build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
@@ -247,22 +328,105 @@ async fn decide(
         deadline,
         state.deadline,
         "Kubernetes API",
-        secret::apply(&state.client, ns, job, rtype, resource_id, &values),
+        secret::apply(
+            &state.client,
+            ns,
+            job,
+            rtype,
+            resource_id,
+            &values,
+            &secret_ids,
+        ),
     )
     .await?;
     drop(values);
-    written.map_err(|e| {
-        Deny::error(format!(
+    written.map_err(|e| match e {
+        secret::WriteError::NotOurs { .. } => Deny::policy(e.to_string()),
+        secret::WriteError::Kube(e) => Deny::error(format!(
             "could not write Secret {ns}/{}: {}",
             injection.secret_name,
             kube_reason(&e)
-        ))
+        )),
     })?;
     Ok(Verdict::Allow {
         patch,
         dry_run: false,
         injection,
     })
+}
+
+/// The owning Job must be real (DESIGN §8, "The Job is real"): it exists in
+/// the pod's namespace with the owner reference's uid, its pod template
+/// carries the inject label, and the pod's injection annotations and
+/// ServiceAccount are the template's. The watch cache answers when it
+/// knows the Job with that uid; otherwise (a Job created a moment ago, or
+/// a forged reference) one GET decides.
+async fn verify_job(
+    state: &WebhookState,
+    ns: &str,
+    job: &OwningJob,
+    pod: &Pod,
+) -> Result<(), Deny> {
+    let facts = match state.view.job(ns, &job.name).filter(|f| f.uid == job.uid) {
+        Some(f) => Some(f),
+        None => {
+            let api: Api<Job> = Api::namespaced(state.client.clone(), ns);
+            let got = api.get_opt(&job.name).await.map_err(|e| {
+                Deny::error(format!(
+                    "could not read Job {ns}/{}: {}",
+                    job.name,
+                    kube_reason(&e)
+                ))
+            })?;
+            match got {
+                None => {
+                    return Err(Deny::policy(format!(
+                        "Job {ns}/{} named in the pod's owner reference does not exist",
+                        job.name
+                    )));
+                }
+                Some(j) if j.metadata.uid.as_deref() != Some(job.uid.as_str()) => {
+                    return Err(Deny::policy(format!(
+                        "Job {ns}/{} has another uid than the pod's owner reference ({})",
+                        job.name, job.uid
+                    )));
+                }
+                Some(j) => JobFacts::of(&j),
+            }
+        }
+    };
+    let Some(facts) = facts else {
+        return Err(Deny::policy(format!(
+            "Job {ns}/{}'s pod template does not carry the label {LABEL_INJECT}=true",
+            job.name
+        )));
+    };
+    match_template(&facts, pod).map_err(|why| {
+        Deny::policy(format!(
+            "pod does not match the pod template of Job {ns}/{}: {why}",
+            job.name
+        ))
+    })
+}
+
+/// The pod's injection annotations and ServiceAccount against its Job's
+/// template (pure). `Err` names the first difference.
+fn match_template(facts: &JobFacts, pod: &Pod) -> Result<(), String> {
+    let ann = pod.metadata.annotations.as_ref();
+    for (key, want) in &facts.annotations {
+        let have = ann.and_then(|a| a.get(*key));
+        if have != want.as_ref() {
+            return Err(format!("annotation {key} differs"));
+        }
+    }
+    let sa = service_account(pod);
+    if sa != facts.service_account {
+        return Err(format!(
+            "ServiceAccount {sa}, the template's is {}",
+            facts.service_account
+        ));
+    }
+    Ok(())
 }
 
 /// Run `fut` until `deadline`; past it, deny naming what did not answer.
@@ -286,12 +450,13 @@ async fn within<T>(
 /// admission. Denies when there are none or one is revoked, without
 /// decrypting anything. (A real admission gets the same from the decrypting
 /// read itself: `SqlStore::get_all_bound_values`.)
+#[allow(clippy::type_complexity)]
 async fn metadata(
     state: &WebhookState,
     ns: &str,
     rtype: &str,
     rid: &str,
-) -> Result<BTreeMap<String, InjectedBinding>, Deny> {
+) -> Result<(BTreeMap<String, InjectedBinding>, BTreeMap<String, Offered>), Deny> {
     let page = state
         .store
         .list_bindings(&BindingFilter {
@@ -314,6 +479,7 @@ async fn metadata(
     .await
     .map_err(|e| store_deny(&e))?;
     let mut out = BTreeMap::new();
+    let mut offered = BTreeMap::new();
     for (b, s) in page.items.iter().zip(secrets) {
         if s.state == SecretState::Revoked {
             return Err(Deny::policy(format!(
@@ -328,8 +494,14 @@ async fn metadata(
                 version: s.last_updated_at,
             },
         );
+        offered.insert(
+            b.binding_name.clone(),
+            Offered {
+                service_accounts: b.service_accounts.clone(),
+            },
+        );
     }
-    Ok(out)
+    Ok((out, offered))
 }
 
 fn no_bindings(ns: &str, rtype: &str, rid: &str) -> Deny {
@@ -349,10 +521,26 @@ fn store_deny(e: &StoreError) -> Deny {
             Deny::error(format!("cannot decrypt: {e}"))
         }
         StoreError::Unavailable(_) | StoreError::Database(_) | StoreError::Schema(_) => {
-            Deny::error(format!("secrets store is unavailable: {e}"))
+            Deny::error(format!(
+                "secrets store is unavailable (incident {}: the operator's log has the details)",
+                incident(e)
+            ))
         }
-        other => Deny::error(other.to_string()),
+        _ => Deny::error(format!(
+            "secrets store failed (incident {}: the operator's log has the details)",
+            incident(e)
+        )),
     }
+}
+
+/// Log `e` under a fresh incident id and return the id. A database
+/// driver's text can name tables, hosts or users; it goes to the operator's
+/// log, and the deny reason (which reaches every pod creator through the
+/// Job's events) carries only the id to look it up by.
+fn incident(e: &StoreError) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    tracing::error!(incident = %id, error = %e, "secrets store error during an admission");
+    id
 }
 
 /// A kube error in one line, without echoing a request body.
@@ -416,7 +604,59 @@ mod tests {
         );
         let down = store_deny(&StoreError::Unavailable("timed out".into()));
         assert_eq!(down.result, RESULT_ERROR);
-        assert!(down.reason.starts_with("secrets store is unavailable"));
+        assert!(
+            down.reason
+                .starts_with("secrets store is unavailable (incident ")
+        );
+        // Driver text stays in the log; the reason has the incident id only.
+        let driver =
+            "error returned from database: relation \"secrets\" does not exist at host db-7";
+        for e in [
+            StoreError::Database(driver.into()),
+            StoreError::Schema(driver.into()),
+            StoreError::Unavailable(driver.into()),
+        ] {
+            let d = store_deny(&e);
+            assert!(
+                !d.reason.contains("relation") && !d.reason.contains("db-7"),
+                "{}",
+                d.reason
+            );
+            assert!(d.reason.contains("incident "), "{}", d.reason);
+        }
+    }
+
+    #[test]
+    fn a_pod_must_match_its_jobs_template() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"annotations": {ANNOTATION_RESOURCE_ID: "r"}},
+            "spec": {"containers": [{"name": "c"}]}
+        }))
+        .unwrap();
+        let mut facts = JobFacts {
+            uid: "u".into(),
+            labelled: true,
+            annotations: super::super::cache::MATCHED_ANNOTATIONS
+                .iter()
+                .map(|k| (*k, None))
+                .collect(),
+            service_account: "default".into(),
+        };
+        facts.annotations[0].1 = Some("r".into());
+        match_template(&facts, &pod).unwrap();
+        facts.annotations[0].1 = Some("other".into());
+        let e = match_template(&facts, &pod).unwrap_err();
+        assert!(e.contains(ANNOTATION_RESOURCE_ID), "{e}");
+        facts.annotations[0].1 = Some("r".into());
+        facts.annotations[3].1 = Some("A".into());
+        assert!(
+            match_template(&facts, &pod).is_err(),
+            "bindings annotation differs"
+        );
+        facts.annotations[3].1 = None;
+        facts.service_account = "scorer-sa".into();
+        let e = match_template(&facts, &pod).unwrap_err();
+        assert!(e.contains("ServiceAccount default"), "{e}");
     }
 
     #[test]

@@ -5,14 +5,16 @@
 //! `secret` volume): no value reaches the Pod object or the
 //! AdmissionResponse, by construction — this module never sees a value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{Value, json};
 
-use crate::k8s::{ANNOTATION_INJECTED, SECRET_FILE_MOUNT_PATH};
+use crate::k8s::{
+    ANNOTATION_BINDINGS, ANNOTATION_CONTAINERS, ANNOTATION_INJECTED, SECRET_FILE_MOUNT_PATH,
+};
 
 /// Name of the volume `secret-file` mode adds. Prefixed, so it does not
 /// collide with a user's volume names in practice; a collision is refused
@@ -61,7 +63,7 @@ pub struct InjectedBinding {
 }
 
 /// Everything the patch needs: the Secret's name, the binding names (its
-/// keys) and the mode.
+/// keys), the mode and the containers.
 #[derive(Debug, Clone)]
 pub struct Injection {
     pub secret_name: String,
@@ -69,6 +71,128 @@ pub struct Injection {
     /// Binding name to what was injected under it. Sorted, so the patch and
     /// the annotation are deterministic.
     pub bindings: BTreeMap<String, InjectedBinding>,
+    /// `secrets.mlflow.org/containers`: only these containers get the
+    /// bindings. `None`: every container and init container.
+    pub containers: Option<BTreeSet<String>>,
+}
+
+/// What the store holds for one binding name of the resource, as far as
+/// consent is concerned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Offered {
+    /// The binding's `serviceAccountNames`; empty: any ServiceAccount.
+    pub service_accounts: Vec<String>,
+}
+
+/// Why the pod does not consent to (or may not receive) the bindings.
+/// Names bindings, ServiceAccounts, containers and variables; never a
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsentError {
+    #[error(
+        "annotation {ANNOTATION_BINDINGS} lists {0}, but no secret is bound under that name to this resource in this namespace"
+    )]
+    NotBound(String),
+    #[error(
+        "annotation {ANNOTATION_BINDINGS} is empty: list the binding names the pod accepts, or remove it"
+    )]
+    EmptyBindings,
+    #[error(
+        "binding {binding} is restricted to ServiceAccounts {allowed}; this pod runs as ServiceAccount {actual}"
+    )]
+    ServiceAccount {
+        binding: String,
+        allowed: String,
+        actual: String,
+    },
+    #[error("annotation {ANNOTATION_CONTAINERS} names container {0}, which the pod does not have")]
+    NoSuchContainer(String),
+    #[error(
+        "annotation {ANNOTATION_CONTAINERS} is empty: name the containers that get the bindings, or remove it"
+    )]
+    EmptyContainers,
+}
+
+/// A comma-separated annotation as a set of trimmed, non-empty names.
+/// `None` when the annotation is absent.
+fn name_list(pod: &Pod, key: &str) -> Option<BTreeSet<String>> {
+    let v = pod.metadata.annotations.as_ref()?.get(key)?;
+    Some(
+        v.split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// The pod's ServiceAccount (`default` when unset, as the API server's
+/// ServiceAccount admission sets it).
+pub fn service_account(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// What the pod consents to receive, from what the store offers (DESIGN
+/// §8, "The pod consents", "Containers"): the binding names to inject and
+/// the containers that get them.
+///
+/// - `secrets.mlflow.org/bindings` present: only the listed names, and each
+///   must be offered; absent: every offered binding.
+/// - A chosen binding with ServiceAccounts reaches only pods of one of them;
+///   any other pod is denied (not silently skipped: the scorer would run
+///   without a secret it expects).
+/// - `secrets.mlflow.org/containers` present: those containers only, each
+///   of which must exist.
+pub fn consent(
+    pod: &Pod,
+    offered: &BTreeMap<String, Offered>,
+) -> Result<(BTreeSet<String>, Option<BTreeSet<String>>), ConsentError> {
+    let chosen = match name_list(pod, ANNOTATION_BINDINGS) {
+        None => offered.keys().cloned().collect(),
+        Some(l) if l.is_empty() => return Err(ConsentError::EmptyBindings),
+        Some(l) => {
+            if let Some(missing) = l.iter().find(|n| !offered.contains_key(*n)) {
+                return Err(ConsentError::NotBound(missing.clone()));
+            }
+            l
+        }
+    };
+    let sa = service_account(pod);
+    for name in &chosen {
+        let allowed = &offered[name].service_accounts;
+        if !allowed.is_empty() && !allowed.contains(&sa) {
+            return Err(ConsentError::ServiceAccount {
+                binding: name.clone(),
+                allowed: allowed.join(", "),
+                actual: sa,
+            });
+        }
+    }
+    let containers = match name_list(pod, ANNOTATION_CONTAINERS) {
+        None => None,
+        Some(l) if l.is_empty() => return Err(ConsentError::EmptyContainers),
+        Some(l) => {
+            let have: BTreeSet<&str> = pod
+                .spec
+                .iter()
+                .flat_map(|s| {
+                    s.containers
+                        .iter()
+                        .chain(s.init_containers.iter().flatten())
+                })
+                .map(|c| c.name.as_str())
+                .collect();
+            if let Some(missing) = l.iter().find(|n| !have.contains(n.as_str())) {
+                return Err(ConsentError::NoSuchContainer(missing.clone()));
+            }
+            Some(l)
+        }
+    };
+    Ok((chosen, containers))
 }
 
 impl Injection {
@@ -99,6 +223,49 @@ pub enum PatchError {
     VolumeExists,
     #[error("container {0} already mounts something at {SECRET_FILE_MOUNT_PATH}")]
     MountPathTaken(String),
+    #[error(
+        "container {container} already defines {variable} in its env: the webhook never overrides a variable the pod sets (rename the binding or the variable)"
+    )]
+    EnvDefined { container: String, variable: String },
+    #[error(
+        "container {container} takes variables with prefix {prefix:?} from envFrom, which may define {variable}: the webhook never overrides a variable the pod sets"
+    )]
+    EnvFromPrefix {
+        container: String,
+        prefix: String,
+        variable: String,
+    },
+}
+
+/// A binding name the container already defines: in `env`, or possibly
+/// through an `envFrom` source with a prefix the name starts with. (An
+/// `envFrom` without a prefix can define any name; which ones is known only
+/// from the ConfigMap or Secret at container start, and `env` wins over it
+/// there, so it is not a conflict the webhook can see.)
+fn env_conflict<'a>(
+    c: &Container,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Result<(), PatchError> {
+    for name in names {
+        if c.env.iter().flatten().any(|e| e.name == *name) {
+            return Err(PatchError::EnvDefined {
+                container: c.name.clone(),
+                variable: name.clone(),
+            });
+        }
+        for src in c.env_from.iter().flatten() {
+            if let Some(p) = src.prefix.as_deref().filter(|p| !p.is_empty())
+                && name.starts_with(p)
+            {
+                return Err(PatchError::EnvFromPrefix {
+                    container: c.name.clone(),
+                    prefix: p.to_string(),
+                    variable: name.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn ptr<'a>(tokens: impl IntoIterator<Item = &'a str>) -> PointerBuf {
@@ -109,10 +276,6 @@ fn add(path: PointerBuf, value: Value) -> PatchOperation {
     PatchOperation::Add(AddOperation { path, value })
 }
 
-fn replace(path: PointerBuf, value: Value) -> PatchOperation {
-    PatchOperation::Replace(ReplaceOperation { path, value })
-}
-
 fn env_var(secret_name: &str, key: &str) -> Value {
     json!({
         "name": key,
@@ -120,8 +283,12 @@ fn env_var(secret_name: &str, key: &str) -> Value {
     })
 }
 
-/// `containers` and `initContainers` with their JSON field names.
-fn all_containers(pod: &Pod) -> Result<Vec<(&'static str, usize, &Container)>, PatchError> {
+/// `containers` and `initContainers` with their JSON field names and
+/// indexes, limited to `only` when given.
+fn all_containers<'p>(
+    pod: &'p Pod,
+    only: Option<&BTreeSet<String>>,
+) -> Result<Vec<(&'static str, usize, &'p Container)>, PatchError> {
     let spec = pod.spec.as_ref().ok_or(PatchError::NoSpec)?;
     let mut out: Vec<_> = spec
         .containers
@@ -136,52 +303,45 @@ fn all_containers(pod: &Pod) -> Result<Vec<(&'static str, usize, &Container)>, P
                 .map(|(i, c)| ("initContainers", i, c)),
         );
     }
+    if let Some(only) = only {
+        out.retain(|(_, _, c)| only.contains(&c.name));
+    }
     Ok(out)
 }
 
 /// The JSON patch for `pod`.
 ///
 /// `secret-env`: every binding becomes an env var with a `secretKeyRef` in
-/// every container and init container. A variable of the same name that
-/// the pod already declares is *replaced*, so the bound secret wins and no
-/// name appears twice; `envFrom` is left alone (explicit `env` entries take
-/// precedence over it in Kubernetes).
+/// every chosen container (all containers and init containers unless
+/// `inj.containers` limits them). A container that already defines one of
+/// the names (in `env`, or by an `envFrom` prefix) is refused, naming it:
+/// the webhook never overrides a variable the pod set itself.
 ///
 /// `secret-file`: a `secret` volume and a read-only mount at
-/// [`SECRET_FILE_MOUNT_PATH`] in every container and init container.
+/// [`SECRET_FILE_MOUNT_PATH`] in every chosen container.
 ///
 /// Both: the `injected` annotation.
 pub fn build_patch(pod: &Pod, inj: &Injection) -> Result<Patch, PatchError> {
     let mut ops = Vec::new();
-    let containers = all_containers(pod)?;
-    let i_s: Vec<String> = (0..containers.len()).map(|i| i.to_string()).collect();
+    let containers = all_containers(pod, inj.containers.as_ref())?;
+    let max = containers.iter().map(|(_, i, _)| *i + 1).max().unwrap_or(0);
+    let i_s: Vec<String> = (0..max).map(|i| i.to_string()).collect();
     match inj.mode {
         InjectMode::SecretEnv => {
             for (field, i, c) in &containers {
+                env_conflict(c, inj.bindings.keys())?;
                 let idx = i_s[*i].as_str();
-                match &c.env {
-                    None => {
-                        let env: Vec<Value> = inj
-                            .bindings
-                            .keys()
-                            .map(|k| env_var(&inj.secret_name, k))
-                            .collect();
-                        ops.push(add(ptr(["spec", field, idx, "env"]), Value::Array(env)));
-                    }
-                    Some(existing) => {
-                        for key in inj.bindings.keys() {
-                            let var = env_var(&inj.secret_name, key);
-                            match existing.iter().position(|e| e.name == *key) {
-                                Some(j) => {
-                                    let j = j.to_string();
-                                    ops.push(replace(
-                                        ptr(["spec", field, idx, "env", j.as_str()]),
-                                        var,
-                                    ));
-                                }
-                                None => ops.push(add(ptr(["spec", field, idx, "env", "-"]), var)),
-                            }
-                        }
+                if c.env.is_none() {
+                    let env: Vec<Value> = inj
+                        .bindings
+                        .keys()
+                        .map(|k| env_var(&inj.secret_name, k))
+                        .collect();
+                    ops.push(add(ptr(["spec", field, idx, "env"]), Value::Array(env)));
+                } else {
+                    for key in inj.bindings.keys() {
+                        let var = env_var(&inj.secret_name, key);
+                        ops.push(add(ptr(["spec", field, idx, "env", "-"]), var));
                     }
                 }
             }
@@ -263,6 +423,7 @@ mod tests {
                     )
                 })
                 .collect(),
+            containers: None,
         }
     }
 
@@ -316,31 +477,20 @@ mod tests {
     }
 
     #[test]
-    fn env_merges_with_existing_env_and_keeps_env_from() {
+    fn env_appends_to_existing_env_and_keeps_env_from() {
         let p = pod(json!({
             "metadata": {},
             "spec": {"containers": [{
                 "name": "main",
-                "env": [
-                    {"name": "KEEP", "value": "x"},
-                    {"name": "TOKEN", "value": "user-set"},
-                    {"name": "LAST", "value": "y"}
-                ],
-                "envFrom": [{"configMapRef": {"name": "cm"}}]
+                "env": [{"name": "KEEP", "value": "x"}, {"name": "LAST", "value": "y"}],
+                "envFrom": [{"configMapRef": {"name": "cm"}}, {"prefix": "APP_", "secretRef": {"name": "s"}}]
             }]}
         }));
         let inj = injection(InjectMode::SecretEnv, &["TOKEN", "NEW"]);
         let doc = patched(&p, &inj);
         let env = doc["spec"]["containers"][0]["env"].as_array().unwrap();
         let names: Vec<&str> = env.iter().map(|e| e["name"].as_str().unwrap()).collect();
-        // Existing order kept, TOKEN replaced in place (no duplicate), NEW appended.
-        assert_eq!(names, ["KEEP", "TOKEN", "LAST", "NEW"]);
-        assert_eq!(
-            env[1].get("value"),
-            None,
-            "the user's literal value is replaced"
-        );
-        assert_eq!(env[1]["valueFrom"]["secretKeyRef"]["key"], "TOKEN");
+        assert_eq!(names, ["KEEP", "LAST", "NEW", "TOKEN"]);
         assert_eq!(env[0]["value"], "x");
         assert_eq!(
             doc["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"],
@@ -348,6 +498,158 @@ mod tests {
         );
         // No annotations before: the map is created.
         assert!(doc["metadata"]["annotations"][ANNOTATION_INJECTED].is_string());
+    }
+
+    #[test]
+    fn a_variable_the_pod_defines_is_never_overridden() {
+        let p = pod(json!({
+            "metadata": {},
+            "spec": {
+                "initContainers": [{"name": "init"}],
+                "containers": [
+                    {"name": "main"},
+                    {"name": "side", "env": [{"name": "OPENAI_API_KEY", "value": "mine"}]}
+                ]
+            }
+        }));
+        let inj = injection(InjectMode::SecretEnv, &["OPENAI_API_KEY"]);
+        assert_eq!(
+            build_patch(&p, &inj).unwrap_err(),
+            PatchError::EnvDefined {
+                container: "side".into(),
+                variable: "OPENAI_API_KEY".into()
+            }
+        );
+        let msg = build_patch(&p, &inj).unwrap_err().to_string();
+        assert!(
+            msg.contains("container side") && msg.contains("OPENAI_API_KEY"),
+            "{msg}"
+        );
+        // Limited to containers that do not define it: allowed.
+        let mut only = inj.clone();
+        only.containers = Some(["main".to_string()].into());
+        let doc = patched(&p, &only);
+        assert!(secret_ref(&doc, "containers", 0, "OPENAI_API_KEY").is_some());
+        assert_eq!(doc["spec"]["containers"][1]["env"][0]["value"], "mine");
+        assert!(doc["spec"]["initContainers"][0].get("env").is_none());
+        // File mode adds no variable, so it overrides nothing.
+        let mut file = inj.clone();
+        file.mode = InjectMode::SecretFile;
+        build_patch(&p, &file).unwrap();
+        // An envFrom prefix the name starts with.
+        let pre = pod(json!({"metadata": {}, "spec": {"containers": [{
+            "name": "c", "envFrom": [{"prefix": "OPENAI_", "secretRef": {"name": "s"}}]}]}}));
+        assert_eq!(
+            build_patch(&pre, &inj).unwrap_err(),
+            PatchError::EnvFromPrefix {
+                container: "c".into(),
+                prefix: "OPENAI_".into(),
+                variable: "OPENAI_API_KEY".into()
+            }
+        );
+    }
+
+    fn offered(entries: &[(&str, &[&str])]) -> BTreeMap<String, Offered> {
+        entries
+            .iter()
+            .map(|(n, sas)| {
+                (
+                    n.to_string(),
+                    Offered {
+                        service_accounts: sas.iter().map(|s| s.to_string()).collect(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn names(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn consent_takes_only_listed_bindings_and_denies_unbound_names() {
+        let offer = offered(&[("A", &[]), ("B", &[]), ("OPENAI_BASE_URL", &[])]);
+        let none = pod(json!({"metadata": {}, "spec": {"containers": [{"name": "c"}]}}));
+        assert_eq!(
+            consent(&none, &offer).unwrap(),
+            (names(&["A", "B", "OPENAI_BASE_URL"]), None)
+        );
+        let listed = pod(
+            json!({"metadata": {"annotations": {ANNOTATION_BINDINGS: " A , B,"}},
+            "spec": {"containers": [{"name": "c"}]}}),
+        );
+        assert_eq!(consent(&listed, &offer).unwrap().0, names(&["A", "B"]));
+        let missing = pod(
+            json!({"metadata": {"annotations": {ANNOTATION_BINDINGS: "A,C"}},
+            "spec": {"containers": [{"name": "c"}]}}),
+        );
+        assert_eq!(
+            consent(&missing, &offer).unwrap_err(),
+            ConsentError::NotBound("C".into())
+        );
+        let empty = pod(
+            json!({"metadata": {"annotations": {ANNOTATION_BINDINGS: " "}},
+            "spec": {"containers": [{"name": "c"}]}}),
+        );
+        assert_eq!(
+            consent(&empty, &offer).unwrap_err(),
+            ConsentError::EmptyBindings
+        );
+    }
+
+    #[test]
+    fn consent_restricts_bindings_to_their_service_accounts() {
+        let offer = offered(&[("KEY", &["scorer-sa", "other-sa"]), ("OPEN", &[])]);
+        let default_sa = pod(json!({"metadata": {}, "spec": {"containers": [{"name": "c"}]}}));
+        let e = consent(&default_sa, &offer).unwrap_err();
+        assert_eq!(
+            e,
+            ConsentError::ServiceAccount {
+                binding: "KEY".into(),
+                allowed: "scorer-sa, other-sa".into(),
+                actual: "default".into()
+            }
+        );
+        assert!(e.to_string().contains("scorer-sa, other-sa"), "{e}");
+        let scorer = pod(json!({"metadata": {},
+            "spec": {"serviceAccountName": "scorer-sa", "containers": [{"name": "c"}]}}));
+        assert_eq!(consent(&scorer, &offer).unwrap().0, names(&["KEY", "OPEN"]));
+        // A default-SA pod that does not take the restricted binding is fine.
+        let open_only = pod(
+            json!({"metadata": {"annotations": {ANNOTATION_BINDINGS: "OPEN"}},
+            "spec": {"containers": [{"name": "c"}]}}),
+        );
+        assert_eq!(consent(&open_only, &offer).unwrap().0, names(&["OPEN"]));
+    }
+
+    #[test]
+    fn consent_limits_containers_to_existing_ones() {
+        let offer = offered(&[("A", &[])]);
+        let p = pod(
+            json!({"metadata": {"annotations": {ANNOTATION_CONTAINERS: "main,init"}},
+            "spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "main"}, {"name": "side"}]}}),
+        );
+        assert_eq!(
+            consent(&p, &offer).unwrap().1,
+            Some(names(&["init", "main"]))
+        );
+        let bad = pod(
+            json!({"metadata": {"annotations": {ANNOTATION_CONTAINERS: "main,ghost"}},
+            "spec": {"containers": [{"name": "main"}]}}),
+        );
+        assert_eq!(
+            consent(&bad, &offer).unwrap_err(),
+            ConsentError::NoSuchContainer("ghost".into())
+        );
+        let empty = pod(
+            json!({"metadata": {"annotations": {ANNOTATION_CONTAINERS: ""}},
+            "spec": {"containers": [{"name": "main"}]}}),
+        );
+        assert_eq!(
+            consent(&empty, &offer).unwrap_err(),
+            ConsentError::EmptyContainers
+        );
     }
 
     #[test]

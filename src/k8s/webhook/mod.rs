@@ -6,6 +6,7 @@
 //! - [`inject`]: the JSON patch (pure, unit-tested);
 //! - [`admission`]: the decision for one request (store, deadline, deny);
 //! - [`secret`]: the per-Job Secret `<job>-mlflow-secrets`;
+//! - [`cache`]: the opted-in namespaces and labelled Jobs (watch caches);
 //! - [`certs`]: the webhook's own CA and serving certificate, their Secret,
 //!   rotation, and the MutatingWebhookConfiguration's caBundle;
 //! - [`server`]: HTTPS serving with the hot-swappable certificate.
@@ -16,25 +17,34 @@
 //! tokio::spawn(certs::refresh_loop(client.clone(), cert_cfg.clone(), certs.clone(), metrics.clone()));
 //! // while leader only (drop the task when the Lease is lost):
 //! tokio::spawn(certs::leader_loop(client.clone(), cert_cfg.clone(), metrics.clone()));
-//! let state = Arc::new(WebhookState::new(client, store, metrics, Duration::from_secs(5)));
-//! server::serve(listener, router(state), certs, shutdown).await?;            // POST /mutate
+//! let state = Arc::new(WebhookState::new(client, store, metrics, Duration::from_secs(5))
+//!     .with_service_account_limit(Some(120)));
+//! let client_ca = Some(server::client_verifier(Path::new("/etc/webhook-client-ca.crt"))?);
+//! server::serve(listener, router(state), certs, client_ca, shutdown).await?; // POST /mutate
 //! ```
 //!
 //! The store should be built with `SqlStore::with_decrypt_limits` so that
 //! decrypts are limited per namespace (the workspace); a refusal becomes a
-//! deny with the store's reason. Audit: every value read is recorded by the
+//! deny with the store's reason. The webhook adds a limit per
+//! ServiceAccount (`with_service_account_limit`), so one scorer identity
+//! cannot spend its whole namespace's budget. Audit: every value read is recorded by the
 //! store under the principal `webhook:<ns>/<job>/<pod>` with the binding
 //! names, secret ids and KEK versions; refusals the store did not see are
 //! appended here.
 
 pub mod admission;
+pub mod cache;
 pub mod certs;
 pub mod inject;
 pub mod secret;
 pub mod server;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -57,19 +67,33 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 pub const MUTATE_PATH: &str = "/mutate";
 /// Largest AdmissionReview body accepted (a Pod is at most ~1.5 MiB in etcd).
 const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// Most distinct namespace label values the webhook's metrics take; later
+/// namespaces share [`OTHER_NAMESPACES`]. Far above the opted-in namespaces
+/// of one cluster, and it caps the series whatever the watch reports.
+pub const MAX_NAMESPACE_SERIES: usize = 500;
+/// The namespace label of requests for a namespace that has not opted in
+/// (or does not exist), and of namespaces past [`MAX_NAMESPACE_SERIES`].
+pub const OTHER_NAMESPACES: &str = "_other";
 
-/// What the webhook needs: a Kubernetes client (per-Job Secrets), the store
-/// (bindings and values), the shared metrics, and its deadline.
+/// What the webhook needs: a Kubernetes client (per-Job Secrets, Job
+/// reads), the store (bindings and values), the shared metrics, its
+/// deadline, its view of the cluster and the per-ServiceAccount limit.
 pub struct WebhookState {
     pub(crate) client: kube::Client,
     pub(crate) store: Arc<SqlStore>,
     pub(crate) metrics: Arc<OperatorMetrics>,
     pub(crate) deadline: Duration,
+    pub(crate) view: cache::ClusterView,
+    per_service_account: Option<DefaultKeyedRateLimiter<String>>,
+    /// Namespace label values handed out so far (bounded).
+    series: Mutex<HashSet<String>>,
 }
 
 impl WebhookState {
     /// `deadline` bounds the store and API work of one admission; use
     /// [`DEFAULT_DEADLINE`] unless the configuration's timeout differs.
+    /// Starts the namespace and Job watches (must run inside a Tokio
+    /// runtime); they stop when the state is dropped.
     pub fn new(
         client: kube::Client,
         store: Arc<SqlStore>,
@@ -77,11 +101,82 @@ impl WebhookState {
         deadline: Duration,
     ) -> Self {
         Self {
+            view: cache::ClusterView::start(client.clone()),
             client,
             store,
             metrics,
             deadline,
+            per_service_account: None,
+            series: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Limit decrypts per ServiceAccount (`<namespace>/<name>`) to
+    /// `per_minute`; `None` or 0: no limit beyond the store's.
+    pub fn with_service_account_limit(mut self, per_minute: Option<u32>) -> Self {
+        self.per_service_account = per_minute
+            .and_then(NonZeroU32::new)
+            .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+        self
+    }
+
+    /// Whether the webhook's namespace watch has listed once.
+    pub fn synced(&self) -> bool {
+        self.view.namespaces_synced()
+    }
+
+    /// Whether `ns` exists and opted in to injection, as the watch saw it.
+    pub fn knows_namespace(&self, ns: &str) -> bool {
+        self.view.opted_in(ns)
+    }
+
+    /// Take `n` decrypts from ServiceAccount `ns/sa`'s bucket. Called only
+    /// for namespaces that opted in and pods whose Job was read, so the
+    /// keys are ServiceAccounts of real Jobs, not request strings.
+    pub(crate) fn check_service_account_limit(
+        &self,
+        ns: &str,
+        sa: &str,
+        n: u32,
+    ) -> Result<(), crate::store::StoreError> {
+        let (Some(l), Some(n)) = (&self.per_service_account, NonZeroU32::new(n)) else {
+            return Ok(());
+        };
+        let key = format!("{ns}/{sa}");
+        let wait = match l.check_key_n(&key, n) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(not_until)) => {
+                use governor::clock::{Clock, DefaultClock};
+                not_until.wait_time_from(DefaultClock::default().now())
+            }
+            Err(_) => Duration::from_secs(60),
+        };
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Err(crate::store::StoreError::RateLimited {
+            message: format!(
+                "decrypt rate limit exceeded for ServiceAccount '{key}': retry in {secs} s"
+            ),
+            retry_after: Duration::from_secs(secs.max(1)),
+        })
+    }
+
+    /// The metric label for namespace `ns`: itself when it opted in (the
+    /// watch knows it) and the series cap is not reached, otherwise
+    /// [`OTHER_NAMESPACES`]. A forged request's made-up namespace never
+    /// becomes a series.
+    pub fn namespace_label(&self, ns: &str) -> String {
+        if !self.view.opted_in(ns) {
+            return OTHER_NAMESPACES.into();
+        }
+        let mut seen = self.series.lock().expect("series lock");
+        if seen.contains(ns) {
+            return ns.to_string();
+        }
+        if seen.len() >= MAX_NAMESPACE_SERIES {
+            return OTHER_NAMESPACES.into();
+        }
+        seen.insert(ns.to_string());
+        ns.to_string()
     }
 }
 
@@ -114,11 +209,13 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
     };
     let (verdict, subject) = admission::review(&state, &req).await;
     let resp = admission::response(&req, &verdict);
-    let ns = subject
-        .as_ref()
-        .map(|s| s.namespace.clone())
-        .or_else(|| req.namespace.clone())
-        .unwrap_or_default();
+    let ns = state.namespace_label(
+        &subject
+            .as_ref()
+            .map(|s| s.namespace.clone())
+            .or_else(|| req.namespace.clone())
+            .unwrap_or_default(),
+    );
     let result = match &verdict {
         Verdict::Skip => RESULT_SKIPPED,
         Verdict::Allow { dry_run: true, .. } => RESULT_DRY_RUN,

@@ -21,7 +21,9 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use super::material::{Material, unix_now};
 use super::{CertConfig, CertError, is_conflict};
 use crate::k8s::metrics::OperatorMetrics;
-use crate::k8s::{FIELD_MANAGER, LABEL_INJECT};
+use crate::k8s::{
+    FIELD_MANAGER, LABEL_INJECT, LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED,
+};
 
 /// The webhook's name inside the configuration.
 pub const WEBHOOK_NAME: &str = "inject.secrets.mlflow.org";
@@ -117,17 +119,7 @@ pub fn webhook_configuration(
     url: &str,
     ca_bundle: &str,
 ) -> MutatingWebhookConfiguration {
-    let namespace_selector = cfg
-        .namespace_selector
-        .clone()
-        .unwrap_or_else(|| LabelSelector {
-            match_expressions: Some(vec![LabelSelectorRequirement {
-                key: "kubernetes.io/metadata.name".into(),
-                operator: "NotIn".into(),
-                values: Some(vec![cfg.namespace.clone()]),
-            }]),
-            match_labels: None,
-        });
+    let namespace_selector = namespace_selector(cfg);
     MutatingWebhookConfiguration {
         metadata: ObjectMeta {
             name: Some(cfg.webhook_config_name.clone()),
@@ -168,6 +160,30 @@ pub fn webhook_configuration(
             match_conditions: None,
         }]),
     }
+}
+
+/// The registered namespaceSelector: `cfg.namespace_selector` (default:
+/// every namespace but the operator's own), always narrowed to namespaces
+/// that opted in with `secrets.mlflow.org/injection: enabled` (DESIGN §8,
+/// "What the webhook trusts"). A selector without the opt-in label cannot
+/// be configured: the handler would deny those namespaces anyway.
+fn namespace_selector(cfg: &CertConfig) -> LabelSelector {
+    let mut sel = cfg
+        .namespace_selector
+        .clone()
+        .unwrap_or_else(|| LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "kubernetes.io/metadata.name".into(),
+                operator: "NotIn".into(),
+                values: Some(vec![cfg.namespace.clone()]),
+            }]),
+            match_labels: None,
+        });
+    sel.match_labels.get_or_insert_with(BTreeMap::new).insert(
+        LABEL_NAMESPACE_INJECTION.to_string(),
+        NAMESPACE_INJECTION_ENABLED.to_string(),
+    );
+    sel
 }
 
 /// Make the configuration trust `ca_bundle`: register it whole (URL mode),

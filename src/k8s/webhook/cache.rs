@@ -1,0 +1,257 @@
+//! What the webhook knows about the cluster without asking per request
+//! (DESIGN §8, "What the webhook trusts"): the namespaces that opted in to
+//! injection, and the Jobs whose pod template asks for it.
+//!
+//! Both are watch caches kept by one task each. They hold only the few
+//! fields the checks compare (never a whole object), so their memory is
+//! bounded by the opted-in namespaces and the labelled Jobs, not by the
+//! cluster. A request body cannot add anything to them: only the API
+//! server's watch does.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Resource, ResourceExt};
+use tokio::task::JoinHandle;
+
+use crate::k8s::{
+    ANNOTATION_BINDINGS, ANNOTATION_CONTAINERS, ANNOTATION_INJECT_MODE, ANNOTATION_RESOURCE_ID,
+    ANNOTATION_RESOURCE_TYPE, LABEL_INJECT, LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED,
+};
+
+/// The pod-template fields of a Job that a pod claiming it must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFacts {
+    pub uid: String,
+    /// The template's `secrets.mlflow.org/inject` label is `"true"`.
+    pub labelled: bool,
+    /// The template's injection annotations (resource id and type, mode,
+    /// bindings, containers), as written.
+    pub annotations: Vec<(&'static str, Option<String>)>,
+    /// The template's `serviceAccountName` (`default` when unset).
+    pub service_account: String,
+}
+
+/// The annotations a pod must carry exactly as its Job's template does.
+pub const MATCHED_ANNOTATIONS: [&str; 5] = [
+    ANNOTATION_RESOURCE_ID,
+    ANNOTATION_RESOURCE_TYPE,
+    ANNOTATION_INJECT_MODE,
+    ANNOTATION_BINDINGS,
+    ANNOTATION_CONTAINERS,
+];
+
+impl JobFacts {
+    /// The facts of `job`, or `None` when its template does not ask for
+    /// injection (such Jobs are not cached).
+    pub fn of(job: &Job) -> Option<Self> {
+        let tpl = job.spec.as_ref().map(|s| &s.template)?;
+        let meta = tpl.metadata.as_ref();
+        let labelled = meta
+            .and_then(|m| m.labels.as_ref())
+            .and_then(|l| l.get(LABEL_INJECT))
+            .is_some_and(|v| v == "true");
+        let ann = meta.and_then(|m| m.annotations.as_ref());
+        Some(Self {
+            uid: job.meta().uid.clone()?,
+            labelled,
+            annotations: MATCHED_ANNOTATIONS
+                .iter()
+                .map(|k| (*k, ann.and_then(|a| a.get(*k)).cloned()))
+                .collect(),
+            service_account: tpl
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "default".into()),
+        })
+        .filter(|f| f.labelled)
+    }
+}
+
+/// A map kept equal to a watch: `Init`..`InitDone` replaces it whole,
+/// `Apply` and `Delete` edit it.
+struct Mirror<V> {
+    map: RwLock<HashMap<String, V>>,
+    synced: AtomicBool,
+}
+
+impl<V> Mirror<V> {
+    fn new() -> Self {
+        Self {
+            map: RwLock::new(HashMap::new()),
+            synced: AtomicBool::new(false),
+        }
+    }
+}
+
+async fn mirror<K, V>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    what: &'static str,
+    into: Arc<Mirror<V>>,
+    key: fn(&K) -> String,
+    facts: fn(&K) -> Option<V>,
+) where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
+    let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
+    let mut buffer: Option<HashMap<String, V>> = None;
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(Event::Init) => buffer = Some(HashMap::new()),
+            Ok(Event::InitApply(o)) => {
+                if let (Some(b), Some(v)) = (buffer.as_mut(), facts(&o)) {
+                    b.insert(key(&o), v);
+                }
+            }
+            Ok(Event::InitDone) => {
+                if let Some(b) = buffer.take() {
+                    *into.map.write().expect("cache lock") = b;
+                }
+                into.synced.store(true, Ordering::SeqCst);
+            }
+            Ok(Event::Apply(o)) => {
+                let mut m = into.map.write().expect("cache lock");
+                match facts(&o) {
+                    Some(v) => m.insert(key(&o), v),
+                    None => m.remove(&key(&o)),
+                };
+            }
+            Ok(Event::Delete(o)) => {
+                into.map.write().expect("cache lock").remove(&key(&o));
+            }
+            Err(e) => tracing::warn!(error = %e, "watching {what} for the webhook"),
+        }
+    }
+}
+
+fn ns_key(n: &Namespace) -> String {
+    n.name_any()
+}
+
+fn ns_facts(n: &Namespace) -> Option<()> {
+    n.labels()
+        .get(LABEL_NAMESPACE_INJECTION)
+        .is_some_and(|v| v == NAMESPACE_INJECTION_ENABLED)
+        .then_some(())
+}
+
+fn job_key(j: &Job) -> String {
+    format!("{}/{}", j.namespace().unwrap_or_default(), j.name_any())
+}
+
+/// The webhook's view of the cluster. Dropping it stops its watches.
+pub struct ClusterView {
+    namespaces: Arc<Mirror<()>>,
+    jobs: Arc<Mirror<JobFacts>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ClusterView {
+    /// Start the watches: namespaces labelled
+    /// `secrets.mlflow.org/injection=enabled` (cluster-wide, label
+    /// selected), and every Job (kept only when its template is labelled).
+    pub fn start(client: kube::Client) -> Self {
+        let namespaces = Arc::new(Mirror::new());
+        let jobs = Arc::new(Mirror::new());
+        let sel = format!("{LABEL_NAMESPACE_INJECTION}={NAMESPACE_INJECTION_ENABLED}");
+        let tasks = vec![
+            tokio::spawn(mirror(
+                Api::<Namespace>::all(client.clone()),
+                watcher::Config::default().labels(&sel),
+                "namespaces",
+                namespaces.clone(),
+                ns_key,
+                ns_facts,
+            )),
+            tokio::spawn(mirror(
+                Api::<Job>::all(client),
+                watcher::Config::default(),
+                "Jobs",
+                jobs.clone(),
+                job_key,
+                JobFacts::of,
+            )),
+        ];
+        Self {
+            namespaces,
+            jobs,
+            tasks,
+        }
+    }
+
+    /// Whether the namespace watch has listed once (before that, every
+    /// labelled pod is denied as an outage rather than guessed at).
+    pub fn namespaces_synced(&self) -> bool {
+        self.namespaces.synced.load(Ordering::SeqCst)
+    }
+
+    /// `namespace` exists and carries the opt-in label, as the watch last
+    /// saw it.
+    pub fn opted_in(&self, namespace: &str) -> bool {
+        self.namespaces
+            .map
+            .read()
+            .expect("cache lock")
+            .contains_key(namespace)
+    }
+
+    /// The cached facts of Job `namespace/name` (a labelled template), if
+    /// the watch has seen it.
+    pub fn job(&self, namespace: &str, name: &str) -> Option<JobFacts> {
+        self.jobs
+            .map
+            .read()
+            .expect("cache lock")
+            .get(&format!("{namespace}/{name}"))
+            .cloned()
+    }
+}
+
+impl Drop for ClusterView {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn job_facts_only_for_labelled_templates() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "j", "namespace": "n", "uid": "u1"},
+            "spec": {"template": {
+                "metadata": {"labels": {LABEL_INJECT: "true"},
+                             "annotations": {ANNOTATION_RESOURCE_ID: "r", "other": "x"}},
+                "spec": {"containers": [], "serviceAccountName": "scorer-sa"}}}
+        }))
+        .unwrap();
+        let f = JobFacts::of(&job).unwrap();
+        assert_eq!(f.uid, "u1");
+        assert_eq!(f.service_account, "scorer-sa");
+        assert_eq!(f.annotations[0], (ANNOTATION_RESOURCE_ID, Some("r".into())));
+        assert_eq!(f.annotations[1], (ANNOTATION_RESOURCE_TYPE, None));
+        assert_eq!(job_key(&job), "n/j");
+        let plain: Job = serde_json::from_value(json!({
+            "metadata": {"name": "j", "uid": "u1"},
+            "spec": {"template": {"spec": {"containers": []}}}
+        }))
+        .unwrap();
+        assert_eq!(JobFacts::of(&plain), None);
+    }
+}
