@@ -57,6 +57,7 @@ async fn events_of(client: &kube::Client, ns: &str, kind: &str, name: &str) -> S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_pods_get_secret_env_and_the_secret_is_collected_with_the_job() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-env").await;
     let n = ns.name();
@@ -187,6 +188,7 @@ async fn job_pods_get_secret_env_and_the_secret_is_collected_with_the_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_file_mode_mounts_the_secret_read_only() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-file").await;
     let n = ns.name();
@@ -231,6 +233,7 @@ async fn secret_file_mode_mounts_the_secret_read_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_secret_denies_the_jobs_pod_with_the_reason_in_its_events() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-revoked").await;
     let n = ns.name();
@@ -279,6 +282,7 @@ async fn revoked_secret_denies_the_jobs_pod_with_the_reason_in_its_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_namespace_claiming_the_resource_id_gets_nothing() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let owner_ns = w.namespace("wh-owner").await;
     w.bind(owner_ns.name(), "openai", VALUE, RID, "OPENAI_API_KEY")
@@ -337,6 +341,7 @@ async fn another_namespace_claiming_the_resource_id_gets_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unlabelled_pod_is_never_sent_to_the_webhook() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-unlabelled").await;
     let n = ns.name();
@@ -376,6 +381,7 @@ async fn an_unlabelled_pod_is_never_sent_to_the_webhook() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_patches_but_writes_and_decrypts_nothing() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-dryrun").await;
     let n = ns.name();
@@ -429,6 +435,7 @@ async fn dry_run_patches_but_writes_and_decrypts_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_database_is_denied_within_the_deadline() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts {
         deadline: Duration::from_secs(2),
         ..Default::default()
@@ -473,6 +480,7 @@ async fn a_hung_database_is_denied_within_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decrypts_are_rate_limited_per_namespace() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts {
         limits: Some(DecryptLimits {
             per_principal_per_minute: None,
