@@ -90,9 +90,7 @@ impl Mode {
                 "off" => Ok(Mode::Off),
                 "require" => Ok(Mode::Require),
                 "auto" => Ok(Mode::Auto),
-                _ => Err(format!(
-                    "{MODE_ENV}={v:?} is not one of require, auto, off"
-                )),
+                _ => Err(format!("{MODE_ENV}={v:?} is not one of require, auto, off")),
             },
             _ if env_flag(REQUIRE_ENV) => Ok(Mode::Require),
             _ if std::env::var_os(KUBECONFIG_ENV).is_some_and(|p| !p.is_empty()) => {
