@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Operator reconcile benchmark (issue 5): how long BENCH_OBJECTS MlflowSecrets
+# Operator reconcile benchmark: how long BENCH_OBJECTS MlflowSecrets
 # (each importing its value from a Kubernetes Secret) take to become Ready
 # against the test control plane, and the operator's memory with
 # BENCH_RSS_OBJECTS of them in the cluster and in the store.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/bench_rest.sh - load benchmark of the REST server (issue 3).
+# scripts/bench_rest.sh - load benchmark of the REST server.
 #
 # Builds the release binary, then for each target starts a server on a free
 # loopback port with a throwaway store, seeds BENCH_SECRETS secrets through the
@@ -424,7 +424,7 @@ LOADAVG="$(cut -d' ' -f1-3 /proc/loadavg)"
         done
     fi
     echo
-    echo "targets (issue 3): sqlite get >= 5000 req/s with p99 <= 10 ms; RSS < 64 MiB with $SECRETS secrets"
+    echo "targets: sqlite get >= 5000 req/s with p99 <= 10 ms; RSS < 64 MiB with $SECRETS secrets"
     for row in "${RESULTS[@]}"; do
         read -r t e rps _ p99 _ _ <<<"$row"
         [[ "$t" == sqlite && "$e" == get ]] || continue

@@ -1,9 +1,15 @@
 //! mlflow-secrets: an encrypted secrets store for MLflow.
 //!
 //! Layers, bottom up: [`crypto`] (envelope encryption), [`keystore`]
-//! (versioned KEKs from passphrases), [`value`] and [`model`] (what is
-//! stored and returned), [`store`] (the `SecretsStore` trait and its SQL
-//! implementation), and [`cli`] (the `mlflow-secrets` command).
+//! (versioned KEKs from passphrases), [`value`] and [`model`]
+//! (what is stored and returned), [`store`] (the `SecretsStore` trait, its
+//! SQL implementation and the REST client, the audit log), then the front
+//! ends: [`server`] (the REST API of `serve`), [`k8s`] (CRDs, controllers,
+//! the injecting webhook and the `operator` process) and [`cli`] (the
+//! `mlflow-secrets` command, which starts the other two).
+//!
+//! docs/architecture.md maps each concern to its module and traces the
+//! main request paths; docs/design.md is the contract.
 
 pub mod cli;
 pub mod crypto;

@@ -19,6 +19,7 @@ const VALUE_2: &str = "sk-bind-test-SECONDVALUE-9876543210zyxwvu";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bindings_report_why_they_cannot_bind_and_unbind_on_deletion() {
+    k8s::skip_if_off!();
     let h = Harness::start("ctrl-bind").await;
     let ns = h.name().to_string();
     h.put_source("src", "v", VALUE_1).await;

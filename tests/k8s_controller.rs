@@ -37,6 +37,7 @@ fn status_of(o: &MlflowSecret) -> &mlflow_secrets::k8s::crd::MlflowSecretStatus 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apiserver_enforces_the_schema_and_cel_rules() {
+    k8s::skip_if_off!();
     let h = Harness::start("ctrl-schema").await;
     let base =
         json!({ "secretRef": { "name": "s" }, "resourceId": "job-1", "bindingName": "OK_NAME" });
@@ -131,6 +132,7 @@ async fn apiserver_enforces_the_schema_and_cel_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imports_reimports_with_a_new_dek_binds_revokes_and_deletes() {
+    k8s::skip_if_off!();
     let h = Harness::start("ctrl-import").await;
     let ns = h.name().to_string();
     h.put_source("openai", "token", VALUE_1).await;
@@ -297,6 +299,7 @@ async fn imports_reimports_with_a_new_dek_binds_revokes_and_deletes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retain_keeps_the_row_and_missing_sources_are_reported() {
+    k8s::skip_if_off!();
     let h = Harness::start("ctrl-retain").await;
     let ns = h.name().to_string();
 
@@ -344,6 +347,7 @@ async fn retain_keeps_the_row_and_missing_sources_are_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_it_did_not_create_is_a_conflict_and_never_touched() {
+    k8s::skip_if_off!();
     let h = Harness::start("ctrl-conflict").await;
     let ns = h.name().to_string();
     let mine = SecretValue::from_string(VALUE_1.into()).unwrap();
@@ -411,6 +415,7 @@ async fn a_row_it_did_not_create_is_a_conflict_and_never_touched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_value_from_it_mirrors_a_cli_row_and_never_deletes_it() {
+    k8s::skip_if_off!();
     let h = Harness::start("ctrl-mirror").await;
     let ns = h.name().to_string();
     h.create_secret("by-cli", json!({})).await;
@@ -462,6 +467,7 @@ async fn without_value_from_it_mirrors_a_cli_row_and_never_deletes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: creates 2,000 objects on the shared control plane"]
 async fn thousand_secrets_to_ready() {
+    k8s::skip_if_off!();
     const N: usize = 1000;
     let h = Harness::start("ctrl-bench").await;
     let t0 = Instant::now();
@@ -533,6 +539,7 @@ async fn thousand_secrets_to_ready() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_failures_are_counted_retried_and_recovered_from() {
+    k8s::skip_if_off!();
     let h = Harness::start("ctrl-outage").await;
     h.put_source("src", "v", VALUE_1).await;
     // Take the table away behind the store's back: every reconcile fails.

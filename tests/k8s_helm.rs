@@ -108,6 +108,7 @@ impl Helm {
 
 #[tokio::test]
 async fn chart_lints_strictly() {
+    k8s::skip_if_off!();
     let helm = Helm::new().await;
     let chart = chart_dir();
     let postgres = k8s::repo_root().join("examples/values-postgres.yaml");
@@ -127,6 +128,7 @@ async fn chart_lints_strictly() {
 
 #[tokio::test]
 async fn template_with_default_values_is_one_sqlite_replica() {
+    k8s::skip_if_off!();
     let helm = Helm::new().await;
     let docs = helm.template("rel", "ops", &[]).await;
     assert_eq!(
@@ -186,6 +188,7 @@ async fn template_with_default_values_is_one_sqlite_replica() {
 
 #[tokio::test]
 async fn template_with_postgres_values_has_two_replicas_and_a_pdb() {
+    k8s::skip_if_off!();
     let helm = Helm::new().await;
     let values = k8s::repo_root().join("examples/values-postgres.yaml");
     let docs = helm
@@ -233,6 +236,7 @@ async fn template_with_postgres_values_has_two_replicas_and_a_pdb() {
 
 #[tokio::test]
 async fn template_with_network_policy_and_service_monitor() {
+    k8s::skip_if_off!();
     let helm = Helm::new().await;
     let docs = helm
         .template(
@@ -281,6 +285,7 @@ async fn template_with_network_policy_and_service_monitor() {
 
 #[tokio::test]
 async fn template_refuses_several_replicas_on_sqlite() {
+    k8s::skip_if_off!();
     let helm = Helm::new().await;
     let chart = chart_dir();
     let (ok, _, stderr) = helm
@@ -321,6 +326,7 @@ async fn template_refuses_several_replicas_on_sqlite() {
 
 #[tokio::test]
 async fn template_refuses_values_outside_the_schema() {
+    k8s::skip_if_off!();
     let helm = Helm::new().await;
     let chart = chart_dir();
     for (set, path) in [
@@ -454,6 +460,7 @@ fn to_value<T: serde::Serialize>(obj: &T) -> Value {
 
 #[tokio::test]
 async fn helm_install_creates_the_chart_objects() {
+    k8s::skip_if_off!();
     // Helm installs the chart's CRDs when they are missing, and they are
     // shared by every test: only ever the generated ones.
     assert_chart_crds_match_repo();

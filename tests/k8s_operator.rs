@@ -277,6 +277,7 @@ fn status_str(o: &DynamicObject, field: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_and_reimport_from_a_kubernetes_secret() {
+    k8s::skip_if_off!();
     sqlx::any::install_default_drivers();
     let w = World::new("e2e-import").await;
     let canary = format!("sk-import-canary-{}", unique_name("v"));
@@ -327,6 +328,7 @@ async fn import_and_reimport_from_a_kubernetes_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injection_isolation_deny_and_garbage_collection() {
+    k8s::skip_if_off!();
     sqlx::any::install_default_drivers();
     let w = World::new("e2e-inject").await;
     let client = w.client().await;
@@ -555,6 +557,7 @@ async fn injection_isolation_deny_and_garbage_collection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_honours_the_policy_and_bindings_report_it() {
+    k8s::skip_if_off!();
     sqlx::any::install_default_drivers();
     let w = World::new("e2e-delete").await;
     w.imported("gone", "sk-delete-me-0001", serde_json::json!({}))
@@ -611,6 +614,7 @@ async fn deletion_honours_the_policy_and_bindings_report_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_made_with_the_cli_is_a_conflict_and_left_alone() {
+    k8s::skip_if_off!();
     sqlx::any::install_default_drivers();
     let w = World::new("e2e-conflict").await;
     // The CLI creates the row first, in the namespace's workspace.
@@ -753,6 +757,7 @@ fn dir_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kek_rotation_through_a_projected_volume_needs_no_restart() {
+    k8s::skip_if_off!();
     sqlx::any::install_default_drivers();
     let env = TestEnv::get().await;
     install_crds(env).await;

@@ -128,6 +128,7 @@ fn addr(port: u16) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_to_the_second_replica_keeps_injecting() {
+    k8s::skip_if_off!();
     sqlx::any::install_default_drivers();
     let env = TestEnv::get().await;
     install_crds(env).await;
@@ -241,6 +242,7 @@ async fn failover_to_the_second_replica_keeps_injecting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_down_denies_fast_and_recovers_by_itself() {
+    k8s::skip_if_off!();
     sqlx::any::install_default_drivers();
     let Some((pg_url, _tmp_db)) = common::empty_database(common::Backend::Postgres).await else {
         eprintln!("PostgreSQL not configured: skipped (scripts/test.sh requires it)");
@@ -358,6 +360,7 @@ fn url_parts(url: &str) -> UrlParts {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passphrase_is_not_ready_and_says_why() {
+    k8s::skip_if_off!();
     let env = TestEnv::get().await;
     install_crds(env).await;
     let op_ns = env.namespace("e2e-badpass-op").await;

@@ -71,6 +71,7 @@ async fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> (bool, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_runs_on_the_charts_rbac_alone() {
+    k8s::skip_if_off!();
     sqlx::any::install_default_drivers();
     let env = TestEnv::get().await;
     install_crds(env).await;

@@ -58,6 +58,7 @@ fn pinned_kube_version() -> String {
 
 #[tokio::test]
 async fn apiserver_and_kubectl_report_the_pinned_version() {
+    k8s::skip_if_off!();
     let env = TestEnv::get().await;
     let want = pinned_kube_version();
 
@@ -88,6 +89,7 @@ async fn apiserver_and_kubectl_report_the_pinned_version() {
 
 #[tokio::test]
 async fn applied_crd_serves_custom_resources() {
+    k8s::skip_if_off!();
     let env = TestEnv::get().await;
     let ns = env.namespace("crd").await;
     let client = env.client().await;
@@ -236,6 +238,7 @@ async fn pod_of_job(pods: &Api<Pod>, job: &str) -> Pod {
 
 #[tokio::test]
 async fn job_creates_pod_and_finishes_when_its_pod_succeeds() {
+    k8s::skip_if_off!();
     let env = TestEnv::get().await;
     let ns = env.namespace("job").await;
     let client = env.client().await;
@@ -475,6 +478,7 @@ async fn handle_admission(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutating_webhook_by_url_patches_the_pod_of_a_job() {
+    k8s::skip_if_off!();
     let env = TestEnv::get().await;
     let ns = env.namespace("webhook").await;
     let client = env.client().await;
@@ -650,6 +654,7 @@ async fn mutating_webhook_by_url_patches_the_pod_of_a_job() {
 
 #[tokio::test]
 async fn helm_installs_a_minimal_chart() {
+    k8s::skip_if_off!();
     let env = TestEnv::get().await;
     let ns = env.namespace("helm").await;
     let client = env.client().await;
@@ -731,6 +736,7 @@ async fn helm_installs_a_minimal_chart() {
 /// processes or its data directory is left.
 #[tokio::test]
 async fn down_leaves_no_process() {
+    k8s::skip_if_off!();
     // Makes sure the binaries are built (and fails loudly when they are not
     // and cannot be).
     let _ = TestEnv::get().await;

@@ -40,6 +40,7 @@ fn assert_no_plaintext(what: &str, text: &str, value: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_pods_get_secret_env_and_the_secret_is_collected_with_the_job() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-env").await;
     let n = ns.name();
@@ -170,6 +171,7 @@ async fn job_pods_get_secret_env_and_the_secret_is_collected_with_the_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_file_mode_mounts_the_secret_read_only() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-file").await;
     let n = ns.name();
@@ -214,6 +216,7 @@ async fn secret_file_mode_mounts_the_secret_read_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_secret_denies_the_jobs_pod_with_the_reason_in_its_events() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-revoked").await;
     let n = ns.name();
@@ -262,6 +265,7 @@ async fn revoked_secret_denies_the_jobs_pod_with_the_reason_in_its_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_namespace_claiming_the_resource_id_gets_nothing() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let owner_ns = w.namespace("wh-owner").await;
     w.bind(owner_ns.name(), "openai", VALUE, RID, "OPENAI_API_KEY")
@@ -320,6 +324,7 @@ async fn another_namespace_claiming_the_resource_id_gets_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unlabelled_pod_is_never_sent_to_the_webhook() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-unlabelled").await;
     let n = ns.name();
@@ -359,6 +364,7 @@ async fn an_unlabelled_pod_is_never_sent_to_the_webhook() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_patches_but_writes_and_decrypts_nothing() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-dryrun").await;
     let n = ns.name();
@@ -430,6 +436,7 @@ async fn dry_run_patches_but_writes_and_decrypts_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_database_is_denied_within_the_deadline() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts {
         deadline: Duration::from_secs(2),
         ..Default::default()
@@ -474,6 +481,7 @@ async fn a_hung_database_is_denied_within_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decrypts_are_rate_limited_per_namespace() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts {
         limits: Some(DecryptLimits {
             per_principal_per_minute: None,

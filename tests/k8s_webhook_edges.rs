@@ -23,6 +23,7 @@ const RID: &str = "scorer-1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_loop_rotates_the_certificates_and_the_ca_bundle_follows() {
+    k8s::skip_if_off!();
     // CA and serving certificate both within the renewal window almost at
     // once: the leader rotates the CA; the configuration must follow, and
     // the webhook must keep answering.
@@ -97,6 +98,7 @@ async fn leader_loop_rotates_the_certificates_and_the_ca_bundle_follows() {
 /// the configuration should never send, and with garbage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_the_configuration_never_sends_are_handled_safely() {
+    k8s::skip_if_off!();
     use tower::ServiceExt as _;
     let w = Webhook::start(Opts::default()).await;
     let state = std::sync::Arc::new(mlflow_secrets::k8s::webhook::WebhookState::new(

@@ -7,8 +7,10 @@
 //!
 //! Layout: [`args`] (clap types), [`secrets`] (secret and binding commands),
 //! [`kek`] (the keystore), [`admin`] (verify, rewrap, migrate, audit,
-//! completion), [`input`] (reading values), [`output`] (tables and JSON),
-//! [`logging`].
+//! completion), [`token`] (`token create`), [`serve`] (the REST server's
+//! flags and start-up), [`operator`] (the operator's flags), [`input`]
+//! (reading values), [`output`] (tables and JSON), [`logging`], and
+//! [`alloc`] (the operator's malloc arena cap).
 
 mod admin;
 mod alloc;

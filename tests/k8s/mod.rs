@@ -1,19 +1,28 @@
 // SPDX-License-Identifier: Apache-2.0
 //! A real Kubernetes control plane for integration tests.
 //!
-//! Include it from a test crate with `mod k8s;` and call [`TestEnv::get`].
+//! Include it from a test crate with `mod k8s;`. Every test that needs the
+//! control plane starts with `k8s::skip_if_off!();` and then calls
+//! [`TestEnv::get`] (directly or through its support module).
 //!
-//! Where the control plane comes from, in order:
-//! 1. `MLFLOW_SECRETS_TEST_KUBECONFIG` names the kubeconfig of one that is
-//!    already up (CI starts it with `scripts/testenv.sh up`). It must answer
-//!    `/readyz`, or every test using it fails.
-//! 2. Otherwise, when `MLFLOW_SECRETS_REQUIRE_K8S=1`, tests fail loudly:
-//!    nothing is skipped in silence.
-//! 3. Otherwise the helper runs `scripts/testenv.sh build` (cached; the first,
-//!    cold build takes long) and `up` in a run directory of its own,
-//!    `$TMPDIR/mlflow-secrets-testenv-auto-<pid>`. A detached watchdog waits for
-//!    the test process to exit, however it exits, then runs
-//!    `scripts/testenv.sh down` and removes that directory.
+//! A plain `cargo test` must finish without Go and without starting
+//! anything, so these tests are opt-in through `MLFLOW_SECRETS_K8S`:
+//! - `off` (the default): each such test returns at once and passes; the
+//!   binary prints one line saying it skipped them and how to turn them on.
+//! - `require` (what `scripts/test.sh` and CI set): `MLFLOW_SECRETS_TEST_KUBECONFIG`
+//!   names the kubeconfig of a control plane that is already up (started
+//!   with `scripts/testenv.sh up`). It must answer `/readyz`; without it
+//!   every test fails loudly, so nothing is skipped in silence.
+//! - `auto`: use `MLFLOW_SECRETS_TEST_KUBECONFIG` when set; otherwise run
+//!   `scripts/testenv.sh build` (cached; the first, cold build takes long
+//!   and needs Go) and `up` in a run directory of its own,
+//!   `$TMPDIR/mlflow-secrets-testenv-auto-<pid>`. A detached watchdog waits
+//!   for the test process to exit, however it exits, then runs
+//!   `scripts/testenv.sh down` and removes that directory.
+//!
+//! When `MLFLOW_SECRETS_K8S` is unset, `MLFLOW_SECRETS_REQUIRE_K8S=1` (the
+//! older switch) or a set `MLFLOW_SECRETS_TEST_KUBECONFIG` means `require`:
+//! naming a control plane is asking for the tests.
 //!
 //! The control plane is shared by every test of one test binary; each test
 //! takes its own namespace with [`TestEnv::namespace`]. A [`TestNamespace`]
@@ -40,7 +49,10 @@ use kube::{Client, Config};
 
 /// Names a kubeconfig of a control plane that is already up.
 pub const KUBECONFIG_ENV: &str = "MLFLOW_SECRETS_TEST_KUBECONFIG";
-/// When `1`, a missing control plane fails the tests instead of being started.
+/// `require`, `auto` or `off` (default): whether the tests that need a
+/// control plane run (see the module documentation).
+pub const MODE_ENV: &str = "MLFLOW_SECRETS_K8S";
+/// The older switch: `1` is `MLFLOW_SECRETS_K8S=require`.
 pub const REQUIRE_ENV: &str = "MLFLOW_SECRETS_REQUIRE_K8S";
 /// When `1`, namespaces are dumped on cleanup even when the test passed.
 pub const DUMP_ENV: &str = "MLFLOW_SECRETS_TEST_DUMP";
@@ -58,6 +70,80 @@ pub struct TestEnv {
     /// Run directory when this process started the control plane itself.
     own_run_dir: Option<PathBuf>,
 }
+
+/// Whether this binary's Kubernetes tests run, and where their control
+/// plane comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Skip them (the default).
+    Off,
+    /// Use the control plane `MLFLOW_SECRETS_TEST_KUBECONFIG` names; fail
+    /// without one.
+    Require,
+    /// Use that one, or build and start one on demand.
+    Auto,
+}
+
+impl Mode {
+    /// The mode the environment asks for, or a one-line reason why its
+    /// value is not one.
+    fn from_env() -> Result<Mode, String> {
+        match std::env::var(MODE_ENV) {
+            Ok(v) if !v.is_empty() => match v.to_ascii_lowercase().as_str() {
+                "off" => Ok(Mode::Off),
+                "require" => Ok(Mode::Require),
+                "auto" => Ok(Mode::Auto),
+                _ => Err(format!("{MODE_ENV}={v:?} is not one of require, auto, off")),
+            },
+            _ if env_flag(REQUIRE_ENV) => Ok(Mode::Require),
+            _ if std::env::var_os(KUBECONFIG_ENV).is_some_and(|p| !p.is_empty()) => {
+                Ok(Mode::Require)
+            }
+            _ => Ok(Mode::Off),
+        }
+    }
+}
+
+/// The mode of this test process, read once. A bad value fails every test
+/// that asks, naming the variable.
+pub fn mode() -> Mode {
+    static MODE: OnceLock<Result<Mode, String>> = OnceLock::new();
+    match MODE.get_or_init(Mode::from_env) {
+        Ok(mode) => *mode,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// True when the Kubernetes tests are off: the calling test returns at once
+/// (and passes), through [`skip_if_off`]. The first call in a test binary prints one line saying so,
+/// straight to stderr, past the test harness's output capture, so a plain
+/// `cargo test` shows what it did not run.
+pub fn off() -> bool {
+    static NOTICE: std::sync::Once = std::sync::Once::new();
+    if mode() != Mode::Off {
+        return false;
+    }
+    NOTICE.call_once(|| {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping Kubernetes tests: {MODE_ENV} is off (set require or auto; see docs/testing.md)"
+        );
+    });
+    true
+}
+
+/// Returns from the calling test (which then passes) when the Kubernetes
+/// tests are off; see [`off`]. One line at the top of every test that needs
+/// the control plane.
+macro_rules! skip_if_off {
+    () => {
+        if $crate::k8s::off() {
+            return;
+        }
+    };
+}
+pub(crate) use skip_if_off;
 
 /// The shared control plane, or why there is none. A failure is kept, so
 /// that every test reports it at once instead of trying to start again.
@@ -104,8 +190,14 @@ impl TestEnv {
     /// The shared control plane, found or started on first use.
     ///
     /// Panics, with what went wrong, when there is none and none can be
-    /// started: a test that needs Kubernetes never passes without it.
+    /// started: a test that needs Kubernetes never passes without it. A test
+    /// asks [`off`] first; one that does not is told so here.
     pub async fn get() -> &'static TestEnv {
+        assert!(
+            mode() != Mode::Off,
+            "{MODE_ENV} is off but this test asks for a control plane: start it with \
+             `k8s::skip_if_off!();`"
+        );
         let first = ENV.get().is_none();
         // Starting runs blocking commands for a while; keep them off the
         // test's runtime. OnceLock makes concurrent tests wait for one start.
@@ -127,11 +219,11 @@ impl TestEnv {
         if let Some(path) = std::env::var_os(KUBECONFIG_ENV).filter(|p| !p.is_empty()) {
             return TestEnv::from_kubeconfig(PathBuf::from(path), bin_dir, None);
         }
-        if env_flag(REQUIRE_ENV) {
+        if mode() == Mode::Require {
             return Err(format!(
-                "{REQUIRE_ENV}=1 but {KUBECONFIG_ENV} is not set: start a control plane with \
+                "{MODE_ENV}=require (or {REQUIRE_ENV}=1) but {KUBECONFIG_ENV} is not set: start a control plane with \
                  `scripts/testenv.sh build && scripts/testenv.sh up` and export \
-                 {KUBECONFIG_ENV}=<the path it prints>"
+                 {KUBECONFIG_ENV}=<the path it prints>, or set {MODE_ENV}=auto"
             ));
         }
         TestEnv::start_own(bin_dir)
