@@ -622,7 +622,6 @@ mod tests {
         .unwrap();
         let mut facts = JobFacts {
             uid: "u".into(),
-            labelled: true,
             annotations: super::super::cache::MATCHED_ANNOTATIONS
                 .iter()
                 .map(|k| (*k, None))
