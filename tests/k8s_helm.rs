@@ -272,6 +272,30 @@ async fn template_with_network_policy_and_service_monitor() {
     // SQLite: no database port is opened.
     assert!(!egress_ports.contains(&&json!(5432)));
 
+    // With a client CA: mounted, and the webhook port requires it.
+    let docs_ca = helm
+        .template(
+            "rel",
+            "ops",
+            &["--set", "webhook.clientCA.secretName=apiserver-webhook-ca"],
+        )
+        .await;
+    let c = &one(&docs_ca, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        c["args"].as_array().unwrap().contains(&json!(
+            "--webhook-client-ca=/etc/mlflow-webhook-client-ca/ca.crt"
+        )),
+        "{c}"
+    );
+    let vols = &one(&docs_ca, "Deployment")["spec"]["template"]["spec"]["volumes"];
+    assert!(
+        vols.as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "apiserver-webhook-ca"),
+        "{vols}"
+    );
+
     let sm = one(&docs, "ServiceMonitor");
     let ep = &sm["spec"]["endpoints"][0];
     assert_eq!(ep["scheme"], "https");

@@ -29,7 +29,7 @@ use crate::k8s::{
 };
 use crate::model::{BindingFilter, SecretState};
 use crate::store::audit::{AuditAction, AuditRecord};
-use crate::store::{SecretsStore, StoreError};
+use crate::store::{SecretsStore, StoreError, incident};
 
 /// Metric `result` label values.
 pub const RESULT_INJECTED: &str = "injected";
@@ -510,7 +510,10 @@ fn no_bindings(ns: &str, rtype: &str, rid: &str) -> Deny {
     ))
 }
 
-/// A store error as a deny reason. Store messages carry no values.
+/// A store error as a deny reason. Store messages carry no values; an
+/// outage's (which may carry database or driver text, and reaches every
+/// pod creator through the Job's events) is logged under an incident id,
+/// and the reason carries only the id.
 fn store_deny(e: &StoreError) -> Deny {
     match e {
         StoreError::RateLimited { .. } => Deny::policy(e.to_string()),
@@ -521,26 +524,10 @@ fn store_deny(e: &StoreError) -> Deny {
             Deny::error(format!("cannot decrypt: {e}"))
         }
         StoreError::Unavailable(_) | StoreError::Database(_) | StoreError::Schema(_) => {
-            Deny::error(format!(
-                "secrets store is unavailable (incident {}: the operator's log has the details)",
-                incident(e)
-            ))
+            Deny::error(incident::record("secrets store is unavailable", e))
         }
-        _ => Deny::error(format!(
-            "secrets store failed (incident {}: the operator's log has the details)",
-            incident(e)
-        )),
+        _ => Deny::error(incident::record("secrets store failed", e)),
     }
-}
-
-/// Log `e` under a fresh incident id and return the id. A database
-/// driver's text can name tables, hosts or users; it goes to the operator's
-/// log, and the deny reason (which reaches every pod creator through the
-/// Job's events) carries only the id to look it up by.
-fn incident(e: &StoreError) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    tracing::error!(incident = %id, error = %e, "secrets store error during an admission");
-    id
 }
 
 /// A kube error in one line, without echoing a request body.
@@ -635,7 +622,6 @@ mod tests {
         .unwrap();
         let mut facts = JobFacts {
             uid: "u".into(),
-            labelled: true,
             annotations: super::super::cache::MATCHED_ANNOTATIONS
                 .iter()
                 .map(|k| (*k, None))

@@ -27,11 +27,11 @@ use crate::k8s::{
 };
 
 /// The pod-template fields of a Job that a pod claiming it must match.
+/// Only Jobs whose template carries `secrets.mlflow.org/inject: "true"`
+/// have facts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobFacts {
     pub uid: String,
-    /// The template's `secrets.mlflow.org/inject` label is `"true"`.
-    pub labelled: bool,
     /// The template's injection annotations (resource id and type, mode,
     /// bindings, containers), as written.
     pub annotations: Vec<(&'static str, Option<String>)>,
@@ -58,10 +58,12 @@ impl JobFacts {
             .and_then(|m| m.labels.as_ref())
             .and_then(|l| l.get(LABEL_INJECT))
             .is_some_and(|v| v == "true");
+        if !labelled {
+            return None;
+        }
         let ann = meta.and_then(|m| m.annotations.as_ref());
         Some(Self {
             uid: job.meta().uid.clone()?,
-            labelled,
             annotations: MATCHED_ANNOTATIONS
                 .iter()
                 .map(|k| (*k, ann.and_then(|a| a.get(*k)).cloned()))
@@ -73,7 +75,6 @@ impl JobFacts {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "default".into()),
         })
-        .filter(|f| f.labelled)
     }
 }
 

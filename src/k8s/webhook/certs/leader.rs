@@ -234,3 +234,33 @@ async fn ensure_configuration(
     tracing::info!(name = %cfg.webhook_config_name, "updated the webhook caBundle");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registered_selector_always_requires_the_opt_in_label() {
+        let mut cfg = CertConfig::new("ops", "");
+        let sel = namespace_selector(&cfg);
+        assert_eq!(
+            sel.match_labels.unwrap()[LABEL_NAMESPACE_INJECTION],
+            NAMESPACE_INJECTION_ENABLED
+        );
+        assert_eq!(
+            sel.match_expressions.unwrap()[0].values,
+            Some(vec!["ops".to_string()])
+        );
+        // A custom selector narrows; it cannot drop the opt-in label.
+        cfg.namespace_selector = Some(LabelSelector {
+            match_labels: Some([("team".to_string(), "a".to_string())].into()),
+            match_expressions: None,
+        });
+        let labels = namespace_selector(&cfg).match_labels.unwrap();
+        assert_eq!(labels["team"], "a");
+        assert_eq!(
+            labels[LABEL_NAMESPACE_INJECTION],
+            NAMESPACE_INJECTION_ENABLED
+        );
+    }
+}
