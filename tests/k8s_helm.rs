@@ -579,8 +579,10 @@ async fn helm_install_creates_the_chart_objects() {
         .await;
     }
     for file in [
+        "namespace.yaml",
         "mlflowsecret.yaml",
         "mlflowsecretbinding.yaml",
+        "azure-credential.yaml",
         "scorer-job.yaml",
     ] {
         let mut last = String::new();

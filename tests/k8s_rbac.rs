@@ -4,7 +4,9 @@
 //! Role and bindings that `helm template` renders, and still imports,
 //! binds, leads and injects. A permission the chart forgot makes this test
 //! fail; `kubectl auth can-i` checks that it was not given more than the
-//! job needs.
+//! job needs. Twice: cluster-wide (the ClusterRole), and namespaced
+//! (`rbac.namespaces`, `--watch-namespaces`: a Role per namespace, and no
+//! Secret of any other namespace within reach).
 
 mod common;
 mod k8s;
@@ -71,12 +73,38 @@ async fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> (bool, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_runs_on_the_charts_rbac_alone() {
+    runs_on_the_rendered_rbac(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaced_mode_runs_on_roles_alone_and_reaches_no_other_namespace() {
+    runs_on_the_rendered_rbac(true).await;
+}
+
+/// `kubectl auth can-i VERB RESOURCE [-n NS | -A] --as SA`: "yes" or "no".
+async fn can_i(env: &TestEnv, sa: &str, verb: &str, resource: &str, ns: Option<&str>) -> String {
+    let mut args = vec!["auth", "can-i", verb, resource, "--as", sa];
+    match ns {
+        Some(ns) => args.extend(["-n", ns]),
+        None => args.push("--all-namespaces"),
+    }
+    let (_, answer) = kubectl(env, &args, None).await;
+    answer
+        .lines()
+        .next()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn runs_on_the_rendered_rbac(namespaced: bool) {
     sqlx::any::install_default_drivers();
     let env = TestEnv::get().await;
     install_crds(env).await;
     let client = env.client().await;
     let op_ns = env.namespace("rbac-op").await;
     let ns = env.namespace("rbac-work").await;
+    let elsewhere = env.namespace("rbac-elsewhere").await;
     let release = unique_name("rbac");
     let fullname = format!("{release}-mlflow-secrets");
     let _cleanup = ClusterScoped {
@@ -94,6 +122,14 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
         .args(["--namespace", op_ns.name()])
         .args(["--show-only", "templates/serviceaccount.yaml"])
         .args(["--show-only", "templates/rbac.yaml"])
+        .args(if namespaced {
+            vec![
+                "--set".to_string(),
+                format!("rbac.namespaces[0]={}", ns.name()),
+            ]
+        } else {
+            vec![]
+        })
         .env("HELM_CACHE_HOME", helm_home.path().join("cache"))
         .env("HELM_CONFIG_HOME", helm_home.path().join("config"))
         .env("HELM_DATA_HOME", helm_home.path().join("data"))
@@ -140,26 +176,49 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
     std::fs::write(&kubeconfig, impersonating.to_string()).unwrap();
 
     // Not more than the job needs.
-    for (verb, resource, ns_arg) in [
-        ("delete", "secrets", ns.name()),
-        ("list", "pods", ns.name()),
-        ("get", "jobs", ns.name()),
-        ("create", "mutatingwebhookconfigurations", ns.name()),
-        ("delete", "mlflowsecrets.secrets.mlflow.org", ns.name()),
-        ("create", "leases.coordination.k8s.io", ns.name()),
-    ] {
-        let (_, answer) = kubectl(
-            env,
-            &[
-                "auth", "can-i", verb, resource, "-n", ns_arg, "--as", &sa_user,
-            ],
-            None,
-        )
-        .await;
+    let mut refused = vec![
+        ("list", "pods", Some(ns.name())),
+        ("get", "jobs", Some(ns.name())),
+        ("create", "mutatingwebhookconfigurations", Some(ns.name())),
+        (
+            "delete",
+            "mlflowsecrets.secrets.mlflow.org",
+            Some(ns.name()),
+        ),
+        ("create", "leases.coordination.k8s.io", Some(ns.name())),
+        ("delete", "configmaps", Some(ns.name())),
+    ];
+    if namespaced {
+        // Nothing of another namespace, nor any cluster-wide listing.
+        for verb in [
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ] {
+            refused.push((verb, "secrets", Some(elsewhere.name())));
+            refused.push((verb, "secrets", Some("kube-system")));
+        }
+        refused.push(("list", "secrets", None));
+        refused.push(("list", "mlflowsecrets.secrets.mlflow.org", None));
+        refused.push((
+            "get",
+            "mlflowsecrets.secrets.mlflow.org",
+            Some(elsewhere.name()),
+        ));
+        refused.push(("delete", "secrets", Some(op_ns.name())));
+    }
+    for (verb, resource, in_ns) in refused {
         assert_eq!(
-            answer.lines().next().map(str::trim).unwrap_or_default(),
+            can_i(env, &sa_user, verb, resource, in_ns).await,
             "no",
-            "the ServiceAccount may {verb} {resource}"
+            "the ServiceAccount may {verb} {resource} in {in_ns:?}"
+        );
+    }
+    // What the revocation sweep needs in the workload namespace.
+    for verb in ["list", "patch", "delete"] {
+        assert_eq!(
+            can_i(env, &sa_user, verb, "secrets", Some(ns.name())).await,
+            "yes",
+            "the ServiceAccount may not {verb} secrets in {}",
+            ns.name()
         );
     }
 
@@ -176,6 +235,9 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
     setup.webhook_config = fullname.clone();
     setup.lease_name = Some(format!("{fullname}-operator"));
     setup.kubeconfig = Some(kubeconfig);
+    if namespaced {
+        setup.extra_args = vec!["--watch-namespaces".into(), ns.name().to_string()];
+    }
     setup.select(env, &ns).await;
     let op = setup.start(env, "rbac-replica").await;
     op.wait_ready(READY).await;
@@ -183,7 +245,7 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
     // Import, bind, inject.
     let src: Secret = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": "key-src" },
+        "metadata": { "name": "key-src", "annotations": { "secrets.mlflow.org/importable": "true" } },
         "stringData": { "k": "sk-rbac-canary-0001" }
     }))
     .unwrap();
@@ -282,5 +344,6 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
         .delete("scorer", &DeleteParams::background())
         .await;
     ns.cleanup().await;
+    elsewhere.cleanup().await;
     op_ns.cleanup().await;
 }

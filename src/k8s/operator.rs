@@ -31,6 +31,7 @@ use super::admin::{self, Health};
 use super::controller;
 use super::lease::{LeaderElector, LeaseTimings};
 use super::metrics::OperatorMetrics;
+use super::scope::WatchScope;
 use super::webhook::{self, certs};
 use crate::keystore::{Keystore, KeystoreConfig, KeystoreHandle};
 use crate::store::sql::Dialect;
@@ -68,6 +69,9 @@ pub struct OperatorConfig {
     pub namespace_decrypts_per_minute: u32,
     pub webhook_deadline: Duration,
     pub migrate: bool,
+    /// `--watch-namespaces`: the namespaces the controllers (and the
+    /// revocation sweep) watch and write in; cluster-wide by default.
+    pub watch_scope: WatchScope,
 }
 
 /// Errors that stop the operator before it serves.
@@ -199,7 +203,7 @@ pub async fn run(
         web_certs.clone(),
         stopped(),
     ));
-    tracing::info!(listen = %cfg.webhook_listen, "webhook and probes serving over TLS");
+    tracing::info!(listen = %cfg.webhook_listen, scope = %cfg.watch_scope, "webhook and probes serving over TLS");
 
     // Campaign for the Lease only once the keys are loaded: a replica with
     // a wrong passphrase must not hold leadership it cannot use.
@@ -231,6 +235,7 @@ pub async fn run(
                     cert_cfg: cert_cfg.clone(),
                     identity: cfg.identity.clone(),
                     selector: cfg.selector.clone(),
+                    scope: cfg.watch_scope.clone(),
                 },
             ));
             elector.run(leading_tx, stopped()).await;
@@ -293,6 +298,7 @@ struct LeaderParts {
     cert_cfg: certs::CertConfig,
     identity: String,
     selector: Option<String>,
+    scope: WatchScope,
 }
 
 /// Run the controllers and the certificate writer while `leading` is true;
@@ -307,6 +313,7 @@ async fn leader_work(mut leading: watch::Receiver<bool>, parts: LeaderParts) {
         cert_cfg,
         identity,
         selector,
+        scope,
     } = parts;
     loop {
         if leading.wait_for(|l| *l).await.is_err() {
@@ -325,6 +332,7 @@ async fn leader_work(mut leading: watch::Receiver<bool>, parts: LeaderParts) {
         if let Some(sel) = &selector {
             ctx = ctx.with_label_selector(sel.clone());
         }
+        ctx = ctx.with_scope(scope.clone());
         let ctx = Arc::new(ctx);
         let controllers = tokio::spawn(controller::run(ctx, health.controllers_synced.clone()));
         let certs = tokio::spawn(certs::leader_loop(

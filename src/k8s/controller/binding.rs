@@ -16,6 +16,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::error::{Error, Result};
+use super::scrub;
 use super::status::{self, READY, Verdict};
 use super::{
     BINDING_FINALIZER, Context, RESYNC_READY, RESYNC_WAITING, actor, created_by_object, namespace,
@@ -239,7 +240,20 @@ async fn decide(obj: &MlflowSecretBinding, ns: &str, ctx: &Context) -> Result<Ou
         "{} for {}/{}",
         obj.spec.binding_name, obj.spec.resource_type, obj.spec.resource_id
     );
+    let want_field = obj.spec.field.as_deref();
+    let want_sas = &obj.spec.service_account_names;
+    // Until the store has the columns value_field and service_accounts
+    // (branch store-rules), a binding that needs them is refused rather than
+    // bound more widely than it asks.
+    if want_field.is_some() || !same_set(want_sas, &[]) {
+        return Ok(not_ready(
+            INVALID_SPEC,
+            "spec.field and spec.serviceAccountNames need the store columns value_field and service_accounts".into(),
+            Some(RESYNC_READY),
+        ));
+    }
     if let Some(b) = existing(obj, ns, ctx).await? {
+        let _ = b.created_by.as_deref();
         if b.secret_id != secret_id {
             return Ok(not_ready(
                 CONFLICT,
@@ -281,10 +295,32 @@ async fn decide(obj: &MlflowSecretBinding, ns: &str, ctx: &Context) -> Result<Ou
     })
 }
 
+/// The same ServiceAccounts, in any order.
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let mut a: Vec<&String> = a.iter().collect();
+    let mut b: Vec<&String> = b.iter().collect();
+    a.sort();
+    b.sort();
+    a == b
+}
+
 /// Finalizer cleanup: unbind, if this object made the binding.
+///
+/// Then the value leaves every per-Job Secret that holds it under this
+/// name (DESIGN §8, "Revocation reaches every copy"). A failed sweep fails
+/// the cleanup, which is retried: the binding is gone by then, so the retry
+/// finds nothing to unbind and sweeps again.
 async fn cleanup(obj: &MlflowSecretBinding, ctx: &Context) -> Result<Action> {
     let ns = namespace(obj)?;
+    let trigger = format!(
+        "unbind of {} for {}/{} ({})",
+        obj.spec.binding_name,
+        obj.spec.resource_type,
+        obj.spec.resource_id,
+        who(obj, &ns)
+    );
     let Some(b) = existing(obj, &ns, ctx).await? else {
+        scrub::sweep(ctx, Some(&ns), &trigger).await?;
         return Ok(Action::await_change());
     };
     if !created_by_object(b.created_by.as_deref(), TAG, &uid(obj)) {
@@ -294,6 +330,7 @@ async fn cleanup(obj: &MlflowSecretBinding, ctx: &Context) -> Result<Action> {
         Ok(()) | Err(StoreError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
+    scrub::sweep(ctx, Some(&ns), &trigger).await?;
     ctx.event(
         obj,
         EventType::Normal,

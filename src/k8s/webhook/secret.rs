@@ -45,7 +45,9 @@ pub fn secret_ids_annotation(ids: &BTreeMap<String, String>) -> String {
 /// (someone edited the Secret); the caller decides what to do with it.
 pub fn parse_secret_ids(annotation: &str) -> Result<BTreeMap<String, String>, String> {
     serde_json::from_str(annotation).map_err(|e| {
-        format!("annotation {ANNOTATION_SECRET_IDS} is not a JSON object of data key to secret id: {e}")
+        format!(
+            "annotation {ANNOTATION_SECRET_IDS} is not a JSON object of data key to secret id: {e}"
+        )
     })
 }
 
