@@ -54,6 +54,10 @@ pub struct Secret {
     pub last_updated_at: i64,
     pub revoked_by: Option<String>,
     pub revoked_at: Option<i64>,
+    /// The LLM provider of a credential (`openai`, `anthropic`, `azure`,
+    /// ...), as in MLflow's gateway secrets. Metadata only.
+    #[serde(default)]
+    pub provider: Option<String>,
 }
 
 /// A binding of a secret to a resource under an environment-variable name.
@@ -68,6 +72,36 @@ pub struct SecretBinding {
     pub binding_name: String,
     pub created_by: Option<String>,
     pub created_at: i64,
+    /// For a secret whose value is an object: the one field this binding
+    /// injects (DESIGN §6). `None` injects the whole value.
+    #[serde(default)]
+    pub value_field: Option<String>,
+    /// Kubernetes ServiceAccounts allowed to receive this binding (DESIGN
+    /// §8). Empty: any pod of the resource.
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
+}
+
+/// What `create_secret_with` needs besides the value and the actor.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSecret<'a> {
+    pub workspace: &'a str,
+    pub secret_name: &'a str,
+    pub is_shared: bool,
+    pub provider: Option<&'a str>,
+}
+
+/// What `bind_secret_with` needs besides the actor.
+#[derive(Debug, Clone, Copy)]
+pub struct NewBinding<'a> {
+    pub secret_id: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: &'a str,
+    pub binding_name: &'a str,
+    /// See [`SecretBinding::value_field`].
+    pub value_field: Option<&'a str>,
+    /// See [`SecretBinding::service_accounts`].
+    pub service_accounts: &'a [String],
 }
 
 /// One page of a listing. `next_page_token` is opaque to callers.

@@ -44,6 +44,17 @@ pub enum ValueError {
     BadPlaintext,
 }
 
+/// Why [`SecretValue::field`] found no field. Names keys only.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FieldError {
+    #[error(
+        "value_field '{field}' needs a value that is an object, but the value is a single string"
+    )]
+    NotAnObject { field: String },
+    #[error("the value has no field '{field}' (its fields: {keys})")]
+    Missing { field: String, keys: String },
+}
+
 impl SecretValue {
     /// A string value. Refuses an empty string.
     pub fn from_string(s: String) -> Result<Self, ValueError> {
@@ -168,17 +179,44 @@ impl SecretValue {
         Ok(Self::Object(map))
     }
 
-    /// The display form stored in `masked_value`.
+    /// The display form stored in `masked_value`. An object shares one
+    /// budget of [`MAX_REVEALED_CHARS`] across all its fields (DESIGN §4):
+    /// fields take from it in key order, and once it is spent the rest
+    /// show `***`. Keys are shown.
     pub fn mask(&self) -> String {
         let out = match self {
-            Self::String(s) => mask_str(s.expose_secret()),
-            Self::Object(m) => m
-                .iter()
-                .map(|(k, v)| format!("{k}: {}", mask_str(v.expose_secret())))
-                .collect::<Vec<_>>()
-                .join(", "),
+            Self::String(s) => mask_within(s.expose_secret(), MAX_REVEALED_CHARS).0,
+            Self::Object(m) => {
+                let mut budget = MAX_REVEALED_CHARS;
+                m.iter()
+                    .map(|(k, v)| {
+                        let (masked, used) = mask_within(v.expose_secret(), budget);
+                        budget -= used;
+                        format!("{k}: {masked}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         };
         truncate_chars(out, MAX_MASK_CHARS)
+    }
+
+    /// The one field `key` of an object value, as a string value (a field
+    /// binding, DESIGN §6). The error names the field and the keys that
+    /// exist (keys may be shown, values never).
+    pub fn field(self, key: &str) -> Result<Self, FieldError> {
+        match self {
+            Self::String(_) => Err(FieldError::NotAnObject {
+                field: key.to_string(),
+            }),
+            Self::Object(mut m) => match m.remove(key) {
+                Some(v) => Ok(Self::String(v)),
+                None => Err(FieldError::Missing {
+                    field: key.to_string(),
+                    keys: m.keys().cloned().collect::<Vec<_>>().join(", "),
+                }),
+            },
+        }
     }
 
     /// True for a single string value.
@@ -209,18 +247,24 @@ const MAX_REVEALED_CHARS: usize = 8;
 /// than a quarter of the value (DESIGN §4). `sk-proj-abcdefghijklmnopqrstuv1234`
 /// becomes `sk-p...1234`.
 pub fn mask_str(value: &str) -> String {
+    mask_within(value, MAX_REVEALED_CHARS).0
+}
+
+/// [`mask_str`] revealing at most `budget` characters; returns the mask
+/// and how many characters it reveals.
+fn mask_within(value: &str, budget: usize) -> (String, usize) {
     let chars: Vec<char> = value.chars().collect();
     let n = chars.len();
-    if n < MIN_MASKABLE_CHARS {
-        return "***".to_string();
+    let reveal = (n / 4).min(MAX_REVEALED_CHARS).min(budget);
+    if n < MIN_MASKABLE_CHARS || reveal == 0 {
+        return ("***".to_string(), 0);
     }
-    let reveal = (n / 4).min(MAX_REVEALED_CHARS);
     let head = reveal.div_ceil(2);
     let tail = reveal - head;
     let mut out: String = chars[..head].iter().collect();
     out.push_str("...");
     out.extend(&chars[n - tail..]);
-    out
+    (out, reveal)
 }
 
 fn truncate_chars(s: String, max: usize) -> String {
@@ -315,6 +359,47 @@ mod tests {
         let v = SecretValue::from_json_text(r#"{"api_key":"sk-live-999"}"#).unwrap();
         let d = format!("{v:?}");
         assert!(d.contains("api_key") && !d.contains("sk-live-999"), "{d}");
+    }
+
+    /// DESIGN §4: the 8-character budget is for the whole object. Ten
+    /// fields of 32 distinct characters each would reveal 80 if every field
+    /// were masked on its own.
+    #[test]
+    fn object_mask_reveals_at_most_eight_characters_in_total() {
+        let fields: BTreeMap<String, SecretString> = (0..10u8)
+            .map(|i| {
+                let v: String = (0..32u8)
+                    .map(|j| char::from(b'A' + (i * 7 + j) % 26))
+                    .collect();
+                (format!("field_{i}"), SecretString::from(v))
+            })
+            .collect();
+        let values: Vec<String> = fields
+            .values()
+            .map(|v| v.expose_secret().to_string())
+            .collect();
+        let mask = SecretValue::Object(fields).mask();
+        let revealed: usize = mask
+            .split(", ")
+            .map(|part| {
+                let shown = part.split_once(": ").expect("key: mask").1;
+                shown.chars().filter(|c| *c != '.' && *c != '*').count()
+            })
+            .sum();
+        assert!(
+            revealed <= MAX_REVEALED_CHARS,
+            "{revealed} revealed: {mask}"
+        );
+        assert!(
+            revealed > 0,
+            "the first field still helps recognise it: {mask}"
+        );
+        for v in &values {
+            assert!(
+                !mask.contains(&v[..9]),
+                "nine characters of a value shown: {mask}"
+            );
+        }
     }
 
     #[test]

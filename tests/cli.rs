@@ -394,7 +394,9 @@ fn exit_codes() {
     env.run(&["list", "--state", "DELETED"]).fails(2);
 
     // Metadata commands need no keystore; anything that decrypts does, and
-    // says in one line how to make one.
+    // says in one line how to make one. (Neither creates the database:
+    // `migrate` does.)
+    env.run(&["migrate", "-q"]).ok();
     env.run(&["list"]).ok();
     let r = env.run(&["verify"]).fails(1);
     assert!(r.error_line().contains("kek generate"), "{}", r.stderr);
@@ -663,8 +665,427 @@ fn passphrase_from_a_flag_must_also_be_in_the_configured_source() {
     let r = env.run(&["verify"]).fails(1);
     assert!(r.error_line().contains("no passphrase for KEK version 1"));
     std::fs::write(&env.pass, pass).unwrap();
+    env.run(&["migrate", "-q"]).ok();
     env.run(&["verify"]).ok();
     // A second generate refuses to overwrite the keystore.
     let r = env.run(&["kek", "generate"]).fails(1);
     assert!(r.error_line().contains("kek rotate"), "{}", r.stderr);
+}
+
+/// The binary in `cwd` with none of the caller's configuration (no store,
+/// keystore or passphrase from the environment): what a newcomer runs.
+fn bare_cmd(cwd: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(cwd).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MLFLOW_SECRETS_") || k == "XDG_DATA_HOME" || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn output(mut c: Command) -> Run {
+    let out = c.stdin(Stdio::null()).output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        what: format!("{c:?}"),
+    }
+}
+
+#[test]
+fn provider_field_and_service_account_flags() {
+    let env = Env::with_pass_file("field binding passphrase");
+    env.run(&["kek", "generate", "-q"]).ok();
+    let key = "azure-KEY-0123456789abcdef";
+    env.forbid(key);
+    let jf = env._tmp.path().join("azure.json");
+    std::fs::write(
+        &jf,
+        format!(r#"{{"api_key":"{key}","api_base":"https://x.openai.azure.com"}}"#),
+    )
+    .unwrap();
+    let s = env
+        .run(&[
+            "create",
+            "azure",
+            "--shared",
+            "--provider",
+            "azure",
+            "--json-file",
+            jf.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(s["provider"], "azure");
+    let b = env
+        .run(&[
+            "bind",
+            "azure",
+            "--resource-id",
+            "job-1",
+            "--name",
+            "AZURE_API_KEY",
+            "--field",
+            "api_key",
+            "--service-account",
+            "scorer",
+            "--service-account",
+            "eval",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(b["value_field"], "api_key");
+    assert_eq!(b["service_accounts"], serde_json::json!(["scorer", "eval"]));
+    let table = env.run(&["list-bindings"]).ok();
+    assert!(table.stdout.contains("azure[api_key]"), "{}", table.stdout);
+    // A field the value does not have is refused, naming it (keys only).
+    let r = env
+        .run(&[
+            "bind",
+            "azure",
+            "--resource-id",
+            "job-1",
+            "--name",
+            "AZURE_ORG",
+            "--field",
+            "org",
+        ])
+        .fails(1);
+    assert!(
+        r.error_line().contains("'org'") && r.error_line().contains("api_base"),
+        "{}",
+        r.stderr
+    );
+    let r = env
+        .run(&[
+            "bind",
+            "azure",
+            "--resource-id",
+            "job-1",
+            "--name",
+            "X_KEY",
+            "--service-account",
+            "Not_DNS",
+        ])
+        .fails(1);
+    assert!(r.error_line().contains("DNS-1123"), "{}", r.stderr);
+    rt().block_on(async {
+        let bound = env
+            .store()
+            .await
+            .get_all_bound_values("default", "SCORER_JOB", "job-1", "test")
+            .await
+            .unwrap();
+        assert_eq!(string_of(&bound["AZURE_API_KEY"].value), key);
+    });
+}
+
+#[test]
+fn reserved_binding_names_are_refused_by_the_cli() {
+    let env = Env::with_pass_file("reserved names passphrase");
+    env.run(&["kek", "generate", "-q"]).ok();
+    env.run(&[
+        "create",
+        "u",
+        "--shared",
+        "--value",
+        "https://attacker.example/v1",
+    ])
+    .ok();
+    for name in [
+        "LD_PRELOAD",
+        "PYTHONPATH",
+        "https_proxy",
+        "PATH",
+        "MLFLOW_SECRETS_STORE_URI",
+    ] {
+        let r = env
+            .run(&["bind", "u", "--resource-id", "job-1", "--name", name])
+            .fails(1);
+        assert!(
+            r.error_line().contains("reserved") && r.error_line().contains(name),
+            "{}",
+            r.stderr
+        );
+    }
+    let b = env.run(&["list-bindings", "-o", "json"]).ok().json();
+    assert!(b["bindings"].as_array().unwrap().is_empty(), "{b}");
+}
+
+#[test]
+fn revoke_shreds_and_verify_counts_it_apart() {
+    let env = Env::with_pass_file("revoke shred passphrase");
+    env.run(&["kek", "generate", "-q"]).ok();
+    let leaked = "sk-LEAKED-0123456789abcdef";
+    env.forbid(leaked);
+    env.run_stdin(&["create", "leaked", "--value-stdin"], Some(leaked))
+        .ok();
+    env.run_stdin(
+        &["create", "kept", "--value-stdin"],
+        Some("sk-KEPT-0123456789abcdef"),
+    )
+    .ok();
+    let before = rt().block_on(async {
+        let store = env.store().await;
+        let s = store.get_secret_by_name("default", "leaked").await.unwrap();
+        store.get_secret_value(&s.secret_id, "test").await.unwrap();
+        s.secret_id
+    });
+    env.run(&["revoke", "leaked", "-q"]).ok();
+    let v = env.run(&["verify", "-o", "json"]).ok().json();
+    assert_eq!(
+        (v["total"].as_u64(), v["ok"].as_u64(), v["revoked"].as_u64()),
+        (Some(2), Some(1), Some(1)),
+        "{v}"
+    );
+    assert!(v["failed"].as_array().unwrap().is_empty());
+    let human = env.run(&["verify"]).ok();
+    assert!(human.stdout.contains("1 revoked"), "{}", human.stdout);
+    rt().block_on(async {
+        let store = env.store().await;
+        // Not even the store's own internal read can bring it back.
+        let e = store.get_secret_value(&before, "test").await.unwrap_err();
+        assert!(e.to_string().contains("revoked"), "{e}");
+    });
+}
+
+#[test]
+fn test_mode_is_refused_with_shared_stores() {
+    let env = Env::with_pass_file("test mode passphrase");
+    for uri in [
+        "postgres://secrets@db.example/secrets",
+        "mysql://secrets@db.example/secrets",
+        "https://secrets.example",
+        "http://127.0.0.1:5005",
+    ] {
+        let r = output({
+            let mut c = env.cmd(&["--store-uri", uri, "list"]);
+            c.env("MLFLOW_SECRETS_TEST_MODE", "1");
+            c
+        })
+        .fails(1);
+        assert!(
+            r.stderr.contains("test mode") && r.stderr.contains("refused"),
+            "{uri}: {}",
+            r.stderr
+        );
+    }
+    // A local SQLite file is what test mode is for; its rows are KEK v0.
+    let mut c = env.cmd(&["create", "t", "--value", "test-mode-value-0123"]);
+    c.env("MLFLOW_SECRETS_TEST_MODE", "1");
+    output(c).ok();
+    let mut c = env.cmd(&["verify", "-o", "json"]);
+    c.env("MLFLOW_SECRETS_TEST_MODE", "1");
+    let v = output(c).ok().json();
+    assert_eq!(v["by_kek_version"], serde_json::json!({"0": 1}), "{v}");
+}
+
+#[test]
+fn read_and_maintenance_commands_never_create_a_database() {
+    let env = Env::with_pass_file("no create passphrase");
+    env.run(&["kek", "generate", "-q"]).ok();
+    for args in [
+        vec!["verify"],
+        vec!["list"],
+        vec!["get", "x"],
+        vec!["audit", "verify"],
+        vec!["rewrap", "--all"],
+        vec!["list-bindings"],
+        vec!["kek", "retire", "--version", "1"],
+    ] {
+        let r = env.run(&args).fails(1);
+        assert!(
+            r.error_line().contains(env.db.to_str().unwrap())
+                && r.error_line().contains("does not exist"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(!env.db.exists(), "{args:?} created {}", env.db.display());
+    }
+    // `migrate` creates it, owner-only.
+    env.run(&["migrate", "-q"]).ok();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&env.db).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn kek_retire_needs_a_named_store_with_secrets() {
+    let env = Env::with_pass_file("retire guard passphrase");
+    env.run(&["kek", "generate", "-q"]).ok();
+    env.run(&["kek", "rotate", "-q"]).ok();
+    // No store named: refused, whatever the default would hold.
+    let mut c = env.cmd(&["kek", "retire", "--version", "1"]);
+    c.env_remove("MLFLOW_SECRETS_STORE_URI")
+        .current_dir(env._tmp.path());
+    let r = output(c).fails(1);
+    assert!(r.stderr.contains("named explicitly"), "{}", r.stderr);
+    assert!(!env._tmp.path().join("mlflow-secrets.db").exists());
+    // A named store with no secret at all: refused unless told it is fine.
+    env.run(&["migrate", "-q"]).ok();
+    let r = env.run(&["kek", "retire", "--version", "1"]).fails(1);
+    assert!(
+        r.error_line().contains("no secret") && r.error_line().contains("--empty-store-ok"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(kek_table(&env)[0].1, "decrypt_only");
+    env.run(&["kek", "retire", "--version", "1", "--empty-store-ok", "-q"])
+        .ok();
+    assert_eq!(kek_table(&env)[0].1, "retired");
+}
+
+#[test]
+fn audit_verify_head_flag() {
+    let env = Env::with_pass_file("audit head passphrase");
+    env.run(&["kek", "generate", "-q"]).ok();
+    env.run(&["create", "a", "--value", "audit-head-value-0123"])
+        .ok();
+    let entries = rt().block_on(async {
+        env.store()
+            .await
+            .list_audit(&Default::default())
+            .await
+            .unwrap()
+    });
+    let last = entries.last().unwrap();
+    let head = format!("{}:{}", last.seq, last.row_hash);
+    let r = env.run(&["audit", "verify", "--head", &head]).ok();
+    assert!(r.stdout.contains("exported head"), "{}", r.stdout);
+    let wrong = format!("{}:{}", last.seq, "0".repeat(64));
+    let r = env.run(&["audit", "verify", "--head", &wrong]).fails(1);
+    assert!(r.stdout.contains("rewritten"), "{}", r.stdout);
+    env.run(&["audit", "verify", "--head", "not-a-head"])
+        .fails(2);
+}
+
+#[test]
+fn a_group_or_world_writable_home_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join(".mlflow-secrets");
+    std::fs::create_dir(&home).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    for args in [vec!["list"], vec!["serve", "--listen", "127.0.0.1:0"]] {
+        let r = output(bare_cmd(tmp.path(), &args)).fails(1);
+        assert!(
+            r.stderr.contains("local home") && r.stderr.contains("writable"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert!(
+        !home.join("keystore").exists(),
+        "a refused home was written to"
+    );
+}
+
+/// DESIGN §5: a newcomer's `serve` creates `./.mlflow-secrets/`, and the CLI
+/// run in the same directory afterwards uses that home's database, keystore
+/// and passphrase, so it lists the secret created through the server.
+#[test]
+fn serve_then_the_cli_in_the_same_directory_see_one_store() {
+    if Path::new("/etc/mlflow/keystore/kek-v1.json").exists() {
+        eprintln!("skipping: a keystore at /etc/mlflow/keystore takes precedence over the home");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = bare_cmd(
+        tmp.path(),
+        &["serve", "--listen", &format!("127.0.0.1:{port}")],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let value = "sk-SERVED-0123456789abcdef";
+    let body = format!(r#"{{"secret_name":"served","value":"{value}","provider":"openai"}}"#);
+    let started = Instant::now();
+    let created = loop {
+        match http_post(port, "/api/2.0/mlflow/secrets/create", &body) {
+            Ok(r) => break r,
+            Err(_) if started.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("serve did not answer: {e}"),
+        }
+    };
+    assert!(created.contains("\"provider\":\"openai\""), "{created}");
+    let list = output(bare_cmd(tmp.path(), &["list", "-o", "json"])).ok();
+    let names: Vec<String> = list.json()["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["secret_name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["served"], "{}", list.stdout);
+    // And the CLI decrypts with the home's keystore and passphrase.
+    let v = output(bare_cmd(tmp.path(), &["verify", "-o", "json"]))
+        .ok()
+        .json();
+    assert_eq!(v["ok"], 1, "{v}");
+    assert!(
+        !tmp.path().join("mlflow-secrets.db").exists(),
+        "the CLI opened another store"
+    );
+    // The SQLite files of the running server are owner-only, -wal and -shm too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in [
+            "mlflow-secrets.db",
+            "mlflow-secrets.db-wal",
+            "mlflow-secrets.db-shm",
+        ] {
+            let p = tmp.path().join(".mlflow-secrets").join(f);
+            if let Ok(m) = std::fs::metadata(&p) {
+                assert_eq!(m.permissions().mode() & 0o777, 0o600, "{}", p.display());
+            }
+        }
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains(value));
+    // serve exports the audit head at start (DESIGN §2).
+    assert!(log.contains("audit head seq="), "{log}");
+}
+
+/// One POST over a plain socket; the body of a 200 answer.
+fn http_post(port: u16, path: &str, body: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    if !out.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(out));
+    }
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
 }

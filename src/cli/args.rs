@@ -50,15 +50,15 @@ pub struct Cli {
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Store: sqlite://PATH, postgres://..., mysql://..., or http(s)://HOST of a running server
+    /// [default: the local home ./.mlflow-secrets/ if there is one, else sqlite://mlflow-secrets.db]
     #[arg(
         long,
         global = true,
         env = STORE_URI_ENV,
         hide_env_values = true,
-        default_value = DEFAULT_STORE_URI,
         value_name = "URI"
     )]
-    pub store_uri: String,
+    pub store_uri: Option<String>,
     /// Workspace (the Kubernetes namespace) that names resolve in
     #[arg(long, global = true, env = WORKSPACE_ENV, hide_env_values = true, default_value = DEFAULT_WORKSPACE, value_name = "NAME")]
     pub workspace: String,
@@ -146,7 +146,8 @@ EXAMPLES:
     /// Bind a secret to a resource under an environment-variable name
     #[command(after_help = "\
 EXAMPLES:
-  mlflow-secrets bind openai-key --resource-type SCORER_JOB --resource-id job-42 --name OPENAI_API_KEY")]
+  mlflow-secrets bind openai-key --resource-type SCORER_JOB --resource-id job-42 --name OPENAI_API_KEY
+  mlflow-secrets bind azure --resource-id job-42 --name AZURE_API_KEY --field api_key --service-account scorer")]
     Bind(BindArgs),
     /// Remove a binding
     #[command(after_help = "\
@@ -242,6 +243,9 @@ pub struct CreateArgs {
     /// Allow any resource in the workspace to bind it (default: one resource)
     #[arg(long)]
     pub shared: bool,
+    /// The LLM provider of the credential (openai, anthropic, azure, ...)
+    #[arg(long, value_name = "P")]
+    pub provider: Option<String>,
     #[command(flatten)]
     pub value: ValueArgs,
 }
@@ -300,6 +304,12 @@ pub struct BindArgs {
     /// Binding name: the environment variable the value is injected as
     #[arg(long = "name", value_name = "BINDING")]
     pub binding_name: String,
+    /// Inject only this field of an object value (e.g. api_key of an Azure credential)
+    #[arg(long = "field", value_name = "KEY")]
+    pub field: Option<String>,
+    /// Only pods running as this Kubernetes ServiceAccount receive the binding (repeatable)
+    #[arg(long = "service-account", value_name = "SA")]
+    pub service_accounts: Vec<String>,
 }
 
 #[derive(Args)]
@@ -355,11 +365,15 @@ EXAMPLES:
     SetActive(VersionArgs),
     /// Retire a version no secret uses any more (it is no longer loaded)
     #[command(after_help = "\
-Refuses the active version, and any version a secret still uses.
+Refuses the active version, and any version a secret still uses. The store
+must be named (--store-uri or MLFLOW_SECRETS_STORE_URI), and a store with no
+secret at all is refused unless --empty-store-ok: a mistyped store must never
+retire a key that the real one still needs.
 
 EXAMPLES:
-  mlflow-secrets rewrap --kek-version 1 && mlflow-secrets kek retire --version 1")]
-    Retire(VersionArgs),
+  mlflow-secrets --store-uri postgres://secrets@db/secrets rewrap --kek-version 1
+  mlflow-secrets --store-uri postgres://secrets@db/secrets kek retire --version 1")]
+    Retire(RetireArgs),
 }
 
 #[derive(Args)]
@@ -381,6 +395,16 @@ pub struct KekNewArgs {
     /// Use a random 16-byte salt instead of the MLflow-compatible default
     #[arg(long)]
     pub random_salt: bool,
+}
+
+#[derive(Args)]
+pub struct RetireArgs {
+    /// KEK version
+    #[arg(long, value_name = "N")]
+    pub version: u32,
+    /// Retire even though the store holds no secret at all
+    #[arg(long)]
+    pub empty_store_ok: bool,
 }
 
 #[derive(Args)]
@@ -410,10 +434,25 @@ pub enum AuditCommand {
     /// Check the audit log's hash chain
     #[command(after_help = "\
 Exits 1 and names the first broken row when a row was edited or deleted.
+With --head, the chain must also still reach a head exported earlier (the
+`audit head seq=N hash=H` lines that serve and the operator log): that
+catches a chain rewritten and re-hashed by someone with database access.
 
 EXAMPLES:
-  mlflow-secrets audit verify")]
-    Verify,
+  mlflow-secrets audit verify
+  mlflow-secrets audit verify --head 12000:3f0c...e1")]
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Args)]
+pub struct AuditVerifyArgs {
+    /// An exported head, SEQ:HASH, that the chain must still reach unchanged
+    #[arg(long, value_name = "SEQ:HASH", value_parser = parse_head)]
+    pub head: Option<crate::store::audit::ExportedHead>,
+}
+
+fn parse_head(s: &str) -> Result<crate::store::audit::ExportedHead, String> {
+    s.parse()
 }
 
 #[derive(Args)]

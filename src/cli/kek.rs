@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
@@ -21,7 +21,7 @@ use crate::keystore::{
 };
 
 use super::Ctx;
-use super::args::{KekNewArgs, PassphraseArgs};
+use super::args::{KekNewArgs, PassphraseArgs, RetireArgs, STORE_URI_ENV};
 use super::output::{emit, emit_json, emit_table, fmt_time, table};
 
 fn read_passphrase(a: &PassphraseArgs, cfg: &KeystoreConfig, version: u32) -> Result<SecretString> {
@@ -228,9 +228,24 @@ pub(super) async fn set_active(ctx: &Ctx, version: u32) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn retire(ctx: &Ctx, version: u32) -> Result<ExitCode> {
+/// Retire a version. The row count that allows it must come from the real
+/// store: one named explicitly, that exists and holds secrets (security
+/// review finding 9: a default, freshly created database counted zero rows
+/// and let a key still in use be retired).
+pub(super) async fn retire(ctx: &Ctx, a: RetireArgs) -> Result<ExitCode> {
+    let version = a.version;
+    if !ctx.store_explicit {
+        bail!(
+            "kek retire needs the store named explicitly (--store-uri or {STORE_URI_ENV}): it counts the secrets still on KEK version {version} there, and a default store would count none"
+        );
+    }
     let cfg = ctx.keystore_config();
     let store = ctx.open_store_metadata().await?;
+    if store.count_secrets().await? == 0 && !a.empty_store_ok {
+        bail!(
+            "the store holds no secret at all, so it is probably not the one that uses this keystore: refusing to retire KEK version {version} (pass --empty-store-ok if the store really is empty)"
+        );
+    }
     let rows = store
         .kek_version_counts()
         .await?

@@ -13,6 +13,7 @@
 mod admin;
 mod alloc;
 pub mod args;
+mod home;
 mod input;
 mod kek;
 mod logging;
@@ -23,6 +24,8 @@ mod serve;
 mod token;
 
 use std::process::ExitCode;
+
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
@@ -60,7 +63,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let ctx = Ctx { g: global };
+    let creates_db = matches!(
+        command,
+        Command::Create(_) | Command::Migrate | Command::Serve(_) | Command::Operator(_)
+    );
+    let ctx = Ctx::new(global, creates_db)?;
     rt.block_on(dispatch(&ctx, command))
 }
 
@@ -87,13 +94,13 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Verify => admin::verify(ctx).await,
         Command::Rewrap(a) => admin::rewrap(ctx, a).await,
         Command::Migrate => admin::migrate(ctx).await,
-        Command::Audit(AuditCommand::Verify) => admin::audit_verify(ctx).await,
+        Command::Audit(AuditCommand::Verify(a)) => admin::audit_verify(ctx, a.head).await,
         Command::Kek(k) => match k {
             KekCommand::Generate(a) => kek::generate(ctx, a).await,
             KekCommand::Rotate(a) => kek::rotate(ctx, a).await,
             KekCommand::List => kek::list(ctx).await,
             KekCommand::SetActive(a) => kek::set_active(ctx, a.version).await,
-            KekCommand::Retire(a) => kek::retire(ctx, a.version).await,
+            KekCommand::Retire(a) => kek::retire(ctx, a).await,
         },
         Command::Completion(a) => admin::completion(a.shell),
         Command::Serve(a) => serve::serve(ctx, a).await,
@@ -107,9 +114,50 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
 /// keystore and the store built from them.
 pub(crate) struct Ctx {
     g: GlobalArgs,
+    /// The store in force: `--store-uri` / `MLFLOW_SECRETS_STORE_URI`, else
+    /// the local home's database or the default file (DESIGN §9).
+    store_uri: String,
+    /// True when the store was named (flag or environment), not defaulted.
+    store_explicit: bool,
+    /// The local home, when one exists (DESIGN §5).
+    home: Option<PathBuf>,
+    /// Whether this command may create a missing SQLite database: only
+    /// `create`, `migrate`, `serve` and `operator` (DESIGN §9).
+    creates_db: bool,
 }
 
 impl Ctx {
+    /// Resolve the store and the home, and refuse what no command may do:
+    /// test mode against a shared store, or a home another user could have
+    /// planted.
+    fn new(g: GlobalArgs, creates_db: bool) -> Result<Self> {
+        let home_dir = home::dir(None);
+        let home = home_dir.is_dir().then_some(home_dir);
+        let (store_uri, store_explicit) = match &g.store_uri {
+            Some(u) => (u.clone(), true),
+            None => (home::default_store_uri(home.as_deref()), false),
+        };
+        let ctx = Self {
+            g,
+            store_uri,
+            store_explicit,
+            home,
+            creates_db,
+        };
+        if let Some(h) = &ctx.home
+            && (home::is_home_db(h, &ctx.store_uri)
+                || ctx.keystore_config().dir == home::keystore_dir(h))
+        {
+            home::check(h)?;
+        }
+        if crate::keystore::test_mode_from_env()
+            && let Some(why) = crate::keystore::test_mode_refuses_store(&ctx.store_uri)
+        {
+            bail!("{why}");
+        }
+        Ok(ctx)
+    }
+
     fn json(&self) -> bool {
         self.g.output == OutputFormat::Json
     }
@@ -123,8 +171,17 @@ impl Ctx {
         &self.g.workspace
     }
 
+    /// The keystore: `--keystore` / `MLFLOW_SECRETS_KEYSTORE_PATH` (or
+    /// test mode) as configured; otherwise the default path if it holds
+    /// keys, else the local home's (as `serve` chooses).
     fn keystore_config(&self) -> KeystoreConfig {
-        KeystoreConfig::from_env(self.g.keystore.clone())
+        if self.g.keystore.is_some() || crate::keystore::test_mode_from_env() {
+            return KeystoreConfig::from_env(self.g.keystore.clone());
+        }
+        if let Some(cfg) = self.home.as_deref().and_then(home::keystore_config) {
+            return cfg;
+        }
+        KeystoreConfig::from_env(None)
     }
 
     /// Load and verify the keystore (PBKDF2 runs on a blocking thread).
@@ -147,7 +204,12 @@ impl Ctx {
     /// Connect to the store with an already loaded keystore, without
     /// touching the schema (for `migrate`).
     async fn connect(&self, ks: Keystore) -> Result<SqlStore> {
-        let store = SqlStore::connect(&self.g.store_uri, KeystoreHandle::new(ks)).await?;
+        let keys = KeystoreHandle::new(ks);
+        let store = if self.creates_db {
+            SqlStore::connect(&self.store_uri, keys).await?
+        } else {
+            SqlStore::connect_existing(&self.store_uri, keys).await?
+        };
         Ok(store)
     }
 
@@ -165,7 +227,7 @@ impl Ctx {
     /// here), otherwise the database, with the keystore only when
     /// `needs_keys`.
     async fn open_api(&self, needs_keys: bool) -> Result<Box<dyn SecretsStore>> {
-        let uri = self.g.store_uri.as_str();
+        let uri = self.store_uri.as_str();
         if is_server_uri(uri) {
             let token = read_token(self.g.token_file.as_deref())?;
             return Ok(Box::new(HttpStore::new(
@@ -200,7 +262,7 @@ impl Ctx {
     /// Refuse store URIs this build cannot open before doing any work. The
     /// URI itself is never echoed: it may carry a database password.
     fn check_store_uri(&self) -> Result<Dialect> {
-        let uri = self.g.store_uri.as_str();
+        let uri = self.store_uri.as_str();
         if is_server_uri(uri) {
             bail!(
                 "this command needs direct database access: use a sqlite://, postgres:// or mysql:// store URI, not a server"

@@ -10,6 +10,7 @@ use super::Ctx;
 use crate::k8s::WEBHOOK_CONFIGURATION_NAME;
 use crate::k8s::operator::{OperatorConfig, run as run_operator};
 use crate::k8s::scope::WatchScope;
+use crate::store::audit_export::{HeadCadence, log_head, spawn_head_export};
 
 /// Arguments of `mlflow-secrets operator`. Every flag can also come from
 /// the environment, which is how the Helm chart sets them.
@@ -106,8 +107,23 @@ pub(super) async fn run(ctx: &Ctx, a: OperatorArgs) -> Result<ExitCode> {
             hostname().context("cannot tell this replica's identity: set --identity or POD_NAME")?
         }
     };
+    // The audit head export (DESIGN §2) reads the head row through its own
+    // small pool: it needs no key, and it retries until the operator has
+    // migrated the schema.
+    let head_export = match crate::store::SqlStore::connect(
+        &ctx.store_uri,
+        crate::keystore::KeystoreHandle::new(crate::keystore::Keystore::metadata_only()),
+    )
+    .await
+    {
+        Ok(store) => Some(spawn_head_export(store, HeadCadence::default(), log_head)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the store to export the audit head");
+            None
+        }
+    };
     let cfg = OperatorConfig {
-        store_uri: ctx.g.store_uri.clone(),
+        store_uri: ctx.store_uri.clone(),
         keystore: ctx.keystore_config(),
         webhook_listen: a.webhook_listen,
         webhook_url: a.webhook_url,
@@ -125,7 +141,11 @@ pub(super) async fn run(ctx: &Ctx, a: OperatorArgs) -> Result<ExitCode> {
         migrate: a.migrate,
         watch_scope: a.watch_namespaces.unwrap_or_default(),
     };
-    run_operator(cfg, crate::server::shutdown_signal()).await?;
+    let result = run_operator(cfg, crate::server::shutdown_signal()).await;
+    if let Some(h) = head_export {
+        h.abort();
+    }
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -136,6 +136,7 @@ pub fn secret_detail(s: &Secret) -> Table {
         ("Shared:", yes_no(s.is_shared).into()),
         ("State:", s.state.to_string()),
         ("Masked value:", s.masked_value.clone()),
+        ("Provider:", or_dash(s.provider.as_deref()).into()),
         (
             "Created:",
             format!(
@@ -180,8 +181,20 @@ pub fn bindings_table(
         let mut row = vec![
             b.binding_id.clone(),
             b.binding_name.clone(),
-            secret_name(&b.secret_id),
-            format!("{}/{}", b.resource_type, b.resource_id),
+            match &b.value_field {
+                // A field binding injects one field: `azure[api_key]`.
+                Some(f) => format!("{}[{f}]", secret_name(&b.secret_id)),
+                None => secret_name(&b.secret_id),
+            },
+            match b.service_accounts.as_slice() {
+                [] => format!("{}/{}", b.resource_type, b.resource_id),
+                sas => format!(
+                    "{}/{} (sa: {})",
+                    b.resource_type,
+                    b.resource_id,
+                    sas.join(",")
+                ),
+            },
             fmt_age(b.created_at),
             or_dash(b.created_by.as_deref()).into(),
         ];

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use crate::model::{BindingFilter, Secret, SecretBinding, SecretFilter};
+use crate::model::{BindingFilter, NewBinding, NewSecret, Secret, SecretBinding, SecretFilter};
 use crate::store::SecretsStore;
 
 use super::args::{
@@ -40,9 +40,13 @@ pub(super) async fn create(ctx: &Ctx, a: CreateArgs) -> Result<ExitCode> {
     // types a value.
     let store = ctx.open_api(true).await?;
     let value = input::read_value(a.value, &a.name)?;
-    let s = store
-        .create_secret(ctx.workspace(), &a.name, &value, a.shared, &actor())
-        .await?;
+    let new = NewSecret {
+        workspace: ctx.workspace(),
+        secret_name: &a.name,
+        is_shared: a.shared,
+        provider: a.provider.as_deref(),
+    };
+    let s = store.create_secret_with(&new, &value, &actor()).await?;
     report_secret(ctx, &s, "Created")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -166,17 +170,19 @@ pub(super) async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
 }
 
 pub(super) async fn bind(ctx: &Ctx, a: BindArgs) -> Result<ExitCode> {
-    let store = ctx.open_api(false).await?;
+    // A field binding checks that the value has the field: that needs the
+    // keystore (on a database store; a server checks on its side).
+    let store = ctx.open_api(a.field.is_some()).await?;
     let s = resolve(&*store, ctx, &a.name).await?;
-    let b = store
-        .bind_secret(
-            &s.secret_id,
-            &a.resource_type,
-            &a.resource_id,
-            &a.binding_name,
-            &actor(),
-        )
-        .await?;
+    let new = NewBinding {
+        secret_id: &s.secret_id,
+        resource_type: &a.resource_type,
+        resource_id: &a.resource_id,
+        binding_name: &a.binding_name,
+        value_field: a.field.as_deref(),
+        service_accounts: &a.service_accounts,
+    };
+    let b = store.bind_secret_with(&new, &actor()).await?;
     if ctx.json() {
         emit_json(&b)?;
     } else if ctx.chatty() {

@@ -17,23 +17,19 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use secrecy::SecretString;
 
-use super::Ctx;
-use super::args::{DEFAULT_STORE_URI, STORE_URI_ENV};
+use super::{Ctx, home};
 use crate::keystore::{
-    self, DEFAULT_KEYSTORE_PATH, Keystore, KeystoreConfig, KeystoreHandle, NewKekOptions,
-    PASSPHRASE_FILE_ENV, PassphraseSource,
+    self, Keystore, KeystoreConfig, KeystoreHandle, NewKekOptions, PASSPHRASE_FILE_ENV,
 };
 use crate::server::config::{DEFAULT_LISTEN, DEFAULT_RATE_LIMIT_PER_MINUTE};
 use crate::server::keywatch::{self, KEYSTORE_RELOAD_CHECK};
 use crate::server::tls::CERT_RELOAD_CHECK;
 use crate::server::{ServeConfig, Server, TlsFiles, shutdown_signal};
+use crate::store::audit_export::{HeadCadence, log_head, spawn_head_export};
 use crate::store::sql::Dialect;
 use crate::store::{DecryptLimits, SqlStore};
 
-/// Environment variable naming the data directory.
-pub const DATA_DIR_ENV: &str = "MLFLOW_SECRETS_DATA_DIR";
-/// The SQLite file of the CLI's default store, in the working directory.
-const CLI_DEFAULT_DB: &str = "mlflow-secrets.db";
+pub use home::DATA_DIR_ENV;
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -98,19 +94,14 @@ pub(super) fn default_log_level() -> Option<String> {
 }
 
 fn data_dir(a: &ServeArgs) -> PathBuf {
-    if let Some(d) = &a.data_dir {
-        return d.clone();
-    }
-    match std::env::var_os("XDG_DATA_HOME") {
-        Some(x) if !x.is_empty() => PathBuf::from(x).join("mlflow-secrets"),
-        _ => PathBuf::from(".mlflow-secrets"),
-    }
+    home::dir(a.data_dir.as_deref())
 }
 
-/// Create the data directory, owner-only.
+/// Create the data directory, owner-only. An existing one must pass
+/// [`home::check`]: another user may have planted it.
 fn ensure_private_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
-        return Ok(());
+        return home::check(dir);
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     #[cfg(unix)]
@@ -152,30 +143,18 @@ fn write_random_passphrase(path: &Path) -> Result<SecretString> {
 /// keystore at the default path; otherwise the data directory's, created on
 /// first start.
 async fn resolve_keystore(ctx: &Ctx, dir: &Path) -> Result<KeystoreConfig> {
-    let configured = ctx.keystore_config();
-    if configured.test_mode || ctx.g.keystore.is_some() {
-        return Ok(configured);
+    if ctx.g.keystore.is_some() || keystore::test_mode_from_env() {
+        return Ok(ctx.keystore_config());
     }
-    let default_has_keys = keystore::list_versions(Path::new(DEFAULT_KEYSTORE_PATH))
-        .map(|v| !v.is_empty())
-        .unwrap_or(false);
-    if default_has_keys {
-        return Ok(configured);
-    }
-    let ks_dir = dir.join("keystore");
+    // The same choice as the CLI's (`home::keystore_config`), so that the
+    // CLI run here later opens this keystore.
+    let Some(cfg) = home::keystore_config(dir) else {
+        return Ok(KeystoreConfig::from_env(None));
+    };
+    let ks_dir = cfg.dir.clone();
     let pass_from_env = std::env::var_os(PASSPHRASE_FILE_ENV).is_some();
-    let passphrase = if pass_from_env {
-        PassphraseSource::from_env()
-    } else {
-        PassphraseSource::new(dir.join("kek-passphrase"))
-    };
-    let cfg = KeystoreConfig {
-        dir: ks_dir.clone(),
-        passphrase,
-        test_mode: false,
-    };
+    ensure_private_dir(dir)?;
     if keystore::list_versions(&ks_dir)?.is_empty() {
-        ensure_private_dir(dir)?;
         let pass_file = cfg.passphrase.file_for(1);
         let (pass, made) = if pass_file.exists() {
             (cfg.passphrase.read(1)?, false)
@@ -206,18 +185,16 @@ async fn resolve_keystore(ctx: &Ctx, dir: &Path) -> Result<KeystoreConfig> {
 
 /// The store URI: as configured, or else the data directory's SQLite file
 /// (unless the CLI's default file already exists here, which is then used
-/// so that `serve` and the CLI see the same secrets).
+/// so that `serve` and the CLI see the same secrets: `home::default_store_uri`).
 fn resolve_store_uri(ctx: &Ctx, dir: &Path) -> Result<String> {
-    let explicit =
-        std::env::var_os(STORE_URI_ENV).is_some() || ctx.g.store_uri != DEFAULT_STORE_URI;
-    if explicit || Path::new(CLI_DEFAULT_DB).exists() {
-        return Ok(ctx.g.store_uri.clone());
+    if ctx.store_explicit {
+        return Ok(ctx.store_uri.clone());
     }
-    ensure_private_dir(dir)?;
-    Ok(format!(
-        "sqlite://{}",
-        dir.join("mlflow-secrets.db").display()
-    ))
+    let uri = home::default_store_uri(Some(dir));
+    if home::is_home_db(dir, &uri) {
+        ensure_private_dir(dir)?;
+    }
+    Ok(uri)
 }
 
 fn per_minute(n: u32) -> Option<u32> {
@@ -257,6 +234,7 @@ pub(super) async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
         per_principal_per_minute: per_minute(a.decrypt_limit_per_minute),
         per_workspace_per_minute: per_minute(a.decrypt_limit_per_workspace_per_minute),
     });
+    let head_export = spawn_head_export(store.clone(), HeadCadence::default(), log_head);
     let server = Server::bind(&cfg, store).await?;
     let _watch = keywatch::spawn(handle, ks_cfg, KEYSTORE_RELOAD_CHECK);
     let scheme = if server.is_tls() { "https" } else { "http" };
@@ -267,6 +245,7 @@ pub(super) async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
         dialect.name()
     );
     server.run(shutdown_signal()).await?;
+    head_export.abort();
     // Give the log a moment to flush before the runtime goes away.
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,7 @@
 //! version and cached, and async callers run it on a blocking thread.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -52,9 +52,13 @@ pub fn derive_kek_bytes(
 ///
 /// The key is a SHA-256 over (version, salt, iterations, passphrase), so a
 /// changed passphrase or salt never hits a stale entry, and the map holds no
-/// passphrase. Entries live for the life of the process; a process holds a
-/// handful of versions at most.
-static KEK_CACHE: LazyLock<Mutex<HashMap<[u8; 32], Arc<Kek>>>> =
+/// passphrase. The map holds only *weak* references: a KEK stays in memory
+/// exactly as long as a loaded keystore uses it. A reload that drops a
+/// retired version, or a replaced passphrase, therefore drops (and wipes)
+/// that key once the previous keystore is gone, while keys the new keystore
+/// keeps are shared with it and never derived twice (security review
+/// finding 18).
+static KEK_CACHE: LazyLock<Mutex<HashMap<[u8; 32], Weak<Kek>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn cache_key(version: u32, salt: &[u8], iterations: u32, passphrase: &SecretString) -> [u8; 32] {
@@ -76,17 +80,50 @@ pub fn derive_kek_cached(
     iterations: u32,
 ) -> Arc<Kek> {
     let key = cache_key(version, salt, iterations, passphrase);
-    if let Some(kek) = KEK_CACHE.lock().expect("kek cache").get(&key) {
-        return kek.clone();
+    if let Some(kek) = KEK_CACHE
+        .lock()
+        .expect("kek cache")
+        .get(&key)
+        .and_then(Weak::upgrade)
+    {
+        return kek;
     }
     // Derive outside the lock: two threads racing derive twice, which is
     // harmless, while a slow derivation never blocks lookups of other versions.
     let bytes = derive_kek_bytes(passphrase, salt, iterations);
     let kek = Arc::new(Kek::from_bytes(version, &bytes));
-    KEK_CACHE
-        .lock()
-        .expect("kek cache")
-        .entry(key)
-        .or_insert(kek)
-        .clone()
+    let mut cache = KEK_CACHE.lock().expect("kek cache");
+    // Forget keys nobody holds any more, so the map cannot grow either.
+    cache.retain(|_, w| w.strong_count() > 0);
+    if let Some(raced) = cache.get(&key).and_then(Weak::upgrade) {
+        return raced;
+    }
+    cache.insert(key, Arc::downgrade(&kek));
+    kek
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Few iterations: the test is about the cache, not the KDF.
+    const ITER: u32 = 1_000;
+
+    #[test]
+    fn cached_keks_are_shared_while_held_and_freed_when_dropped() {
+        let pass = SecretString::from("kdf cache test passphrase");
+        let salt = default_salt(7);
+        let a = derive_kek_cached(7, &pass, &salt, ITER);
+        let b = derive_kek_cached(7, &pass, &salt, ITER);
+        assert!(Arc::ptr_eq(&a, &b), "a held key is derived once");
+        let weak = Arc::downgrade(&a);
+        drop((a, b));
+        assert!(
+            weak.upgrade().is_none(),
+            "the cache kept a key no keystore holds"
+        );
+        // A new derivation still works (and gives the same key bytes).
+        let c = derive_kek_cached(7, &pass, &salt, ITER);
+        assert_eq!(c.version(), 7);
+    }
 }

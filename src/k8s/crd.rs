@@ -265,7 +265,10 @@ pub const RESERVED_MESSAGE: &str = "bindingName is reserved (DESIGN §6: PATH, H
 /// The CEL rule refusing reserved binding names: the store's own regular
 /// expression, so the two cannot disagree (a test checks it on names).
 pub fn reserved_rule() -> String {
-    format!("!self.matches('{}')", TMP_REGEX)
+    format!(
+        "!self.matches('{}')",
+        crate::store::validate::RESERVED_BINDING_NAME_REGEX
+    )
 }
 
 fn default_resource_type() -> String {
@@ -369,5 +372,3 @@ mod tests {
         assert!(text.contains("\"default\":\"Delete\""));
     }
 }
-
-const TMP_REGEX: &str = "^(PATH|HOME|SHELL|USER|LD_.*|DYLD_.*|PYTHON.*|PERL5.*|RUBYOPT|NODE_OPTIONS|JAVA_TOOL_OPTIONS|BROWSER|KUBERNETES_.*|MLFLOW_SECRETS_.*|(?i:.*_PROXY))$";

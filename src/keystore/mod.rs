@@ -124,6 +124,31 @@ pub struct KekInfo {
     pub default_salt: bool,
 }
 
+/// The KEK version of test mode. No real keystore has it (files are
+/// `kek-v<N>.json` with N from 1), so a row sealed under the public test
+/// key can never pass for a real one, and a real keystore never opens it
+/// (security review finding 10).
+pub const TEST_MODE_KEK_VERSION: u32 = 0;
+
+/// Why test mode refuses a store, or `None` when the store may be used in
+/// test mode: only SQLite. A PostgreSQL or MySQL database, or a server, is
+/// where real secrets live; rows under the public test key must never get
+/// there (DESIGN §5). Every command checks this before opening a store.
+pub fn test_mode_refuses_store(store_uri: &str) -> Option<String> {
+    let kind = if store_uri.starts_with("postgres://") || store_uri.starts_with("postgresql://") {
+        "a PostgreSQL"
+    } else if store_uri.starts_with("mysql://") || store_uri.starts_with("mariadb://") {
+        "a MySQL"
+    } else if store_uri.starts_with("http://") || store_uri.starts_with("https://") {
+        "an http(s)"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "test mode ({TEST_MODE_ENV}=1) is refused with {kind} store: it encrypts with a fixed, publicly known key, for local SQLite experiments only; unset {TEST_MODE_ENV}"
+    ))
+}
+
 /// A loaded keystore: the derived KEKs of every non-retired version.
 #[derive(Debug)]
 pub struct Keystore {
@@ -210,21 +235,22 @@ impl Keystore {
         tracing::warn!(
             "MLFLOW_SECRETS_TEST_MODE is on: secrets are encrypted with a fixed, publicly known test key. Never use test mode for real secrets."
         );
-        let kek = Arc::new(Kek::from_bytes(1, &Zeroizing::new(TEST_KEY)));
+        let v = TEST_MODE_KEK_VERSION;
+        let kek = Arc::new(Kek::from_bytes(v, &Zeroizing::new(TEST_KEY)));
         Self {
             dir: None,
-            keks: BTreeMap::from([(1, kek)]),
+            keks: BTreeMap::from([(v, kek)]),
             info: BTreeMap::from([(
-                1,
+                v,
                 KekInfo {
-                    version: 1,
+                    version: v,
                     state: KekState::Active,
                     iterations: 0,
                     created_at: 0,
                     default_salt: false,
                 },
             )]),
-            active: 1,
+            active: v,
             test_mode: true,
         }
     }
@@ -526,6 +552,35 @@ mod tests {
             passphrase: PassphraseSource::new(pass),
             test_mode: false,
         }
+    }
+
+    /// Security review finding 18: after a reload, a retired version's KEK
+    /// is gone from memory (nothing holds it: not the handle, not the KDF
+    /// cache), while a version that stays is shared, not derived again.
+    #[test]
+    fn reload_drops_retired_keks_from_memory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ks = tmp.path().join("ks");
+        let pass = tmp.path().join("pass");
+        std::fs::write(&pass, "reload passphrase").unwrap();
+        let p = SecretString::from("reload passphrase");
+        generate(&ks, &p, NewKekOptions::default()).unwrap();
+        rotate(&ks, &p, NewKekOptions::default()).unwrap();
+        let handle = KeystoreHandle::new(Keystore::load(&config(&ks, &pass)).unwrap());
+        let v1 = Arc::downgrade(handle.current().kek(1).unwrap());
+        let v2 = Arc::downgrade(handle.current().kek(2).unwrap());
+
+        retire(&ks, 1, 0).unwrap();
+        handle.replace(Keystore::load(&config(&ks, &pass)).unwrap());
+        assert!(v1.upgrade().is_none(), "retired KEK v1 is still in memory");
+        assert!(
+            Arc::ptr_eq(&v2.upgrade().unwrap(), handle.current().kek(2).unwrap()),
+            "the kept version is reused from the cache"
+        );
+        assert!(matches!(
+            handle.current().kek(1),
+            Err(KeystoreError::Retired(1))
+        ));
     }
 
     #[test]

@@ -21,7 +21,8 @@ use super::requests::{
 };
 use super::state::AppState;
 use crate::model::{
-    AuditEntry, BindingFilter, DEFAULT_WORKSPACE, Secret, SecretBinding, SecretFilter,
+    AuditEntry, BindingFilter, DEFAULT_WORKSPACE, NewBinding, NewSecret, Secret, SecretBinding,
+    SecretFilter,
 };
 use crate::store::audit::{AuditAction, AuditRecord};
 use crate::store::{AuditFilter, SecretsStore, StoreError, validate};
@@ -81,16 +82,13 @@ pub async fn create(
             .await);
         }
     };
-    let secret = st
-        .store
-        .create_secret(
-            &req.workspace,
-            &req.secret_name,
-            &value,
-            req.is_shared,
-            &p.name,
-        )
-        .await?;
+    let new = NewSecret {
+        workspace: &req.workspace,
+        secret_name: &req.secret_name,
+        is_shared: req.is_shared,
+        provider: req.provider.as_deref(),
+    };
+    let secret = st.store.create_secret_with(&new, &value, &p.name).await?;
     st.metrics.encrypts.inc();
     Ok(Json(SecretResponse { secret }))
 }
@@ -143,16 +141,15 @@ pub async fn bind(
     Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<BindRequest>,
 ) -> ApiResult<BindingResponse> {
-    let binding = st
-        .store
-        .bind_secret(
-            &req.secret_id,
-            &req.resource_type,
-            &req.resource_id,
-            &req.binding_name,
-            &p.name,
-        )
-        .await?;
+    let new = NewBinding {
+        secret_id: &req.secret_id,
+        resource_type: &req.resource_type,
+        resource_id: &req.resource_id,
+        binding_name: &req.binding_name,
+        value_field: req.value_field.as_deref(),
+        service_accounts: &req.service_accounts,
+    };
+    let binding = st.store.bind_secret_with(&new, &p.name).await?;
     Ok(Json(BindingResponse { binding }))
 }
 

@@ -84,23 +84,19 @@ impl ApiError {
     /// An internal failure. `detail` is logged with a fresh incident id;
     /// the client sees only the id.
     pub fn internal(detail: &dyn std::fmt::Display) -> Self {
-        let incident = uuid::Uuid::new_v4();
-        tracing::error!(%incident, error = %detail, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL_ERROR",
-            format!("internal error (incident {incident})"),
+            crate::store::incident::record("internal error", detail),
         )
     }
 
     /// The store cannot be reached: a temporary condition, retry later.
     pub fn unavailable(detail: &dyn std::fmt::Display) -> Self {
-        let incident = uuid::Uuid::new_v4();
-        tracing::error!(%incident, error = %detail, "store unavailable");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "TEMPORARILY_UNAVAILABLE",
-            format!("the secrets store is temporarily unavailable (incident {incident})"),
+            crate::store::incident::record("the secrets store is temporarily unavailable", detail),
         )
     }
 }

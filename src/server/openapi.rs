@@ -23,6 +23,9 @@ const UUID: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 const RESOURCE_TYPE: &str = "^[A-Z][A-Z0-9_]*$";
 const RESOURCE_ID: &str = "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$";
 const BINDING_NAME: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+const PROVIDER: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
+const VALUE_FIELD: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$";
+const SERVICE_ACCOUNT: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 fn s(pattern: &str, max: u32) -> Value {
     json!({"type": "string", "pattern": pattern, "minLength": 1, "maxLength": max})
@@ -71,7 +74,8 @@ fn schemas() -> Value {
                 "last_updated_by": nullable_str,
                 "last_updated_at": {"type": "integer", "format": "int64"},
                 "revoked_by": nullable_str,
-                "revoked_at": {"type": "integer", "format": "int64", "nullable": true}
+                "revoked_at": {"type": "integer", "format": "int64", "nullable": true},
+                "provider": nullable_str
             }
         },
         "Binding": {
@@ -87,7 +91,9 @@ fn schemas() -> Value {
                 "resource_id": {"type": "string"},
                 "binding_name": {"type": "string"},
                 "created_by": nullable_str,
-                "created_at": {"type": "integer", "format": "int64"}
+                "created_at": {"type": "integer", "format": "int64"},
+                "value_field": nullable_str,
+                "service_accounts": {"type": "array", "items": {"type": "string"}}
             }
         },
         "AuditEntry": {
@@ -240,7 +246,8 @@ fn paths() -> Value {
     let mut m = Map::new();
     m.insert(p("create"), json!({"post": body_op("createSecret", "Create a secret (the value is encrypted; never returned)", "SecretResponse",
         &["secret_name", "value"],
-        json!({"secret_name": name, "value": value, "is_shared": {"type": "boolean"}, "workspace": ws}))}));
+        json!({"secret_name": name, "value": value, "is_shared": {"type": "boolean"}, "workspace": ws,
+               "provider": s(PROVIDER, 64)}))}));
     m.insert(
         p("update"),
         json!({"patch": body_op("updateSecret", "Replace a secret's value", "SecretResponse",
@@ -261,7 +268,10 @@ fn paths() -> Value {
         json!({"post": body_op("bindSecret", "Bind a secret to a resource", "BindingResponse",
         &["secret_id", "resource_id", "binding_name"],
         json!({"secret_id": uuid(), "resource_type": s(RESOURCE_TYPE, 50),
-               "resource_id": s(RESOURCE_ID, 255), "binding_name": s(BINDING_NAME, 255)}))}),
+               "resource_id": s(RESOURCE_ID, 255), "binding_name": s(BINDING_NAME, 255),
+               "value_field": s(VALUE_FIELD, 255),
+               "service_accounts": {"type": "array", "maxItems": 64,
+                                    "items": s(SERVICE_ACCOUNT, 253)}}))}),
     );
     m.insert(
         p("unbind"),

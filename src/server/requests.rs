@@ -78,6 +78,9 @@ pub struct CreateRequest {
     pub is_shared: bool,
     #[serde(default = "default_workspace")]
     pub workspace: String,
+    /// The LLM provider (DESIGN §2); absent means none.
+    #[serde(default)]
+    pub provider: Option<String>,
 }
 
 /// `PATCH update`.
@@ -104,6 +107,12 @@ pub struct BindRequest {
     pub resource_type: String,
     pub resource_id: String,
     pub binding_name: String,
+    /// Inject this one field of an object value (DESIGN §6).
+    #[serde(default)]
+    pub value_field: Option<String>,
+    /// Only pods of these ServiceAccounts receive the binding (DESIGN §8).
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
 }
 
 /// `DELETE unbind`.

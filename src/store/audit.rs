@@ -354,6 +354,40 @@ pub struct AuditVerifyReport {
     pub reason: Option<String>,
 }
 
+/// A head exported outside the database: `audit head seq=N hash=H`, as
+/// logged by `serve` and the operator, and given to `audit verify --head`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl std::str::FromStr for ExportedHead {
+    type Err = String;
+    /// `SEQ:HASH`, as `audit verify --head` takes it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "--head must be SEQ:HASH (the numbers of an `audit head seq=N hash=H` log line), not {s:?}"
+            )
+        };
+        let (seq, hash) = s.split_once(':').ok_or_else(bad)?;
+        let seq: i64 = seq.trim().parse().map_err(|_| bad())?;
+        let hash = hash.trim().to_ascii_lowercase();
+        if seq < 1 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(Self { seq, hash })
+    }
+}
+
+impl std::fmt::Display for ExportedHead {
+    /// The log line's text (DESIGN §2).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "audit head seq={} hash={}", self.seq, self.hash)
+    }
+}
+
 /// Incremental chain checker; feed it rows in `seq` order.
 #[derive(Debug)]
 pub struct ChainChecker {
@@ -361,6 +395,9 @@ pub struct ChainChecker {
     prev_hash: String,
     rows: u64,
     broken: Option<(i64, String)>,
+    /// An exported head the chain must still reach unchanged, and whether
+    /// it was seen.
+    anchor: Option<(ExportedHead, bool)>,
 }
 
 impl Default for ChainChecker {
@@ -370,11 +407,24 @@ impl Default for ChainChecker {
             prev_hash: GENESIS_HASH.to_string(),
             rows: 0,
             broken: None,
+            anchor: None,
         }
     }
 }
 
 impl ChainChecker {
+    /// Also require that row `head.seq` has hash `head.hash`. Each row's
+    /// hash covers the one before it, so a chain that verifies and still
+    /// has that row with that hash has not been rewritten up to it: a
+    /// database writer who deleted or edited rows and re-hashed the chain
+    /// with the public algorithm cannot reproduce an exported hash.
+    pub fn anchored(head: ExportedHead) -> Self {
+        Self {
+            anchor: Some((head, false)),
+            ..Self::default()
+        }
+    }
+
     /// Check one row. Returns false once the chain is broken.
     pub fn push(&mut self, e: &AuditEntry) -> bool {
         if self.broken.is_some() {
@@ -400,6 +450,21 @@ impl ChainChecker {
             self.broken = Some((self.expected_seq.min(e.seq), p));
             return false;
         }
+        if let Some((head, seen)) = &mut self.anchor
+            && head.seq == e.seq
+        {
+            *seen = true;
+            if head.hash != e.row_hash {
+                self.broken = Some((
+                    e.seq,
+                    format!(
+                        "row {} does not have the exported head hash {}: the chain was rewritten up to it",
+                        e.seq, head.hash
+                    ),
+                ));
+                return false;
+            }
+        }
         self.expected_seq += 1;
         self.prev_hash = e.row_hash.clone();
         true
@@ -407,6 +472,16 @@ impl ChainChecker {
 
     /// Compare with the head row and finish.
     pub fn finish(mut self, head_seq: i64, head_hash: &str) -> AuditVerifyReport {
+        if let (None, Some((head, false))) = (&self.broken, &self.anchor) {
+            self.broken = Some((
+                head.seq.min(self.expected_seq),
+                format!(
+                    "the log ends at row {} and never reaches the exported head row {}: rows were deleted",
+                    self.expected_seq - 1,
+                    head.seq
+                ),
+            ));
+        }
         if self.broken.is_none()
             && (head_seq != self.expected_seq - 1 || head_hash != self.prev_hash)
         {

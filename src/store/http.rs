@@ -26,7 +26,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::{AuditFilter, Result, SecretsStore, StoreError};
-use crate::model::{AuditEntry, BindingFilter, Page, Secret, SecretBinding, SecretFilter};
+use crate::model::{
+    AuditEntry, BindingFilter, NewBinding, NewSecret, Page, Secret, SecretBinding, SecretFilter,
+};
 use crate::value::SecretValue;
 
 /// The API prefix of DESIGN §7.
@@ -281,18 +283,17 @@ fn opt(q: &mut Vec<(&'static str, String)>, k: &'static str, v: Option<impl ToSt
 
 #[async_trait]
 impl SecretsStore for HttpStore {
-    async fn create_secret(
+    async fn create_secret_with(
         &self,
-        workspace: &str,
-        secret_name: &str,
+        new: &NewSecret<'_>,
         value: &SecretValue,
-        is_shared: bool,
         _actor: &str,
     ) -> Result<Secret> {
-        let body = body_with_value(
-            json!({"secret_name": secret_name, "workspace": workspace, "is_shared": is_shared}),
-            value,
-        );
+        let mut fields = json!({"secret_name": new.secret_name, "workspace": new.workspace, "is_shared": new.is_shared});
+        if let Some(p) = new.provider {
+            fields["provider"] = json!(p);
+        }
+        let body = body_with_value(fields, value);
         let r: SecretResponse = self.call(Method::POST, "create", &[], Some(body)).await?;
         Ok(r.secret)
     }
@@ -353,21 +354,20 @@ impl SecretsStore for HttpStore {
         Ok(())
     }
 
-    async fn bind_secret(
-        &self,
-        secret_id: &str,
-        resource_type: &str,
-        resource_id: &str,
-        binding_name: &str,
-        _actor: &str,
-    ) -> Result<SecretBinding> {
-        let body = serde_json::to_vec(&json!({
-            "secret_id": secret_id,
-            "resource_type": resource_type,
-            "resource_id": resource_id,
-            "binding_name": binding_name,
-        }))
-        .expect("body");
+    async fn bind_secret_with(&self, new: &NewBinding<'_>, _actor: &str) -> Result<SecretBinding> {
+        let mut fields = json!({
+            "secret_id": new.secret_id,
+            "resource_type": new.resource_type,
+            "resource_id": new.resource_id,
+            "binding_name": new.binding_name,
+        });
+        if let Some(f) = new.value_field {
+            fields["value_field"] = json!(f);
+        }
+        if !new.service_accounts.is_empty() {
+            fields["service_accounts"] = json!(new.service_accounts);
+        }
+        let body = serde_json::to_vec(&fields).expect("body");
         let r: BindingResponse = self.call(Method::POST, "bind", &[], Some(body)).await?;
         Ok(r.binding)
     }

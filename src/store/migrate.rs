@@ -23,8 +23,9 @@ fn migrator(d: Dialect) -> &'static Migrator {
     }
 }
 
-/// Columns that only MLflow's gateway-secrets table has.
-const MLFLOW_ONLY_COLUMNS: [&str; 3] = ["encrypted_value", "provider", "auth_config"];
+/// Columns that only MLflow's gateway-secrets table has. (`provider` is in
+/// both since our migration 20261201000001, so it does not tell them apart.)
+const MLFLOW_ONLY_COLUMNS: [&str; 2] = ["encrypted_value", "auth_config"];
 
 impl SqlStore {
     /// Apply every pending migration.
@@ -34,7 +35,7 @@ impl SqlStore {
         migrator(self.dialect)
             .run(&self.pool)
             .await
-            .map_err(|e| StoreError::Schema(format!("migration failed: {e}")))?;
+            .map_err(|e| StoreError::Schema(super::incident::record("migration failed", &e)))?;
         Ok(self.applied_migrations().await?.saturating_sub(before))
     }
 

@@ -5,8 +5,10 @@
 //! each of which is audited.
 
 pub mod audit;
+pub mod audit_export;
 mod audit_writer;
 pub mod http;
+pub mod incident;
 mod limits;
 pub mod migrate;
 pub mod sql;
@@ -23,7 +25,9 @@ use async_trait::async_trait;
 
 use crate::crypto::CryptoError;
 use crate::keystore::KeystoreError;
-use crate::model::{AuditEntry, BindingFilter, Page, Secret, SecretBinding, SecretFilter};
+use crate::model::{
+    AuditEntry, BindingFilter, NewBinding, NewSecret, Page, Secret, SecretBinding, SecretFilter,
+};
 use crate::value::SecretValue;
 
 pub use http::HttpStore;
@@ -65,11 +69,15 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
-    #[error("database error: {0}")]
+    /// A database failure. The text is safe to show: a driver's message
+    /// never gets here, only an incident id whose log line holds it
+    /// ([`incident::record`]).
+    #[error("{0}")]
     Database(String),
     #[error("database schema: {0}")]
     Schema(String),
-    /// The backing service (database or server) cannot be reached.
+    /// The backing service (database or server) cannot be reached. Safe to
+    /// show, like [`StoreError::Database`].
     #[error("store unavailable: {0}")]
     Unavailable(String),
 }
@@ -112,6 +120,16 @@ pub struct AuditFilter {
 /// `last_updated_by`, `revoked_by` and the audit log.
 #[async_trait]
 pub trait SecretsStore: Send + Sync {
+    /// Create a secret with every optional column (`provider`).
+    async fn create_secret_with(
+        &self,
+        new: &NewSecret<'_>,
+        value: &SecretValue,
+        actor: &str,
+    ) -> Result<Secret>;
+
+    /// [`SecretsStore::create_secret_with`] without a provider: the short
+    /// form of DESIGN §6.
     async fn create_secret(
         &self,
         workspace: &str,
@@ -119,7 +137,15 @@ pub trait SecretsStore: Send + Sync {
         value: &SecretValue,
         is_shared: bool,
         actor: &str,
-    ) -> Result<Secret>;
+    ) -> Result<Secret> {
+        let new = NewSecret {
+            workspace,
+            secret_name,
+            is_shared,
+            provider: None,
+        };
+        self.create_secret_with(&new, value, actor).await
+    }
 
     async fn get_secret(&self, secret_id: &str) -> Result<Secret>;
 
@@ -142,6 +168,11 @@ pub trait SecretsStore: Send + Sync {
     /// Delete a secret; its bindings go with it.
     async fn delete_secret(&self, secret_id: &str, actor: &str) -> Result<()>;
 
+    /// Bind with every optional column (`value_field`, `service_accounts`).
+    async fn bind_secret_with(&self, new: &NewBinding<'_>, actor: &str) -> Result<SecretBinding>;
+
+    /// [`SecretsStore::bind_secret_with`] of the whole value, to any pod of
+    /// the resource: the short form of DESIGN §6.
     async fn bind_secret(
         &self,
         secret_id: &str,
@@ -149,7 +180,17 @@ pub trait SecretsStore: Send + Sync {
         resource_id: &str,
         binding_name: &str,
         actor: &str,
-    ) -> Result<SecretBinding>;
+    ) -> Result<SecretBinding> {
+        let new = NewBinding {
+            secret_id,
+            resource_type,
+            resource_id,
+            binding_name,
+            value_field: None,
+            service_accounts: &[],
+        };
+        self.bind_secret_with(&new, actor).await
+    }
 
     async fn get_binding(&self, binding_id: &str) -> Result<SecretBinding>;
 

@@ -19,7 +19,7 @@ use super::audit::AuditRecord;
 use super::audit_writer::{self, AuditWriter};
 use super::limits::DecryptLimiter;
 use super::sql_rows::{SealedRow, secret_from_row};
-use super::{DecryptLimits, Result, StoreError};
+use super::{DecryptLimits, Result, StoreError, incident};
 use crate::crypto::{self, Aad};
 use crate::keystore::KeystoreHandle;
 use crate::model::Secret;
@@ -109,16 +109,21 @@ fn number_placeholders(sql: &str) -> String {
 }
 
 /// Map a driver error. Connection-level failures mean the store is down.
+/// The driver's text goes to the log under an incident id, never into the
+/// error (DESIGN §6): callers include REST clients and tenants reading a
+/// webhook's deny reason.
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::PoolTimedOut => {
             StoreError::Unavailable("timed out waiting for a database connection".into())
         }
         sqlx::Error::PoolClosed => StoreError::Unavailable("the connection pool is closed".into()),
-        sqlx::Error::Io(e) => StoreError::Unavailable(format!("database I/O error: {e}")),
-        sqlx::Error::Tls(e) => StoreError::Unavailable(format!("database TLS error: {e}")),
-        sqlx::Error::Database(d) => StoreError::Database(d.message().to_string()),
-        other => StoreError::Database(other.to_string()),
+        sqlx::Error::Io(e) => StoreError::Unavailable(incident::record("database I/O error", &e)),
+        sqlx::Error::Tls(e) => StoreError::Unavailable(incident::record("database TLS error", &e)),
+        sqlx::Error::Database(d) => {
+            StoreError::Database(incident::record("database error", &d.message()))
+        }
+        other => StoreError::Database(incident::record("database error", &other)),
     }
 }
 
@@ -171,7 +176,8 @@ pub(super) fn decode_token(token: &str, parts: usize) -> Result<Vec<String>> {
 /// workspace to equal the binding's, so a binding can never reach across.
 macro_rules! bound_select {
     () => {
-        "SELECT b.binding_name AS binding_name, s.secret_id AS secret_id, s.workspace AS workspace, \
+        "SELECT b.binding_name AS binding_name, b.value_field AS value_field, \
+         b.service_accounts AS service_accounts, s.secret_id AS secret_id, s.workspace AS workspace, \
          s.secret_name AS secret_name, s.state AS state, s.ciphertext AS ciphertext, s.iv AS iv, \
          s.wrapped_dek AS wrapped_dek, s.kek_version AS kek_version, s.aad_hash AS aad_hash, \
          s.last_updated_at AS last_updated_at \
@@ -203,8 +209,22 @@ impl std::fmt::Debug for SqlStore {
 impl SqlStore {
     /// Connect to `uri` (`sqlite://PATH`, `postgres://...`, `mysql://...`).
     /// Does not migrate: call [`SqlStore::migrate`] or
-    /// [`SqlStore::ensure_schema`].
+    /// [`SqlStore::ensure_schema`]. A missing SQLite file is created (mode
+    /// 0600); commands that only read or maintain a store use
+    /// [`SqlStore::connect_existing`] instead.
     pub async fn connect(uri: &str, keys: KeystoreHandle) -> Result<Self> {
+        Self::connect_with(uri, keys, true).await
+    }
+
+    /// [`SqlStore::connect`], but a missing SQLite file is an error naming
+    /// its path, never a new empty database (DESIGN §9): a mistyped path
+    /// must not make `verify` report "0 secrets, all fine", nor `kek retire`
+    /// count zero rows.
+    pub async fn connect_existing(uri: &str, keys: KeystoreHandle) -> Result<Self> {
+        Self::connect_with(uri, keys, false).await
+    }
+
+    async fn connect_with(uri: &str, keys: KeystoreHandle, create: bool) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::from_uri(uri).ok_or_else(|| {
             StoreError::InvalidParameter(
@@ -213,7 +233,7 @@ impl SqlStore {
             )
         })?;
         let (url, max_conns) = match dialect {
-            Dialect::Sqlite => (sqlite_url(uri), 4),
+            Dialect::Sqlite => (prepare_sqlite(uri, create)?, 4),
             _ => (uri.to_string(), 10),
         };
         let pool = AnyPoolOptions::new()
@@ -238,19 +258,15 @@ impl SqlStore {
             })
             .connect(&url)
             .await
-            .map_err(|e| match e {
-                sqlx::Error::Database(d) => StoreError::Unavailable(format!(
-                    "cannot connect to the {} database: {}",
-                    dialect.name(),
-                    d.message()
-                )),
-                other => StoreError::Unavailable(format!(
-                    "cannot connect to the {} database: {other}",
-                    dialect.name()
-                )),
+            .map_err(|e| {
+                let what = format!("cannot connect to the {} database", dialect.name());
+                StoreError::Unavailable(match e {
+                    sqlx::Error::Database(d) => incident::record(&what, &d.message()),
+                    other => incident::record(&what, &other),
+                })
             })?;
         if dialect == Dialect::Sqlite {
-            restrict_sqlite_file(uri);
+            restrict_sqlite_files(uri)?;
         }
         Ok(Self {
             audit_writer: AuditWriter::spawn(pool.clone(), dialect),
@@ -363,29 +379,92 @@ impl SqlStore {
     }
 }
 
-/// `sqlite://PATH` with `mode=rwc`, so a missing database file is created.
-fn sqlite_url(uri: &str) -> String {
+/// The file path of a `sqlite:` URI, or `None` for an in-memory database.
+pub fn sqlite_path(uri: &str) -> Option<std::path::PathBuf> {
+    let path = uri
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
+/// The connect URL of a SQLite store. With `create`, a missing file is
+/// created first, owner-only, so that SQLite (which gives its `-wal` and
+/// `-shm` files the database file's mode) never makes a readable one;
+/// without, a missing file is an error naming the path and the URL opens
+/// read-write only (`mode=rw`).
+fn prepare_sqlite(uri: &str, create: bool) -> Result<String> {
+    let Some(path) = sqlite_path(uri) else {
+        return Ok(uri.to_string());
+    };
+    if !path.exists() {
+        if !create {
+            return Err(StoreError::NotFound(format!(
+                "SQLite database {} does not exist; this command never creates one: check --store-uri (or {}), or create it with `mlflow-secrets migrate`",
+                path.display(),
+                "MLFLOW_SECRETS_STORE_URI"
+            )));
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        match opts.open(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot create SQLite database {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
     if uri.contains('?') {
-        uri.to_string()
+        Ok(uri.to_string())
+    } else if create {
+        Ok(format!("{uri}?mode=rwc"))
     } else {
-        format!("{uri}?mode=rwc")
+        Ok(format!("{uri}?mode=rw"))
     }
 }
 
 /// The SQLite file holds only ciphertext, but its metadata (names, who,
-/// when) is still nobody else's business: make it owner-only.
-fn restrict_sqlite_file(uri: &str) {
+/// when) is still nobody else's business: make it and its `-wal` and `-shm`
+/// files owner-only. A file we cannot restrict is an error (it is not ours
+/// to use), not a silent skip (security review finding 17).
+fn restrict_sqlite_files(uri: &str) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let path = uri
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:")
-            .split('?')
-            .next()
-            .unwrap_or("");
-        if !path.is_empty() && path != ":memory:" {
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        let Some(db) = sqlite_path(uri) else {
+            return Ok(());
+        };
+        let mut files = vec![db.clone()];
+        for suffix in ["-wal", "-shm"] {
+            let mut f = db.clone().into_os_string();
+            f.push(suffix);
+            files.push(f.into());
+        }
+        for f in files {
+            match std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "cannot make {} owner-only (mode 0600): {e}",
+                        f.display()
+                    )));
+                }
+            }
         }
     }
+    #[cfg(not(unix))]
+    let _ = uri;
+    Ok(())
 }

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use super::audit::{self, AuditAction, AuditRecord, AuditVerifyReport, ChainChecker};
+use super::audit::{self, AuditAction, AuditRecord, AuditVerifyReport, ChainChecker, ExportedHead};
 use super::sql::{SqlStore, db_err};
+use super::sql_ops::shredded_dek;
 use super::sql_rows::{SealedRow, sealed_cols};
 use super::{AuditFilter, Result, StoreError};
 use crate::crypto;
@@ -35,7 +36,9 @@ pub struct VerifyFailure {
 pub struct VerifyReport {
     pub total: u64,
     pub ok: u64,
-    /// Revoked rows are decrypted too (their integrity still matters).
+    /// Revoked rows, counted apart: revocation shredded their DEK, so they
+    /// are not decrypted and are not failures. `ok + revoked + failed` is
+    /// `total`.
     pub revoked: u64,
     pub failed: Vec<VerifyFailure>,
     pub by_kek_version: BTreeMap<u32, u64>,
@@ -115,23 +118,23 @@ impl SqlStore {
                 let row = SealedRow::from_row(r)?;
                 report.total += 1;
                 *report.by_kek_version.entry(row.kek_version).or_default() += 1;
-                match self.open_row(&row) {
-                    Ok(_value) => {
-                        report.ok += 1;
-                        if row.is_revoked() {
-                            report.revoked += 1;
-                        }
+                if row.is_revoked() {
+                    report.revoked += 1;
+                } else {
+                    match self.open_row(&row) {
+                        Ok(_value) => report.ok += 1,
+                        Err(e) => report.failed.push(failure(&row, &e)),
                     }
-                    Err(e) => report.failed.push(failure(&row, &e)),
                 }
                 after = row.secret_id;
             }
             progress(report.total);
         }
         let mut rec = AuditRecord::new(AuditAction::Verify, actor).detail(format!(
-            "total={} ok={} failed={}",
+            "total={} ok={} revoked={} failed={}",
             report.total,
             report.ok,
+            report.revoked,
             report.failed.len()
         ));
         if !report.failed.is_empty() {
@@ -173,16 +176,16 @@ impl SqlStore {
         };
         let select = match (target, self.dialect) {
             (RewrapTarget::All, super::sql::Dialect::Sqlite) => {
-                "SELECT secret_id, workspace, secret_name, wrapped_dek, kek_version FROM secrets WHERE kek_version <> ? AND secret_id > ? ORDER BY secret_id LIMIT ?"
+                "SELECT secret_id, workspace, secret_name, state, wrapped_dek, kek_version FROM secrets WHERE kek_version <> ? AND secret_id > ? ORDER BY secret_id LIMIT ?"
             }
             (RewrapTarget::All, _) => {
-                "SELECT secret_id, workspace, secret_name, wrapped_dek, kek_version FROM secrets WHERE kek_version <> ? AND secret_id > ? ORDER BY secret_id LIMIT ? FOR UPDATE"
+                "SELECT secret_id, workspace, secret_name, state, wrapped_dek, kek_version FROM secrets WHERE kek_version <> ? AND secret_id > ? ORDER BY secret_id LIMIT ? FOR UPDATE"
             }
             (RewrapTarget::Version(_), super::sql::Dialect::Sqlite) => {
-                "SELECT secret_id, workspace, secret_name, wrapped_dek, kek_version FROM secrets WHERE kek_version = ? AND secret_id > ? ORDER BY secret_id LIMIT ?"
+                "SELECT secret_id, workspace, secret_name, state, wrapped_dek, kek_version FROM secrets WHERE kek_version = ? AND secret_id > ? ORDER BY secret_id LIMIT ?"
             }
             (RewrapTarget::Version(_), _) => {
-                "SELECT secret_id, workspace, secret_name, wrapped_dek, kek_version FROM secrets WHERE kek_version = ? AND secret_id > ? ORDER BY secret_id LIMIT ? FOR UPDATE"
+                "SELECT secret_id, workspace, secret_name, state, wrapped_dek, kek_version FROM secrets WHERE kek_version = ? AND secret_id > ? ORDER BY secret_id LIMIT ? FOR UPDATE"
             }
         };
         let version_arg = match target {
@@ -210,12 +213,22 @@ impl SqlStore {
                 let wrapped: Vec<u8> = r.try_get("wrapped_dek").map_err(db_err)?;
                 let v: i64 = r.try_get("kek_version").map_err(db_err)?;
                 let v = v as u32;
-                let rewrapped = ks.kek(v).map_err(StoreError::from).and_then(|old| {
-                    crypto::rewrap_dek(old, &new, &wrapped).map_err(|source| StoreError::Crypto {
-                        secret_id: id.clone(),
-                        source,
+                let state: String = r.try_get("state").map_err(db_err)?;
+                // A revoked row's DEK was shredded: there is nothing to
+                // unwrap. It moves to the new version with fresh random
+                // bytes, so that retiring the old KEK is not held up by it.
+                let rewrapped = if state == crate::model::SecretState::Revoked.as_str() {
+                    shredded_dek()
+                } else {
+                    ks.kek(v).map_err(StoreError::from).and_then(|old| {
+                        crypto::rewrap_dek(old, &new, &wrapped).map_err(|source| {
+                            StoreError::Crypto {
+                                secret_id: id.clone(),
+                                source,
+                            }
+                        })
                     })
-                });
+                };
                 match rewrapped {
                     Ok(w) => {
                         sqlx::query(self.dialect.q(
@@ -301,8 +314,17 @@ impl SqlStore {
 
     /// Check the whole hash chain and the head row.
     pub async fn audit_verify(&self) -> Result<AuditVerifyReport> {
-        // Read the head first: rows appended while we scan are then beyond
-        // it, and the check stops at the head's sequence number.
+        self.audit_verify_from(ChainChecker::default()).await
+    }
+
+    /// [`SqlStore::audit_verify`], and the chain must still reach `head`
+    /// (exported earlier, outside the database) unchanged.
+    pub async fn audit_verify_head(&self, head: ExportedHead) -> Result<AuditVerifyReport> {
+        self.audit_verify_from(ChainChecker::anchored(head)).await
+    }
+
+    /// The head row: the last sequence number and its hash, for export.
+    pub async fn audit_head(&self) -> Result<ExportedHead> {
         let head = sqlx::query(
             self.dialect
                 .q("SELECT seq, last_hash FROM secrets_audit_head WHERE id = 1"),
@@ -310,9 +332,19 @@ impl SqlStore {
         .fetch_one(&self.pool)
         .await
         .map_err(db_err)?;
-        let head_seq: i64 = head.try_get("seq").map_err(db_err)?;
-        let head_hash: String = head.try_get("last_hash").map_err(db_err)?;
-        let mut checker = ChainChecker::default();
+        Ok(ExportedHead {
+            seq: head.try_get("seq").map_err(db_err)?,
+            hash: head.try_get("last_hash").map_err(db_err)?,
+        })
+    }
+
+    async fn audit_verify_from(&self, mut checker: ChainChecker) -> Result<AuditVerifyReport> {
+        // Read the head first: rows appended while we scan are then beyond
+        // it, and the check stops at the head's sequence number.
+        let ExportedHead {
+            seq: head_seq,
+            hash: head_hash,
+        } = self.audit_head().await?;
         let mut after = 0i64;
         'scan: loop {
             let batch = self

@@ -9,24 +9,32 @@ use sqlx::any::AnyRow;
 
 use super::audit::{self, AuditRecord};
 use super::sql::{Dialect, SqlStore, bound_select, db_err, violated_constraint};
-use super::sql_rows::{SealedRow, sealed_cols};
+use super::sql_rows::{SealedRow, join_service_accounts, sealed_cols, split_service_accounts};
 use super::validate;
 use super::{Result, SecretsStore, StoreError};
-use crate::model::{Secret, SecretBinding, SecretState, now_ms};
+use crate::crypto;
+use crate::model::{NewBinding, NewSecret, Secret, SecretBinding, SecretState, now_ms};
 use crate::value::SecretValue;
 
 impl SqlStore {
     pub(super) async fn create_inner(
         &self,
-        workspace: &str,
-        secret_name: &str,
+        new: &NewSecret<'_>,
         value: &SecretValue,
-        is_shared: bool,
         actor: &str,
         rec: &AuditRecord,
     ) -> Result<Secret> {
+        let NewSecret {
+            workspace,
+            secret_name,
+            is_shared,
+            provider,
+        } = *new;
         validate::workspace(workspace)?;
         validate::secret_name(secret_name)?;
+        if let Some(p) = provider {
+            validate::provider(p)?;
+        }
         let secret_id = uuid::Uuid::new_v4().to_string();
         let sealed = self.seal(workspace, &secret_id, secret_name, value)?;
         let now = now_ms();
@@ -43,12 +51,13 @@ impl SqlStore {
             last_updated_at: now,
             revoked_by: None,
             revoked_at: None,
+            provider: provider.map(str::to_string),
         };
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(self.dialect.q(
             "INSERT INTO secrets (secret_id, workspace, secret_name, ciphertext, iv, wrapped_dek, \
              kek_version, aad_hash, masked_value, is_shared, state, created_by, last_updated_by, \
-             created_at, last_updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?, ?, ?)",
+             created_at, last_updated_at, provider) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?)",
         ))
         .bind(&secret.secret_id)
         .bind(&secret.workspace)
@@ -64,6 +73,7 @@ impl SqlStore {
         .bind(actor)
         .bind(now)
         .bind(now)
+        .bind(secret.provider.clone())
         .execute(&mut *tx)
         .await;
         if let Err(e) = inserted {
@@ -184,14 +194,20 @@ impl SqlStore {
             .workspace(&current.workspace);
         let mut tx = self.begin_write().await?;
         let now = now_ms();
+        // Crypto-shred (DESIGN §6, §10 rule 11): the wrapped DEK is replaced
+        // by random bytes of the same length in the revoking transaction, so
+        // no KEK, passphrase or database backup taken from now on can open
+        // the value again. Revocation is one-way, so nothing is lost.
         let done = sqlx::query(self.dialect.q(
             "UPDATE secrets SET state = 'REVOKED', revoked_by = ?, revoked_at = ?, \
-             last_updated_by = ?, last_updated_at = ? WHERE secret_id = ? AND state = 'ACTIVE'",
+             last_updated_by = ?, last_updated_at = ?, wrapped_dek = ? \
+             WHERE secret_id = ? AND state = 'ACTIVE'",
         ))
         .bind(actor)
         .bind(now)
         .bind(actor)
         .bind(now)
+        .bind(shredded_dek()?)
         .bind(secret_id)
         .execute(&mut *tx)
         .await
@@ -240,27 +256,41 @@ impl SqlStore {
 
     pub(super) async fn bind_inner(
         &self,
-        secret_id: &str,
-        resource_type: &str,
-        resource_id: &str,
-        binding_name: &str,
+        new: &NewBinding<'_>,
         actor: &str,
         rec: &mut AuditRecord,
     ) -> Result<SecretBinding> {
+        let NewBinding {
+            secret_id,
+            resource_type,
+            resource_id,
+            binding_name,
+            value_field,
+            service_accounts,
+        } = *new;
         validate::uuid("secret_id", secret_id)?;
         validate::resource_type(resource_type)?;
         validate::resource_id(resource_id)?;
         validate::binding_name(binding_name)?;
+        if let Some(f) = value_field {
+            validate::value_field(f)?;
+        }
+        validate::service_accounts(service_accounts)?;
         let mut tx = self.begin_write().await?;
         // Lock the secret row: the private-secret rule below reads other
-        // bindings, and two concurrent binds must not both pass it.
+        // bindings, and two concurrent binds must not both pass it. The
+        // sealed columns come along for the value_field check.
         let sql = match self.dialect {
-            Dialect::Sqlite => {
-                "SELECT workspace, secret_name, state, CASE WHEN is_shared THEN 1 ELSE 0 END AS is_shared FROM secrets WHERE secret_id = ?"
-            }
-            _ => {
-                "SELECT workspace, secret_name, state, CASE WHEN is_shared THEN 1 ELSE 0 END AS is_shared FROM secrets WHERE secret_id = ? FOR UPDATE"
-            }
+            Dialect::Sqlite => concat!(
+                "SELECT ",
+                sealed_cols!(),
+                ", CASE WHEN is_shared THEN 1 ELSE 0 END AS is_shared FROM secrets WHERE secret_id = ?"
+            ),
+            _ => concat!(
+                "SELECT ",
+                sealed_cols!(),
+                ", CASE WHEN is_shared THEN 1 ELSE 0 END AS is_shared FROM secrets WHERE secret_id = ? FOR UPDATE"
+            ),
         };
         let row = sqlx::query(self.dialect.q(sql))
             .bind(secret_id)
@@ -268,13 +298,22 @@ impl SqlStore {
             .await
             .map_err(db_err)?
             .ok_or_else(|| not_found_secret(secret_id))?;
-        let (ws, name, state) = name_state(&row)?;
+        let sealed = SealedRow::from_row(&row)?;
+        let (ws, name) = (sealed.workspace.clone(), sealed.secret_name.clone());
         let shared: i64 = row.try_get("is_shared").map_err(db_err)?;
         *rec = rec.clone().secret(secret_id, &name).workspace(&ws);
-        if state == SecretState::Revoked {
+        if sealed.is_revoked() {
             return Err(StoreError::Conflict(format!(
                 "secret '{name}' in workspace '{ws}' is revoked and cannot be bound"
             )));
+        }
+        if let Some(f) = value_field {
+            // The field must exist now; reads check again (an update may
+            // drop it). Only the keys are looked at; the value is wiped
+            // when it goes out of scope here.
+            self.open_row(&sealed)?.field(f).map_err(|e| {
+                StoreError::InvalidParameter(format!("secret '{name}' in workspace '{ws}': {e}"))
+            })?;
         }
         if shared == 0 {
             let other = sqlx::query(
@@ -306,10 +345,13 @@ impl SqlStore {
             binding_name: binding_name.to_string(),
             created_by: Some(actor.to_string()),
             created_at: now_ms(),
+            value_field: value_field.map(str::to_string),
+            service_accounts: service_accounts.to_vec(),
         };
         let inserted = sqlx::query(self.dialect.q(
             "INSERT INTO secrets_bindings (binding_id, secret_id, workspace, resource_type, \
-             resource_id, binding_name, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             resource_id, binding_name, created_by, created_at, value_field, service_accounts) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&binding.binding_id)
         .bind(&binding.secret_id)
@@ -319,6 +361,8 @@ impl SqlStore {
         .bind(&binding.binding_name)
         .bind(actor)
         .bind(binding.created_at)
+        .bind(binding.value_field.clone())
+        .bind(join_service_accounts(&binding.service_accounts))
         .execute(&mut *tx)
         .await;
         if let Err(e) = inserted {
@@ -333,10 +377,7 @@ impl SqlStore {
         *rec = rec
             .clone()
             .resource(resource_type, resource_id)
-            .detail(format!(
-                "binding_id={} binding_name={binding_name}",
-                binding.binding_id
-            ));
+            .detail(binding_detail(&binding));
         audit::append(&mut tx, self.dialect, rec).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(binding)
@@ -350,10 +391,7 @@ impl SqlStore {
             .secret_id(&b.secret_id)
             .workspace(&b.workspace)
             .resource(&b.resource_type, &b.resource_id)
-            .detail(format!(
-                "binding_id={binding_id} binding_name={}",
-                b.binding_name
-            ));
+            .detail(binding_detail(&b));
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             self.dialect
@@ -436,6 +474,10 @@ impl SqlStore {
             .map(|r| {
                 Ok(BoundRow {
                     binding_name: r.try_get("binding_name").map_err(db_err)?,
+                    value_field: r.try_get("value_field").map_err(db_err)?,
+                    service_accounts: split_service_accounts(
+                        r.try_get("service_accounts").map_err(db_err)?,
+                    ),
                     last_updated_at: r.try_get("last_updated_at").map_err(db_err)?,
                     sealed: SealedRow::from_row(r)?,
                 })
@@ -456,6 +498,8 @@ impl SqlStore {
         let mut detail = Vec::with_capacity(rows.len());
         for BoundRow {
             binding_name: binding,
+            value_field,
+            service_accounts,
             last_updated_at,
             sealed: row,
         } in rows
@@ -467,18 +511,30 @@ impl SqlStore {
                 )));
             }
             let value = self.open_row(&row)?;
+            // A field binding injects that one string; the field is checked
+            // again at every read, since an update may have removed it.
+            let value = match &value_field {
+                None => value,
+                Some(f) => value.field(f).map_err(|e| {
+                    StoreError::Conflict(format!(
+                        "binding {binding} (secret '{}' in workspace '{}'): {e}",
+                        row.secret_name, row.workspace
+                    ))
+                })?,
+            };
+            detail.push(match &value_field {
+                None => format!("{binding}={}@kek_v{}", row.secret_id, row.kek_version),
+                Some(f) => format!("{binding}={}[{f}]@kek_v{}", row.secret_id, row.kek_version),
+            });
             out.insert(
-                binding.clone(),
+                binding,
                 BoundValue {
                     value,
                     secret_id: row.secret_id.clone(),
                     last_updated_at,
+                    service_accounts,
                 },
             );
-            detail.push(format!(
-                "{binding}={}@kek_v{}",
-                row.secret_id, row.kek_version
-            ));
         }
         rec.detail = Some(detail.join(","));
         Ok(out)
@@ -488,6 +544,8 @@ impl SqlStore {
 /// One bound row as read for decryption (see `bound_select!`).
 pub(super) struct BoundRow {
     pub binding_name: String,
+    pub value_field: Option<String>,
+    pub service_accounts: Vec<String>,
     pub last_updated_at: i64,
     pub sealed: SealedRow,
 }
@@ -497,10 +555,44 @@ pub(super) struct BoundRow {
 /// `last_updated_at` (epoch ms) identifies the value's version: every value
 /// change gets a new DEK and a new timestamp. Both come from the same read
 /// as the value, so they always describe exactly what was decrypted.
+///
+/// `value` is what the binding injects: with a `value_field`, that field's
+/// string. `service_accounts` are the ServiceAccounts the binding may reach
+/// (empty: any), for the webhook to enforce (DESIGN §8).
 pub struct BoundValue {
     pub value: SecretValue,
     pub secret_id: String,
     pub last_updated_at: i64,
+    pub service_accounts: Vec<String>,
+}
+
+/// The audit detail of a bind or unbind: ids and names, never a value.
+pub(super) fn binding_detail(b: &SecretBinding) -> String {
+    let mut d = format!(
+        "binding_id={} binding_name={}",
+        b.binding_id, b.binding_name
+    );
+    if let Some(f) = &b.value_field {
+        d.push_str(&format!(" value_field={f}"));
+    }
+    if !b.service_accounts.is_empty() {
+        d.push_str(&format!(
+            " service_accounts={}",
+            b.service_accounts.join(",")
+        ));
+    }
+    d
+}
+
+/// Random bytes the length of a wrapped DEK, to overwrite a revoked row's
+/// `wrapped_dek` with. Same length, so the row still passes the schema and
+/// every reader's shape checks, but it no longer opens under any KEK.
+pub(super) fn shredded_dek() -> Result<Vec<u8>> {
+    let mut b = vec![0u8; crypto::WRAPPED_DEK_LEN];
+    getrandom::fill(&mut b).map_err(|e| {
+        StoreError::Unavailable(format!("the OS random number generator failed: {e}"))
+    })?;
+    Ok(b)
 }
 
 fn name_state(row: &AnyRow) -> Result<(String, String, SecretState)> {

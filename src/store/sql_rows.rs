@@ -15,14 +15,15 @@ macro_rules! secret_cols {
     () => {
         "secret_id, workspace, secret_name, masked_value, \
          CASE WHEN is_shared THEN 1 ELSE 0 END AS is_shared, state, created_by, created_at, \
-         last_updated_by, last_updated_at, revoked_by, revoked_at"
+         last_updated_by, last_updated_at, revoked_by, revoked_at, provider"
     };
 }
 pub(crate) use secret_cols;
 
 macro_rules! binding_cols {
     () => {
-        "binding_id, secret_id, workspace, resource_type, resource_id, binding_name, created_by, created_at"
+        "binding_id, secret_id, workspace, resource_type, resource_id, binding_name, created_by, created_at, \
+         value_field, service_accounts"
     };
 }
 pub(crate) use binding_cols;
@@ -53,6 +54,7 @@ pub(crate) fn secret_from_row(row: &AnyRow) -> Result<Secret> {
         last_updated_at: row.try_get("last_updated_at").map_err(db_err)?,
         revoked_by: row.try_get("revoked_by").map_err(db_err)?,
         revoked_at: row.try_get("revoked_at").map_err(db_err)?,
+        provider: row.try_get("provider").map_err(db_err)?,
     })
 }
 
@@ -66,7 +68,27 @@ pub(crate) fn binding_from_row(row: &AnyRow) -> Result<SecretBinding> {
         binding_name: row.try_get("binding_name").map_err(db_err)?,
         created_by: row.try_get("created_by").map_err(db_err)?,
         created_at: row.try_get("created_at").map_err(db_err)?,
+        value_field: row.try_get("value_field").map_err(db_err)?,
+        service_accounts: split_service_accounts(row.try_get("service_accounts").map_err(db_err)?),
     })
+}
+
+/// `secrets_bindings.service_accounts` is comma-separated (DESIGN §2);
+/// NULL and the empty string both mean "any ServiceAccount".
+pub(crate) fn split_service_accounts(col: Option<String>) -> Vec<String> {
+    col.map(|c| {
+        c.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The column form of a ServiceAccount list: NULL when empty.
+pub(crate) fn join_service_accounts(sas: &[String]) -> Option<String> {
+    (!sas.is_empty()).then(|| sas.join(","))
 }
 
 /// The encrypted form of one row, as read for decryption.

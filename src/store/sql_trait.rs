@@ -11,28 +11,32 @@ use super::sql_ops::{not_found_binding, not_found_secret};
 use super::sql_rows::{binding_cols, binding_from_row, secret_cols, secret_from_row};
 use super::validate;
 use super::{AuditFilter, Result, SecretsStore, StoreError};
-use crate::model::{AuditEntry, BindingFilter, Page, Secret, SecretBinding, SecretFilter};
+use crate::model::{
+    AuditEntry, BindingFilter, NewBinding, NewSecret, Page, Secret, SecretBinding, SecretFilter,
+};
 use crate::value::SecretValue;
 
 #[async_trait]
 impl SecretsStore for SqlStore {
-    async fn create_secret(
+    async fn create_secret_with(
         &self,
-        workspace: &str,
-        secret_name: &str,
+        new: &NewSecret<'_>,
         value: &SecretValue,
-        is_shared: bool,
         actor: &str,
     ) -> Result<Secret> {
-        let rec = AuditRecord::new(AuditAction::Create, actor)
-            .workspace(workspace)
-            .detail(format!("secret_name={secret_name} is_shared={is_shared}"));
-        let mut rec_named = rec.clone();
-        rec_named.secret_name = Some(secret_name.to_string());
-        let r = self
-            .create_inner(workspace, secret_name, value, is_shared, actor, &rec_named)
-            .await;
-        self.audit_failure(rec_named, r).await
+        let mut detail = format!(
+            "secret_name={} is_shared={}",
+            new.secret_name, new.is_shared
+        );
+        if let Some(p) = new.provider {
+            detail.push_str(&format!(" provider={p}"));
+        }
+        let mut rec = AuditRecord::new(AuditAction::Create, actor)
+            .workspace(new.workspace)
+            .detail(detail);
+        rec.secret_name = Some(new.secret_name.to_string());
+        let r = self.create_inner(new, value, actor, &rec).await;
+        self.audit_failure(rec, r).await
     }
 
     async fn get_secret(&self, secret_id: &str) -> Result<Secret> {
@@ -153,25 +157,9 @@ impl SecretsStore for SqlStore {
         self.audit_failure(rec, r).await
     }
 
-    async fn bind_secret(
-        &self,
-        secret_id: &str,
-        resource_type: &str,
-        resource_id: &str,
-        binding_name: &str,
-        actor: &str,
-    ) -> Result<SecretBinding> {
-        let mut rec = AuditRecord::new(AuditAction::Bind, actor).secret_id(secret_id);
-        let r = self
-            .bind_inner(
-                secret_id,
-                resource_type,
-                resource_id,
-                binding_name,
-                actor,
-                &mut rec,
-            )
-            .await;
+    async fn bind_secret_with(&self, new: &NewBinding<'_>, actor: &str) -> Result<SecretBinding> {
+        let mut rec = AuditRecord::new(AuditAction::Bind, actor).secret_id(new.secret_id);
+        let r = self.bind_inner(new, actor, &mut rec).await;
         self.audit_failure(rec, r).await
     }
 

@@ -95,20 +95,138 @@ pub fn resource_id(id: &str) -> Result<()> {
     }
 }
 
-/// Binding names become environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
+/// Binding names become environment variable names: `[A-Za-z_][A-Za-z0-9_]*`,
+/// and never one of the [`RESERVED_BINDING_NAMES`]. Every path that creates
+/// a binding (CLI, REST, CRD) ends here, so the rule cannot be skipped.
 pub fn binding_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 255
         && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(invalid(format!(
+            "binding_name {:?} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most 255 characters)",
+            printable_id(name)
+        )));
+    }
+    if let Some(rule) = reserved_rule(name) {
+        return Err(invalid(format!(
+            "binding_name {:?} is reserved ({rule}): a bound value must not change how a process starts or where it sends data",
+            printable_id(name)
+        )));
+    }
+    Ok(())
+}
+
+/// The reserved binding names of DESIGN §6, as written there: `X_*` is a
+/// prefix, `*_X` a suffix. Case-sensitive (environment variables are),
+/// except `*_PROXY`, which HTTP clients also read in lower case.
+pub const RESERVED_BINDING_NAMES: [&str; 15] = [
+    "PATH",
+    "HOME",
+    "SHELL",
+    "USER",
+    "LD_*",
+    "DYLD_*",
+    "PYTHON*",
+    "PERL5*",
+    "RUBYOPT",
+    "NODE_OPTIONS",
+    "JAVA_TOOL_OPTIONS",
+    "BROWSER",
+    "KUBERNETES_*",
+    "*_PROXY",
+    "MLFLOW_SECRETS_*",
+];
+
+/// [`RESERVED_BINDING_NAMES`] as one RE2 regular expression that matches a
+/// reserved name, for schemas that cannot call [`binding_name`]: the CRD's
+/// CEL rule is `!self.matches(RESERVED_BINDING_NAME_REGEX)`. A unit test
+/// keeps it in step with the list.
+pub const RESERVED_BINDING_NAME_REGEX: &str = "^(PATH|HOME|SHELL|USER|LD_.*|DYLD_.*|PYTHON.*|PERL5.*|RUBYOPT|NODE_OPTIONS|JAVA_TOOL_OPTIONS|BROWSER|KUBERNETES_.*|(?i:.*_PROXY)|MLFLOW_SECRETS_.*)$";
+
+/// The entry of [`RESERVED_BINDING_NAMES`] that `name` falls under.
+pub fn reserved_rule(name: &str) -> Option<&'static str> {
+    RESERVED_BINDING_NAMES.iter().copied().find(|rule| {
+        if let Some(suffix) = rule.strip_prefix('*') {
+            // Only `*_PROXY`: any case.
+            name.len() >= suffix.len()
+                && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        } else if let Some(prefix) = rule.strip_suffix('*') {
+            name.starts_with(prefix)
+        } else {
+            name == *rule
+        }
+    })
+}
+
+/// A provider name (`openai`, `anthropic`, `azure`, `vertex_ai`, ...): 1-64
+/// letters, digits and `._-`, starting with a letter or digit.
+pub fn provider(p: &str) -> Result<()> {
+    let ok = !p.is_empty()
+        && p.len() <= 64
+        && p.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     if ok {
         Ok(())
     } else {
         Err(invalid(format!(
-            "binding_name {:?} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most 255 characters)",
-            printable_id(name)
+            "provider {:?} is invalid: it must be 1-64 letters, digits and ._-, starting with a letter or digit",
+            printable_id(p)
         )))
     }
+}
+
+/// A `value_field`: a key of an object value, 1-255 characters without
+/// control characters.
+pub fn value_field(f: &str) -> Result<()> {
+    let ok = !f.is_empty() && f.len() <= 255 && !f.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "value_field {:?} is invalid: it must be 1-255 characters with no control characters",
+            printable_id(f)
+        )))
+    }
+}
+
+/// Longest `secrets_bindings.service_accounts` (VARCHAR(1000)).
+const MAX_SERVICE_ACCOUNTS_CHARS: usize = 1000;
+
+/// ServiceAccount names are Kubernetes DNS-1123 subdomains; the list has no
+/// duplicates and fits its column.
+pub fn service_accounts(sas: &[String]) -> Result<()> {
+    for sa in sas {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if sa.is_empty() || sa.len() > 253 || !sa.split('.').all(label_ok) {
+            return Err(invalid(format!(
+                "service account {:?} is invalid: it must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', at most 253 characters)",
+                printable_id(sa)
+            )));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(dup) = sas.iter().find(|sa| !seen.insert(sa.as_str())) {
+        return Err(invalid(format!(
+            "service account {:?} is listed twice",
+            printable_id(dup)
+        )));
+    }
+    let total: usize = sas.iter().map(|s| s.len() + 1).sum();
+    if total > MAX_SERVICE_ACCOUNTS_CHARS + 1 {
+        return Err(invalid(format!(
+            "service_accounts is too long: at most {MAX_SERVICE_ACCOUNTS_CHARS} characters, comma-separated"
+        )));
+    }
+    Ok(())
 }
 
 /// Ids are UUIDs; checking the shape early turns garbage into a clean 404/400.
@@ -161,5 +279,93 @@ mod tests {
         assert!(resource_id("a b").is_err());
         let e = binding_name("BAD NAME").unwrap_err().to_string();
         assert!(e.contains("binding_name") && e.contains("BAD NAME"), "{e}");
+    }
+
+    #[test]
+    fn reserved_binding_names_are_refused() {
+        for name in [
+            "PATH",
+            "HOME",
+            "SHELL",
+            "USER",
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "DYLD_INSERT_LIBRARIES",
+            "PYTHONPATH",
+            "PYTHONWARNINGS",
+            "PYTHONSTARTUP",
+            "PERL5OPT",
+            "PERL5LIB",
+            "RUBYOPT",
+            "NODE_OPTIONS",
+            "JAVA_TOOL_OPTIONS",
+            "BROWSER",
+            "KUBERNETES_SERVICE_HOST",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "Http_Proxy",
+            "NO_PROXY",
+            "no_proxy",
+            "ALL_PROXY",
+            "MLFLOW_SECRETS_TEST_MODE",
+        ] {
+            let e = binding_name(name).expect_err(name).to_string();
+            assert!(e.contains("reserved") && e.contains(name), "{e}");
+        }
+        // Near misses stay allowed: the list is exact, not a fuzzy match.
+        for name in [
+            "OPENAI_API_KEY",
+            "PATHS",
+            "MY_PATH",
+            "path",
+            "home",
+            "LD",
+            "PYTHO",
+            "USERNAME",
+            "PROXY",
+            "PROXY_URL",
+            "MLFLOW_SECRET",
+            "MLFLOW_TRACKING_TOKEN",
+            "KUBERNETES",
+        ] {
+            assert!(binding_name(name).is_ok(), "{name}");
+        }
+    }
+
+    /// The exported regex names every entry of the list, with the same
+    /// wildcards (the CRD schema uses it instead of this code).
+    #[test]
+    fn reserved_regex_covers_the_list() {
+        let body = RESERVED_BINDING_NAME_REGEX
+            .strip_prefix("^(")
+            .and_then(|r| r.strip_suffix(")$"))
+            .expect("anchored group");
+        let alts: Vec<&str> = body.split('|').collect();
+        assert_eq!(alts.len(), RESERVED_BINDING_NAMES.len());
+        for (alt, rule) in alts.iter().zip(RESERVED_BINDING_NAMES) {
+            let expected = if rule == "*_PROXY" {
+                "(?i:.*_PROXY)".to_string()
+            } else {
+                rule.replace('*', ".*")
+            };
+            assert_eq!(*alt, expected);
+        }
+    }
+
+    #[test]
+    fn provider_field_and_service_accounts() {
+        assert!(provider("openai").is_ok() && provider("vertex_ai").is_ok());
+        assert!(provider("").is_err() && provider("has space").is_err());
+        assert!(value_field("api_key").is_ok());
+        assert!(value_field("").is_err() && value_field("a\nb").is_err());
+        let sa = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(service_accounts(&sa(&["scorer", "ci.bot-1"])).is_ok());
+        assert!(service_accounts(&[]).is_ok());
+        for bad in ["Scorer", "-a", "a-", "a..b", "a b", "a,b", ""] {
+            assert!(service_accounts(&sa(&[bad])).is_err(), "{bad}");
+        }
+        assert!(service_accounts(&sa(&["a", "a"])).is_err());
+        let many: Vec<String> = (0..100).map(|i| format!("service-account-{i}")).collect();
+        assert!(service_accounts(&many).is_err());
     }
 }

@@ -22,7 +22,7 @@ use super::{
     BINDING_FINALIZER, Context, RESYNC_READY, RESYNC_WAITING, actor, created_by_object, namespace,
 };
 use crate::k8s::crd::{MlflowSecret, MlflowSecretBinding, MlflowSecretBindingStatus};
-use crate::model::{BindingFilter, SecretBinding, SecretState};
+use crate::model::{BindingFilter, NewBinding, SecretBinding, SecretState};
 use crate::store::{SecretsStore, StoreError};
 
 /// `created_by` tag of bindings made by an `MlflowSecretBinding`.
@@ -242,18 +242,17 @@ async fn decide(obj: &MlflowSecretBinding, ns: &str, ctx: &Context) -> Result<Ou
     );
     let want_field = obj.spec.field.as_deref();
     let want_sas = &obj.spec.service_account_names;
-    // Until the store has the columns value_field and service_accounts
-    // (branch store-rules), a binding that needs them is refused rather than
-    // bound more widely than it asks.
-    if want_field.is_some() || !same_set(want_sas, &[]) {
-        return Ok(not_ready(
-            INVALID_SPEC,
-            "spec.field and spec.serviceAccountNames need the store columns value_field and service_accounts".into(),
-            Some(RESYNC_READY),
-        ));
-    }
     if let Some(b) = existing(obj, ns, ctx).await? {
-        let _ = b.created_by.as_deref();
+        if b.value_field.as_deref() != want_field || !same_set(&b.service_accounts, want_sas) {
+            return Ok(not_ready(
+                CONFLICT,
+                format!(
+                    "binding {key} already exists with another field or ServiceAccount list (created by {}); this object does not change it",
+                    b.created_by.as_deref().unwrap_or("unknown")
+                ),
+                None,
+            ));
+        }
         if b.secret_id != secret_id {
             return Ok(not_ready(
                 CONFLICT,
@@ -273,16 +272,15 @@ async fn decide(obj: &MlflowSecretBinding, ns: &str, ctx: &Context) -> Result<Ou
         };
         return Ok(ready(&b, msg));
     }
-    let bound = ctx
-        .store
-        .bind_secret(
-            &secret_id,
-            &obj.spec.resource_type,
-            &obj.spec.resource_id,
-            &obj.spec.binding_name,
-            &who(obj, ns),
-        )
-        .await;
+    let new = NewBinding {
+        secret_id: &secret_id,
+        resource_type: &obj.spec.resource_type,
+        resource_id: &obj.spec.resource_id,
+        binding_name: &obj.spec.binding_name,
+        value_field: want_field,
+        service_accounts: want_sas,
+    };
+    let bound = ctx.store.bind_secret_with(&new, &who(obj, ns)).await;
     Ok(match bound {
         Ok(b) => ready(&b, format!("bound as {key}")),
         // Revocation was checked above, so a refusal here is the private

@@ -29,7 +29,7 @@ use crate::k8s::ANNOTATION_IMPORTABLE;
 use crate::k8s::crd::{
     DeletionPolicy, ImportedSource, MlflowSecret, MlflowSecretStatus, SecretKeyRef,
 };
-use crate::model::{Secret, SecretState};
+use crate::model::{NewSecret, Secret, SecretState};
 use crate::store::{SecretsStore, StoreError};
 use crate::value::SecretValue;
 
@@ -266,16 +266,13 @@ async fn create(
     source: ImportedSource,
     out: Outcome,
 ) -> Result<Outcome> {
-    let created = ctx
-        .store
-        .create_secret(
-            &who.ns,
-            &who.store_name,
-            &value,
-            obj.spec.shared,
-            &who.actor,
-        )
-        .await;
+    let new = NewSecret {
+        workspace: &who.ns,
+        secret_name: &who.store_name,
+        is_shared: obj.spec.shared,
+        provider: obj.spec.provider.as_deref(),
+    };
+    let created = ctx.store.create_secret_with(&new, &value, &who.actor).await;
     drop(value);
     match created {
         Ok(row) => {
