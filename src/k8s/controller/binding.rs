@@ -243,21 +243,11 @@ async fn decide(obj: &MlflowSecretBinding, ns: &str, ctx: &Context) -> Result<Ou
     let want_field = obj.spec.field.as_deref();
     let want_sas = &obj.spec.service_account_names;
     if let Some(b) = existing(obj, ns, ctx).await? {
-        if b.value_field.as_deref() != want_field || !same_set(&b.service_accounts, want_sas) {
+        if let Some(what) = mismatch(&b, &secret_id, want_field, want_sas) {
             return Ok(not_ready(
                 CONFLICT,
                 format!(
-                    "binding {key} already exists with another field or ServiceAccount list (created by {}); this object does not change it",
-                    b.created_by.as_deref().unwrap_or("unknown")
-                ),
-                None,
-            ));
-        }
-        if b.secret_id != secret_id {
-            return Ok(not_ready(
-                CONFLICT,
-                format!(
-                    "binding {key} already exists for another secret (created by {})",
+                    "binding {key} already exists {what} (created by {}); this object does not change it",
                     b.created_by.as_deref().unwrap_or("unknown")
                 ),
                 None,
@@ -291,6 +281,28 @@ async fn decide(obj: &MlflowSecretBinding, ns: &str, ctx: &Context) -> Result<Ou
         Err(StoreError::InvalidParameter(m)) => not_ready(INVALID_SPEC, m, Some(RESYNC_READY)),
         Err(e) => return Err(e.into()),
     })
+}
+
+/// How an existing store binding with this object's key differs from what
+/// the object asks for, if it does: then it is someone else's binding (or
+/// an older one), and the operator reports a `Conflict` instead of
+/// adopting it: adopting one for another secret, another field or more
+/// ServiceAccounts would inject something the object never asked for.
+fn mismatch(
+    b: &SecretBinding,
+    secret_id: &str,
+    field: Option<&str>,
+    service_accounts: &[String],
+) -> Option<&'static str> {
+    if b.secret_id != secret_id {
+        Some("for another secret")
+    } else if b.value_field.as_deref() != field {
+        Some("with another field")
+    } else if !same_set(&b.service_accounts, service_accounts) {
+        Some("with another ServiceAccount list")
+    } else {
+        None
+    }
 }
 
 /// The same ServiceAccounts, in any order.
@@ -341,4 +353,53 @@ async fn cleanup(obj: &MlflowSecretBinding, ctx: &Context) -> Result<Action> {
     )
     .await;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(secret_id: &str, field: Option<&str>, sas: &[&str]) -> SecretBinding {
+        SecretBinding {
+            binding_id: "b".into(),
+            secret_id: secret_id.into(),
+            workspace: "ns".into(),
+            resource_type: "SCORER_JOB".into(),
+            resource_id: "judge".into(),
+            binding_name: "AZURE_API_KEY".into(),
+            created_by: None,
+            created_at: 0,
+            value_field: field.map(str::to_string),
+            service_accounts: sas.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_existing_binding_is_adopted_only_when_it_is_exactly_what_is_asked() {
+        let sas = vec!["a".to_string(), "b".to_string()];
+        let b = binding("s1", Some("api_key"), &["b", "a"]);
+        assert_eq!(
+            mismatch(&b, "s1", Some("api_key"), &sas),
+            None,
+            "order is irrelevant"
+        );
+        assert_eq!(
+            mismatch(&b, "s2", Some("api_key"), &sas),
+            Some("for another secret")
+        );
+        assert_eq!(mismatch(&b, "s1", None, &sas), Some("with another field"));
+        assert_eq!(
+            mismatch(&b, "s1", Some("api_base"), &sas),
+            Some("with another field")
+        );
+        // Wider (no list: every ServiceAccount) or narrower: not adopted.
+        assert_eq!(
+            mismatch(&b, "s1", Some("api_key"), &[]),
+            Some("with another ServiceAccount list")
+        );
+        assert_eq!(
+            mismatch(&binding("s1", None, &[]), "s1", None, &sas[..1]),
+            Some("with another ServiceAccount list")
+        );
+    }
 }
