@@ -281,44 +281,82 @@ async fn runs_on_the_rendered_rbac(namespaced: bool) {
         serde_json::json!({ "secretRef": { "name": "key" }, "resourceId": "job-rbac", "bindingName": "API_KEY" }),
     )
     .await;
-    let job: Job = serde_json::from_value(serde_json::json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": { "name": "scorer" },
-        "spec": { "backoffLimit": 0, "template": {
-            "metadata": {
-                "labels": { "secrets.mlflow.org/inject": "true" },
-                "annotations": { "secrets.mlflow.org/resource-id": "job-rbac" }
-            },
-            "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] }
-        } }
-    }))
-    .unwrap();
-    Api::<Job>::namespaced(client.clone(), ns.name())
-        .create(&PostParams::default(), &job)
+    // Two Jobs of the resource: each gets its per-Job Secret.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns.name());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+    for name in ["scorer", "scorer-2"] {
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": { "name": name },
+            "spec": { "backoffLimit": 0, "template": {
+                "metadata": {
+                    "labels": { "secrets.mlflow.org/inject": "true" },
+                    "annotations": { "secrets.mlflow.org/resource-id": "job-rbac" }
+                },
+                "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] }
+            } }
+        }))
+        .unwrap();
+        jobs.create(&PostParams::default(), &job).await.unwrap();
+        let pod = eventually(READY, &format!("the pod of {name}"), || {
+            let pods = pods.clone();
+            async move {
+                pods.list(&ListParams::default().labels(&format!("job-name={name}")))
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .next()
+            }
+        })
+        .await;
+        let env_vars = pod.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap_or_default();
+        assert!(
+            env_vars.iter().any(|e| e.name == "API_KEY"),
+            "not injected under the chart's RBAC; operator log:\n{}",
+            op.logs()
+        );
+    }
+    let copies: Api<Secret> = Api::namespaced(client.clone(), ns.name());
+    for name in ["scorer", "scorer-2"] {
+        let s = copies.get(&format!("{name}-mlflow-secrets")).await.unwrap();
+        assert!(s.data.unwrap_or_default().contains_key("API_KEY"));
+    }
+
+    // Revoking the MlflowSecret removes its value from both Jobs' Secrets
+    // within the reconcile (the status turns REVOKED only after that), with
+    // the chart's RBAC.
+    let mlsec = crd_api(client.clone(), ns.name(), "MlflowSecret");
+    mlsec
+        .patch(
+            "key",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "spec": { "revoked": true } })),
+        )
         .await
         .unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
-    let pod = eventually(READY, "the scorer's pod", || {
-        let pods = pods.clone();
+    eventually(READY, "the MlflowSecret to be REVOKED", || {
+        let mlsec = mlsec.clone();
         async move {
-            pods.list(&ListParams::default().labels("job-name=scorer"))
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .next()
+            let o = mlsec.get("key").await.ok()?;
+            (o.data["status"]["state"] == "REVOKED").then_some(())
         }
     })
     .await;
-    let env_vars = pod.spec.unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap_or_default();
-    assert!(
-        env_vars.iter().any(|e| e.name == "API_KEY"),
-        "not injected under the chart's RBAC; operator log:\n{}",
-        op.logs()
-    );
+    for name in ["scorer", "scorer-2"] {
+        assert!(
+            copies
+                .get_opt(&format!("{name}-mlflow-secrets"))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}'s Secret still holds the revoked value; operator log:\n{}",
+            op.logs()
+        );
+    }
 
     // The leader wrote its Lease, certificate Secret and caBundle with
     // these permissions, and nothing was refused along the way.
@@ -340,9 +378,9 @@ async fn runs_on_the_rendered_rbac(namespaced: bool) {
 
     setup.cleanup(env).await;
     drop(op);
-    let _ = Api::<Job>::namespaced(client.clone(), ns.name())
-        .delete("scorer", &DeleteParams::background())
-        .await;
+    for name in ["scorer", "scorer-2"] {
+        let _ = jobs.delete(name, &DeleteParams::background()).await;
+    }
     ns.cleanup().await;
     elsewhere.cleanup().await;
     op_ns.cleanup().await;
