@@ -536,13 +536,21 @@ async fn run_backend(
         .get_all_secrets_for_resource(&ns, "SCORER_JOB", RID, "webhook:bench")
         .await
         .unwrap();
+    // What the webhook annotates the Secret with (key -> secret id); the
+    // ids' content does not change the cost.
+    let ids: Arc<std::collections::BTreeMap<String, String>> = Arc::new(
+        values
+            .keys()
+            .map(|k| (k.clone(), format!("id-{k}")))
+            .collect(),
+    );
     let values = Arc::new(values);
     let (c2, ns3, v2) = (client.clone(), ns.clone(), values.clone());
     let api_half = sequential(breakdown_n, |i| {
-        let (c, ns, v) = (c2.clone(), ns3.clone(), v2.clone());
+        let (c, ns, v, ids) = (c2.clone(), ns3.clone(), v2.clone(), ids.clone());
         let job = scorers[i % scorers.len()].clone();
         async move {
-            secret::apply(&c, &ns, &job, "SCORER_JOB", RID, &v)
+            secret::apply(&c, &ns, &job, "SCORER_JOB", RID, &v, &ids)
                 .await
                 .is_ok()
         }
@@ -552,10 +560,10 @@ async fn run_backend(
     // server-side apply of the same Secret for comparison.
     let (c3, ns4, v3) = (client.clone(), ns.clone(), values.clone());
     let api_new = sequential(breakdown_n, |_| {
-        let (c, ns, v) = (c3.clone(), ns4.clone(), v3.clone());
+        let (c, ns, v, ids) = (c3.clone(), ns4.clone(), v3.clone(), ids.clone());
         let job = new_jobs.take().expect("a Job per request").clone();
         async move {
-            secret::apply(&c, &ns, &job, "SCORER_JOB", RID, &v)
+            secret::apply(&c, &ns, &job, "SCORER_JOB", RID, &v, &ids)
                 .await
                 .is_ok()
         }
