@@ -16,20 +16,12 @@ use mlflow_secrets::k8s::crd::MlflowSecret;
 use mlflow_secrets::model::SecretState;
 use mlflow_secrets::store::{SecretsStore, StoreError};
 use mlflow_secrets::value::{SecretValue, mask_str};
-use secrecy::ExposeSecret;
 use serde_json::json;
 
-use k8s_controller_support::{Harness, binding_ready_is, cond, secret_ready_is, value_from};
+use k8s_controller_support::{Harness, binding_ready_is, cond, plain, secret_ready_is, value_from};
 
 const VALUE_1: &str = "sk-ctrl-test-FIRSTVALUE-0123456789abcdef";
 const VALUE_2: &str = "sk-ctrl-test-SECONDVALUE-9876543210zyxwvu";
-
-fn plain(v: &SecretValue) -> String {
-    match v {
-        SecretValue::String(s) => s.expose_secret().to_string(),
-        SecretValue::Object(_) => panic!("expected a string value"),
-    }
-}
 
 fn status_of(o: &MlflowSecret) -> &mlflow_secrets::k8s::crd::MlflowSecretStatus {
     o.status.as_ref().expect("status")

@@ -11,21 +11,12 @@ mod k8s_controller_support;
 
 use mlflow_secrets::model::SecretFilter;
 use mlflow_secrets::store::SecretsStore;
-use mlflow_secrets::value::SecretValue;
-use secrecy::ExposeSecret;
 use serde_json::json;
 
-use k8s_controller_support::{Harness, cond, secret_ready_is, value_from};
+use k8s_controller_support::{Harness, cond, plain, secret_ready_is, value_from};
 
 const ROOT_PW: &str = "db-root-CANARY-0123456789abcdef";
 const NEW_PW: &str = "db-root-CANARY-rotated-987654321";
-
-fn plain(v: &SecretValue) -> String {
-    match v {
-        SecretValue::String(s) => s.expose_secret().to_string(),
-        SecretValue::Object(_) => panic!("expected a string value"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_without_the_importable_annotation_is_never_read() {

@@ -448,7 +448,15 @@ impl Harness {
     }
 }
 
-/// The condition of a type.
+/// A string value's plaintext (for asserting what the store holds).
+pub fn plain(v: &mlflow_secrets::value::SecretValue) -> String {
+    use secrecy::ExposeSecret as _;
+    match v {
+        mlflow_secrets::value::SecretValue::String(s) => s.expose_secret().to_string(),
+        mlflow_secrets::value::SecretValue::Object(_) => panic!("expected a string value"),
+    }
+}
+
 /// `spec.valueFrom` importing key `key` of Kubernetes Secret `secret`.
 pub fn value_from(secret: &str, key: &str) -> Value {
     json!({ "secretKeyRef": { "name": secret, "key": key } })
