@@ -16,20 +16,12 @@ use mlflow_secrets::k8s::crd::MlflowSecret;
 use mlflow_secrets::model::SecretState;
 use mlflow_secrets::store::{SecretsStore, StoreError};
 use mlflow_secrets::value::{SecretValue, mask_str};
-use secrecy::ExposeSecret;
 use serde_json::json;
 
-use k8s_controller_support::{Harness, binding_ready_is, cond, secret_ready_is, value_from};
+use k8s_controller_support::{Harness, binding_ready_is, cond, plain, secret_ready_is, value_from};
 
 const VALUE_1: &str = "sk-ctrl-test-FIRSTVALUE-0123456789abcdef";
 const VALUE_2: &str = "sk-ctrl-test-SECONDVALUE-9876543210zyxwvu";
-
-fn plain(v: &SecretValue) -> String {
-    match v {
-        SecretValue::String(s) => s.expose_secret().to_string(),
-        SecretValue::Object(_) => panic!("expected a string value"),
-    }
-}
 
 fn status_of(o: &MlflowSecret) -> &mlflow_secrets::k8s::crd::MlflowSecretStatus {
     o.status.as_ref().expect("status")
@@ -154,8 +146,12 @@ async fn imports_reimports_with_a_new_dek_binds_revokes_and_deletes() {
     assert_eq!(st.secret_id.as_deref(), Some(row.secret_id.as_str()));
     assert_eq!(st.state.as_deref(), Some("ACTIVE"));
     assert_eq!(st.kek_version, Some(1));
-    assert_eq!(st.masked_value.as_deref(), Some(mask_str(VALUE_1).as_str()));
+    // No mask of an imported value (security review finding 15): whoever
+    // reads the MlflowSecret may not be allowed to read its source.
+    assert_eq!(st.masked_value, None);
+    assert_eq!(row.masked_value, mask_str(VALUE_1), "the store keeps it");
     assert_eq!(st.shared, Some(false));
+    let first_rv = st.source.as_ref().unwrap().resource_version.clone();
     assert_eq!(st.observed_generation, obj.metadata.generation);
     assert_eq!(
         cond(&st.conditions, "Conflict").map(|c| c.status.as_str()),
@@ -208,10 +204,13 @@ async fn imports_reimports_with_a_new_dek_binds_revokes_and_deletes() {
     h.put_source("openai", "token", VALUE_2).await;
     let obj = h
         .wait_secret("openai-key", "re-imported", |o| {
-            o.status.as_ref().and_then(|s| s.masked_value.as_deref())
-                == Some(mask_str(VALUE_2).as_str())
+            o.status
+                .as_ref()
+                .and_then(|s| s.source.as_ref())
+                .is_some_and(|s| s.resource_version != first_rv)
         })
         .await;
+    assert_eq!(status_of(&obj).masked_value, None);
     assert!(secret_ready_is(&obj, "True", "Active"));
     let v = h
         .store

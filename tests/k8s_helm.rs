@@ -186,6 +186,108 @@ async fn template_with_default_values_is_one_sqlite_replica() {
     assert_eq!(np["spec"]["ingress"][1]["ports"][0]["port"], "metrics");
 }
 
+/// `rbac.namespaces`: a Role and RoleBinding per namespace, a ClusterRole
+/// with only the webhook configuration rule, the certificate Secret's Role
+/// in the release namespace, `--watch-namespaces`, and a webhook limited to
+/// those namespaces.
+#[tokio::test]
+async fn template_with_rbac_namespaces_renders_a_role_per_namespace() {
+    let helm = Helm::new().await;
+    let fullname = "rel-mlflow-secrets";
+    let docs = helm
+        .template("rel", "ops", &["--set", "rbac.namespaces={team-a,team-b}"])
+        .await;
+    let cr = one(&docs, "ClusterRole");
+    let cluster_rules = cr["rules"].as_array().unwrap();
+    // Only two cluster-scoped things, each by name: the listed namespaces
+    // (read, for the webhook's opt-in check) and this release's webhook
+    // configuration.
+    assert_eq!(cluster_rules.len(), 2, "{cluster_rules:?}");
+    assert_eq!(cluster_rules[0]["resources"], json!(["namespaces"]));
+    assert_eq!(
+        cluster_rules[0]["resourceNames"],
+        json!(["team-a", "team-b"])
+    );
+    assert_eq!(cluster_rules[0]["verbs"], json!(["get", "list", "watch"]));
+    assert_eq!(
+        cluster_rules[1]["resources"],
+        json!(["mutatingwebhookconfigurations"])
+    );
+    assert_eq!(cluster_rules[1]["resourceNames"], json!([fullname]));
+    let of = |kind: &str, name: &str| -> Vec<&Value> {
+        docs.iter()
+            .filter(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .collect()
+    };
+    let roles = of("Role", fullname);
+    let mut namespaces: Vec<&str> = roles
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    namespaces.sort_unstable();
+    assert_eq!(namespaces, ["team-a", "team-b"]);
+    for role in &roles {
+        let rules = role["rules"].as_array().unwrap();
+        checks::check_rules(rules);
+        for (g, res, v) in checks::WORKLOAD_GRANTS {
+            assert!(
+                checks::grants(rules, g, res, v),
+                "Role lacks {v} on {g}/{res}"
+            );
+        }
+    }
+    let bindings = of("RoleBinding", fullname);
+    assert_eq!(bindings.len(), 2);
+    for b in bindings {
+        assert_eq!(b["roleRef"]["kind"], "Role");
+        assert_eq!(b["subjects"][0]["namespace"], "ops");
+    }
+    let tls = of("Role", &format!("{fullname}-webhook-tls"));
+    assert_eq!(tls.len(), 1);
+    assert_eq!(tls[0]["metadata"]["namespace"], "ops");
+    assert_eq!(
+        tls[0]["rules"][0]["resourceNames"],
+        json!(["mlflow-secrets-webhook-tls"])
+    );
+    let dep = one(&docs, "Deployment");
+    let args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap();
+    assert!(
+        args.contains(&json!("--watch-namespaces=team-a,team-b")),
+        "{args:?}"
+    );
+    let w = check_webhook(one(&docs, "MutatingWebhookConfiguration"), fullname, "ops");
+    assert!(
+        w["namespaceSelector"]["matchExpressions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({
+                "key": "kubernetes.io/metadata.name",
+                "operator": "In",
+                "values": ["team-a", "team-b"]
+            })),
+        "{w}"
+    );
+
+    // Cluster-wide by default: no flag, no namespace list.
+    let docs = helm.template("rel", "ops", &[]).await;
+    let dep = one(&docs, "Deployment");
+    let args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap();
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("--watch-namespaces"))
+    );
+    assert!(
+        !one(&docs, "MutatingWebhookConfiguration")
+            .to_string()
+            .contains("\"In\"")
+    );
+}
+
 #[tokio::test]
 async fn template_with_postgres_values_has_two_replicas_and_a_pdb() {
     k8s::skip_if_off!();
@@ -620,8 +722,10 @@ async fn helm_install_creates_the_chart_objects() {
         .await;
     }
     for file in [
+        "namespace.yaml",
         "mlflowsecret.yaml",
         "mlflowsecretbinding.yaml",
+        "azure-credential.yaml",
         "scorer-job.yaml",
     ] {
         let mut last = String::new();

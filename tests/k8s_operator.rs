@@ -98,7 +98,8 @@ impl World {
         let api: Api<Secret> = Api::namespaced(self.client().await, self.ns.name());
         let s: Secret = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": { "name": name },
+            // The source consents to import (DESIGN §8).
+            "metadata": { "name": name, "annotations": { "secrets.mlflow.org/importable": "true" } },
             "stringData": { key: value }
         }))
         .unwrap();

@@ -4,7 +4,9 @@
 //! Role and bindings that `helm template` renders, and still imports,
 //! binds, leads and injects. A permission the chart forgot makes this test
 //! fail; `kubectl auth can-i` checks that it was not given more than the
-//! job needs.
+//! job needs. Twice: cluster-wide (the ClusterRole), and namespaced
+//! (`rbac.namespaces`, `--watch-namespaces`: a Role per namespace, and no
+//! Secret of any other namespace within reach).
 
 mod common;
 mod k8s;
@@ -72,12 +74,39 @@ async fn kubectl(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> (bool, St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_runs_on_the_charts_rbac_alone() {
     k8s::skip_if_off!();
+    runs_on_the_rendered_rbac(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaced_mode_runs_on_roles_alone_and_reaches_no_other_namespace() {
+    k8s::skip_if_off!();
+    runs_on_the_rendered_rbac(true).await;
+}
+
+/// `kubectl auth can-i VERB RESOURCE [-n NS | -A] --as SA`: "yes" or "no".
+async fn can_i(env: &TestEnv, sa: &str, verb: &str, resource: &str, ns: Option<&str>) -> String {
+    let mut args = vec!["auth", "can-i", verb, resource, "--as", sa];
+    match ns {
+        Some(ns) => args.extend(["-n", ns]),
+        None => args.push("--all-namespaces"),
+    }
+    let (_, answer) = kubectl(env, &args, None).await;
+    answer
+        .lines()
+        .next()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn runs_on_the_rendered_rbac(namespaced: bool) {
     sqlx::any::install_default_drivers();
     let env = TestEnv::get().await;
     install_crds(env).await;
     let client = env.client().await;
     let op_ns = env.namespace("rbac-op").await;
     let ns = env.namespace("rbac-work").await;
+    let elsewhere = env.namespace("rbac-elsewhere").await;
     let release = unique_name("rbac");
     let fullname = format!("{release}-mlflow-secrets");
     let _cleanup = ClusterScoped {
@@ -95,6 +124,14 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
         .args(["--namespace", op_ns.name()])
         .args(["--show-only", "templates/serviceaccount.yaml"])
         .args(["--show-only", "templates/rbac.yaml"])
+        .args(if namespaced {
+            vec![
+                "--set".to_string(),
+                format!("rbac.namespaces[0]={}", ns.name()),
+            ]
+        } else {
+            vec![]
+        })
         .env("HELM_CACHE_HOME", helm_home.path().join("cache"))
         .env("HELM_CONFIG_HOME", helm_home.path().join("config"))
         .env("HELM_DATA_HOME", helm_home.path().join("data"))
@@ -141,27 +178,51 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
     std::fs::write(&kubeconfig, impersonating.to_string()).unwrap();
 
     // Not more than the job needs.
-    for (verb, resource, ns_arg) in [
-        ("delete", "secrets", ns.name()),
-        ("list", "pods", ns.name()),
-        ("create", "jobs", ns.name()),
-        ("delete", "jobs", ns.name()),
-        ("create", "mutatingwebhookconfigurations", ns.name()),
-        ("delete", "mlflowsecrets.secrets.mlflow.org", ns.name()),
-        ("create", "leases.coordination.k8s.io", ns.name()),
-    ] {
-        let (_, answer) = kubectl(
-            env,
-            &[
-                "auth", "can-i", verb, resource, "-n", ns_arg, "--as", &sa_user,
-            ],
-            None,
-        )
-        .await;
+    let mut refused = vec![
+        ("list", "pods", Some(ns.name())),
+        // The webhook reads Jobs (get/list/watch), never writes them.
+        ("create", "jobs", Some(ns.name())),
+        ("delete", "jobs", Some(ns.name())),
+        ("create", "mutatingwebhookconfigurations", Some(ns.name())),
+        (
+            "delete",
+            "mlflowsecrets.secrets.mlflow.org",
+            Some(ns.name()),
+        ),
+        ("create", "leases.coordination.k8s.io", Some(ns.name())),
+        ("delete", "configmaps", Some(ns.name())),
+    ];
+    if namespaced {
+        // Nothing of another namespace, nor any cluster-wide listing.
+        for verb in [
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ] {
+            refused.push((verb, "secrets", Some(elsewhere.name())));
+            refused.push((verb, "secrets", Some("kube-system")));
+        }
+        refused.push(("list", "secrets", None));
+        refused.push(("list", "mlflowsecrets.secrets.mlflow.org", None));
+        refused.push((
+            "get",
+            "mlflowsecrets.secrets.mlflow.org",
+            Some(elsewhere.name()),
+        ));
+        refused.push(("delete", "secrets", Some(op_ns.name())));
+    }
+    for (verb, resource, in_ns) in refused {
         assert_eq!(
-            answer.lines().next().map(str::trim).unwrap_or_default(),
+            can_i(env, &sa_user, verb, resource, in_ns).await,
             "no",
-            "the ServiceAccount may {verb} {resource}"
+            "the ServiceAccount may {verb} {resource} in {in_ns:?}"
+        );
+    }
+    // What the revocation sweep needs in the workload namespace.
+    for verb in ["list", "patch", "delete"] {
+        assert_eq!(
+            can_i(env, &sa_user, verb, "secrets", Some(ns.name())).await,
+            "yes",
+            "the ServiceAccount may not {verb} secrets in {}",
+            ns.name()
         );
     }
 
@@ -178,6 +239,9 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
     setup.webhook_config = fullname.clone();
     setup.lease_name = Some(format!("{fullname}-operator"));
     setup.kubeconfig = Some(kubeconfig);
+    if namespaced {
+        setup.extra_args = vec!["--watch-namespaces".into(), ns.name().to_string()];
+    }
     setup.select(env, &ns).await;
     let op = setup.start(env, "rbac-replica").await;
     op.wait_ready(READY).await;
@@ -185,7 +249,7 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
     // Import, bind, inject.
     let src: Secret = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": "key-src" },
+        "metadata": { "name": "key-src", "annotations": { "secrets.mlflow.org/importable": "true" } },
         "stringData": { "k": "sk-rbac-canary-0001" }
     }))
     .unwrap();
@@ -221,44 +285,82 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
         serde_json::json!({ "secretRef": { "name": "key" }, "resourceId": "job-rbac", "bindingName": "API_KEY" }),
     )
     .await;
-    let job: Job = serde_json::from_value(serde_json::json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": { "name": "scorer" },
-        "spec": { "backoffLimit": 0, "template": {
-            "metadata": {
-                "labels": { "secrets.mlflow.org/inject": "true" },
-                "annotations": { "secrets.mlflow.org/resource-id": "job-rbac" }
-            },
-            "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] }
-        } }
-    }))
-    .unwrap();
-    Api::<Job>::namespaced(client.clone(), ns.name())
-        .create(&PostParams::default(), &job)
+    // Two Jobs of the resource: each gets its per-Job Secret.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns.name());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+    for name in ["scorer", "scorer-2"] {
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": { "name": name },
+            "spec": { "backoffLimit": 0, "template": {
+                "metadata": {
+                    "labels": { "secrets.mlflow.org/inject": "true" },
+                    "annotations": { "secrets.mlflow.org/resource-id": "job-rbac" }
+                },
+                "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] }
+            } }
+        }))
+        .unwrap();
+        jobs.create(&PostParams::default(), &job).await.unwrap();
+        let pod = eventually(READY, &format!("the pod of {name}"), || {
+            let pods = pods.clone();
+            async move {
+                pods.list(&ListParams::default().labels(&format!("job-name={name}")))
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .next()
+            }
+        })
+        .await;
+        let env_vars = pod.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap_or_default();
+        assert!(
+            env_vars.iter().any(|e| e.name == "API_KEY"),
+            "not injected under the chart's RBAC; operator log:\n{}",
+            op.logs()
+        );
+    }
+    let copies: Api<Secret> = Api::namespaced(client.clone(), ns.name());
+    for name in ["scorer", "scorer-2"] {
+        let s = copies.get(&format!("{name}-mlflow-secrets")).await.unwrap();
+        assert!(s.data.unwrap_or_default().contains_key("API_KEY"));
+    }
+
+    // Revoking the MlflowSecret removes its value from both Jobs' Secrets
+    // within the reconcile (the status turns REVOKED only after that), with
+    // the chart's RBAC.
+    let mlsec = crd_api(client.clone(), ns.name(), "MlflowSecret");
+    mlsec
+        .patch(
+            "key",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "spec": { "revoked": true } })),
+        )
         .await
         .unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
-    let pod = eventually(READY, "the scorer's pod", || {
-        let pods = pods.clone();
+    eventually(READY, "the MlflowSecret to be REVOKED", || {
+        let mlsec = mlsec.clone();
         async move {
-            pods.list(&ListParams::default().labels("job-name=scorer"))
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .next()
+            let o = mlsec.get("key").await.ok()?;
+            (o.data["status"]["state"] == "REVOKED").then_some(())
         }
     })
     .await;
-    let env_vars = pod.spec.unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap_or_default();
-    assert!(
-        env_vars.iter().any(|e| e.name == "API_KEY"),
-        "not injected under the chart's RBAC; operator log:\n{}",
-        op.logs()
-    );
+    for name in ["scorer", "scorer-2"] {
+        assert!(
+            copies
+                .get_opt(&format!("{name}-mlflow-secrets"))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}'s Secret still holds the revoked value; operator log:\n{}",
+            op.logs()
+        );
+    }
 
     // The leader wrote its Lease, certificate Secret and caBundle with
     // these permissions, and nothing was refused along the way.
@@ -280,9 +382,10 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
 
     setup.cleanup(env).await;
     drop(op);
-    let _ = Api::<Job>::namespaced(client.clone(), ns.name())
-        .delete("scorer", &DeleteParams::background())
-        .await;
+    for name in ["scorer", "scorer-2"] {
+        let _ = jobs.delete(name, &DeleteParams::background()).await;
+    }
     ns.cleanup().await;
+    elsewhere.cleanup().await;
     op_ns.cleanup().await;
 }

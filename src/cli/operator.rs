@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result};
 use super::Ctx;
 use crate::k8s::WEBHOOK_CONFIGURATION_NAME;
 use crate::k8s::operator::{OperatorConfig, run as run_operator};
+use crate::k8s::scope::WatchScope;
 use crate::store::audit_export::{HeadCadence, log_head, spawn_head_export};
 
 /// Arguments of `mlflow-secrets operator`. Every flag can also come from
@@ -113,6 +114,11 @@ pub struct OperatorArgs {
     /// migrator takes a database lock)
     #[arg(long, env = "MLFLOW_SECRETS_MIGRATE", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub migrate: bool,
+    /// Watch and write only in these namespaces (comma-separated), with one watch per
+    /// namespace: for clusters that grant the operator Roles (the chart's rbac.namespaces)
+    /// rather than a ClusterRole. Default: every namespace
+    #[arg(long, env = "MLFLOW_SECRETS_WATCH_NAMESPACES", value_name = "NS,...", value_parser = parse_scope)]
+    pub watch_namespaces: Option<WatchScope>,
 }
 
 pub(super) async fn run(ctx: &Ctx, a: OperatorArgs) -> Result<ExitCode> {
@@ -157,6 +163,7 @@ pub(super) async fn run(ctx: &Ctx, a: OperatorArgs) -> Result<ExitCode> {
         namespace_decrypts_per_minute: a.namespace_decrypts_per_minute,
         webhook_deadline: Duration::from_secs(a.webhook_deadline.max(1)),
         migrate: a.migrate,
+        watch_scope: a.watch_namespaces.unwrap_or_default(),
     };
     let result = run_operator(cfg, crate::server::shutdown_signal()).await;
     if let Some(h) = head_export {
@@ -164,6 +171,11 @@ pub(super) async fn run(ctx: &Ctx, a: OperatorArgs) -> Result<ExitCode> {
     }
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--watch-namespaces a,b`.
+fn parse_scope(s: &str) -> Result<WatchScope, String> {
+    WatchScope::parse(s).map_err(|e| e.to_string())
 }
 
 /// `KEY=VALUE` of a label selector term.

@@ -32,6 +32,14 @@ pub const RESOURCE_TYPE_PATTERN: &str = r"^[A-Z][A-Z0-9_]*$";
 pub const RESOURCE_ID_PATTERN: &str = r"^\S+$";
 /// Keys of a Kubernetes Secret's `data` (the apiserver's own rule).
 pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+/// The store's provider rule (`validate::provider`).
+pub const PROVIDER_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._\-]*$";
+/// The store's `value_field` rule (`validate::value_field`): no control
+/// characters (length is in the schema).
+pub const VALUE_FIELD_PATTERN: &str = r"^[^\p{Cc}]+$";
+/// A ServiceAccount name: a DNS-1123 subdomain (`validate::service_accounts`).
+pub const SERVICE_ACCOUNT_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// A secret in the store, named in the object's namespace (the workspace).
 ///
@@ -85,6 +93,11 @@ pub struct MlflowSecretSpec {
     /// re-import it whenever that Secret changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_from: Option<ValueFrom>,
+    /// The LLM provider of the credential (`openai`, `anthropic`, `azure`,
+    /// ...), copied to the store row when the operator creates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = PROVIDER_PATTERN))]
+    pub provider: Option<String>,
     /// Revoke the secret: values can no longer be read. One-way.
     #[serde(default)]
     pub revoked: bool,
@@ -220,9 +233,42 @@ pub struct MlflowSecretBindingSpec {
     #[schemars(length(max = 255), regex(pattern = RESOURCE_ID_PATTERN))]
     pub resource_id: String,
     /// Environment variable name the value is injected under.
-    #[x_kube(validation = kube::core::Rule::new("self.matches('^[A-Za-z_][A-Za-z0-9_]*$')").message("bindingName must be an environment variable name: [A-Za-z_][A-Za-z0-9_]*"))]
+    #[x_kube(
+        validation = kube::core::Rule::new("self.matches('^[A-Za-z_][A-Za-z0-9_]*$')").message("bindingName must be an environment variable name: [A-Za-z_][A-Za-z0-9_]*"),
+        validation = kube::core::Rule::new(reserved_rule()).message(RESERVED_MESSAGE),
+    )]
     #[schemars(length(min = 1, max = 255), regex(pattern = BINDING_NAME_PATTERN))]
     pub binding_name: String,
+    /// For a secret whose value is an object: the one field injected under
+    /// `bindingName` (the store's `value_field`), e.g. `api_key` of an
+    /// Azure credential. Without it a string value is injected as it is and
+    /// an object as its compact JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255), regex(pattern = VALUE_FIELD_PATTERN))]
+    pub field: Option<String>,
+    /// Only pods running as one of these ServiceAccounts receive this
+    /// binding (the store's `service_accounts`); a pod of another
+    /// ServiceAccount that would receive it is denied. Empty or absent: any
+    /// pod of the resource.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 32),
+        inner(length(min = 1, max = 253), regex(pattern = SERVICE_ACCOUNT_PATTERN)),
+        extend("x-kubernetes-list-type" = "set")
+    )]
+    pub service_account_names: Vec<String>,
+}
+
+/// Message of the CEL rule refusing reserved binding names (DESIGN §6).
+pub const RESERVED_MESSAGE: &str = "bindingName is reserved (DESIGN §6: PATH, HOME, SHELL, USER, LD_*, DYLD_*, PYTHON*, PERL5*, RUBYOPT, NODE_OPTIONS, JAVA_TOOL_OPTIONS, BROWSER, KUBERNETES_*, *_PROXY in any case, MLFLOW_SECRETS_*): a bound value must not change how a process starts or where it sends data";
+
+/// The CEL rule refusing reserved binding names: the store's own regular
+/// expression, so the two cannot disagree (a test checks it on names).
+pub fn reserved_rule() -> String {
+    format!(
+        "!self.matches('{}')",
+        crate::store::validate::RESERVED_BINDING_NAME_REGEX
+    )
 }
 
 fn default_resource_type() -> String {

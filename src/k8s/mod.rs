@@ -15,6 +15,7 @@ pub mod crdgen;
 pub mod lease;
 pub mod metrics;
 pub mod operator;
+pub mod scope;
 pub mod webhook;
 
 /// API group of the CRDs.
@@ -34,6 +35,11 @@ pub const ANNOTATION_RESOURCE_TYPE: &str = "secrets.mlflow.org/resource-type";
 pub const ANNOTATION_INJECT_MODE: &str = "secrets.mlflow.org/inject-mode";
 /// Pod annotation written by the webhook: binding names and versions.
 pub const ANNOTATION_INJECTED: &str = "secrets.mlflow.org/injected";
+/// Annotation by which a Kubernetes Secret consents to being imported by
+/// an `MlflowSecret`'s `valueFrom` (DESIGN §8). The operator can read every
+/// Secret; without this consent a user who may create an MlflowSecret but
+/// not read a Secret could have the operator read it for them.
+pub const ANNOTATION_IMPORTABLE: &str = "secrets.mlflow.org/importable";
 /// Resource type used when a pod or binding does not name one.
 pub const DEFAULT_RESOURCE_TYPE: &str = "SCORER_JOB";
 /// Where `secret-file` mode mounts the per-Job Secret.

@@ -32,6 +32,7 @@ use super::admin::{self, Health};
 use super::controller;
 use super::lease::{LeaderElector, LeaseTimings};
 use super::metrics::OperatorMetrics;
+use super::scope::WatchScope;
 use super::webhook::{self, certs};
 use crate::keystore::{Keystore, KeystoreConfig, KeystoreHandle};
 use crate::store::sql::Dialect;
@@ -76,6 +77,9 @@ pub struct OperatorConfig {
     pub namespace_decrypts_per_minute: u32,
     pub webhook_deadline: Duration,
     pub migrate: bool,
+    /// `--watch-namespaces`: the namespaces the controllers (and the
+    /// revocation sweep) watch and write in; cluster-wide by default.
+    pub watch_scope: WatchScope,
 }
 
 /// Errors that stop the operator before it serves.
@@ -204,11 +208,12 @@ pub async fn run(
     };
 
     let webhook_state = Arc::new(
-        webhook::WebhookState::new(
+        webhook::WebhookState::new_scoped(
             client.clone(),
             store.clone(),
             metrics.clone(),
             cfg.webhook_deadline,
+            &cfg.watch_scope,
         )
         .with_service_account_limit(Some(cfg.service_account_decrypts_per_minute)),
     );
@@ -230,7 +235,7 @@ pub async fn run(
     ));
     tracing::info!(
         listen = %cfg.webhook_listen, metrics = %cfg.metrics_listen,
-        client_ca = cfg.webhook_client_ca.is_some(),
+        client_ca = cfg.webhook_client_ca.is_some(), scope = %cfg.watch_scope,
         "webhook and probes serving over TLS"
     );
 
@@ -264,6 +269,7 @@ pub async fn run(
                     cert_cfg: cert_cfg.clone(),
                     identity: cfg.identity.clone(),
                     selector: cfg.selector.clone(),
+                    scope: cfg.watch_scope.clone(),
                 },
             ));
             elector.run(leading_tx, stopped()).await;
@@ -326,6 +332,7 @@ struct LeaderParts {
     cert_cfg: certs::CertConfig,
     identity: String,
     selector: Option<String>,
+    scope: WatchScope,
 }
 
 /// Run the controllers and the certificate writer while `leading` is true;
@@ -340,6 +347,7 @@ async fn leader_work(mut leading: watch::Receiver<bool>, parts: LeaderParts) {
         cert_cfg,
         identity,
         selector,
+        scope,
     } = parts;
     loop {
         if leading.wait_for(|l| *l).await.is_err() {
@@ -358,6 +366,7 @@ async fn leader_work(mut leading: watch::Receiver<bool>, parts: LeaderParts) {
         if let Some(sel) = &selector {
             ctx = ctx.with_label_selector(sel.clone());
         }
+        ctx = ctx.with_scope(scope.clone());
         let ctx = Arc::new(ctx);
         let controllers = tokio::spawn(controller::run(ctx, health.controllers_synced.clone()));
         let certs = tokio::spawn(certs::leader_loop(

@@ -40,6 +40,10 @@ pub enum AuditAction {
     ListAudit,
     /// A request refused before it reached an operation (401, 403, 429).
     AuthDenied,
+    /// The operator removed a revoked, deleted or unbound secret's value
+    /// from a per-Job Kubernetes Secret (DESIGN §8, "Revocation reaches
+    /// every copy").
+    ScrubCopy,
 }
 
 impl AuditAction {
@@ -61,6 +65,7 @@ impl AuditAction {
             Self::ListBindings => "LIST_BINDINGS",
             Self::ListAudit => "LIST_AUDIT",
             Self::AuthDenied => "AUTH_DENIED",
+            Self::ScrubCopy => "SCRUB_COPY",
         }
     }
 }

@@ -18,6 +18,7 @@ use kube::{Client, CustomResourceExt};
 use mlflow_secrets::k8s::controller::{self, Context};
 use mlflow_secrets::k8s::crd::{Condition, MlflowSecret, MlflowSecretBinding};
 use mlflow_secrets::k8s::metrics::OperatorMetrics;
+use mlflow_secrets::k8s::scope::WatchScope;
 use mlflow_secrets::store::SqlStore;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -29,6 +30,10 @@ use crate::k8s::{TestEnv, TestNamespace, eventually};
 pub const TEST_MANAGER: &str = "mlflow-secrets-test-controller";
 /// Label that scopes an in-process controller to one test's objects.
 pub const SCOPE_LABEL: &str = "mlflow-secrets.test/controller";
+/// The source Secret's consent to `valueFrom` (DESIGN §8).
+pub const IMPORTABLE: &str = "secrets.mlflow.org/importable";
+/// Period of the revocation sweep in these tests (the operator's is 30 s).
+pub const TEST_SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long a test waits for the controller to reach a state.
 pub const SETTLE: Duration = Duration::from_secs(30);
 
@@ -63,6 +68,7 @@ pub struct Harness {
     pub store: Arc<SqlStore>,
     pub metrics: Arc<OperatorMetrics>,
     task: Option<AbortOnDrop>,
+    sweep_every: Duration,
 }
 
 /// The controllers' task, stopped when the harness goes (also on panic).
@@ -75,8 +81,15 @@ impl Drop for AbortOnDrop {
 }
 
 impl Harness {
-    /// CRDs, a namespace, a store, and the controllers running.
+    /// CRDs, a namespace, a store, and the controllers running, sweeping
+    /// every [`TEST_SWEEP_EVERY`].
     pub async fn start(prefix: &str) -> Self {
+        Self::start_with_sweep(prefix, TEST_SWEEP_EVERY).await
+    }
+
+    /// [`Harness::start`] with another revocation sweep period (an hour
+    /// shows what the reconcile does on its own).
+    pub async fn start_with_sweep(prefix: &str, sweep_every: Duration) -> Self {
         let env = TestEnv::get().await;
         let client = env.client().await;
         install_crds(&client).await;
@@ -91,6 +104,7 @@ impl Harness {
             store,
             metrics,
             task: None,
+            sweep_every,
         };
         h.start_controllers().await;
         h
@@ -109,7 +123,12 @@ impl Harness {
             self.metrics.clone(),
             "test-controller".into(),
         )
-        .with_label_selector(format!("{SCOPE_LABEL}={}", self.ns.name()));
+        .with_label_selector(format!("{SCOPE_LABEL}={}", self.ns.name()))
+        // Only this test's namespace: the sweep must not touch (or even
+        // list) other tests' per-Job Secrets, which their own store knows
+        // nothing about.
+        .with_scope(WatchScope::Namespaces(vec![self.ns.name().to_string()]))
+        .with_sweep_every(self.sweep_every);
         let synced = Arc::new(AtomicBool::new(false));
         self.task = Some(AbortOnDrop(tokio::spawn(controller::run(
             Arc::new(ctx),
@@ -142,11 +161,24 @@ impl Harness {
         json!({ SCOPE_LABEL: self.ns.name() })
     }
 
-    /// Create a Kubernetes Secret with one string key.
+    /// Create a Kubernetes Secret with one string key, annotated as
+    /// importable (the source's consent to `valueFrom`, DESIGN §8).
     pub async fn put_source(&self, name: &str, key: &str, value: &str) {
+        self.put_source_with(name, key, value, true).await;
+    }
+
+    /// Server-side apply a Kubernetes Secret with one string key, with or
+    /// without the importable annotation (this test's field manager owns
+    /// the annotation, so applying without it removes it).
+    pub async fn put_source_with(&self, name: &str, key: &str, value: &str, importable: bool) {
+        let annotations = if importable {
+            json!({ IMPORTABLE: "true" })
+        } else {
+            json!({})
+        };
         let s: Secret = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": { "name": name },
+            "metadata": { "name": name, "annotations": annotations },
             "stringData": { key: value },
         }))
         .unwrap();
@@ -158,6 +190,89 @@ impl Harness {
             )
             .await
             .unwrap_or_else(|e| panic!("writing Secret {name}: {e}"));
+    }
+
+    /// A per-Job Secret `<job>-mlflow-secrets` as the webhook writes it
+    /// (DESIGN §8): labelled `secrets.mlflow.org/managed: "true"`, annotated
+    /// with the resource and `secrets.mlflow.org/secret-ids`, holding
+    /// `entries` (data key, secret id, value). `managed: false` leaves the
+    /// label out: a look-alike the operator must never touch.
+    pub async fn put_copy(
+        &self,
+        job: &str,
+        rid: &str,
+        entries: &[(&str, &str, &str)],
+        managed: bool,
+    ) {
+        let name = format!("{job}-mlflow-secrets");
+        let ids: serde_json::Map<String, Value> = entries
+            .iter()
+            .map(|(k, id, _)| (k.to_string(), json!(id)))
+            .collect();
+        let data: serde_json::Map<String, Value> = entries
+            .iter()
+            .map(|(k, _, v)| (k.to_string(), json!(v)))
+            .collect();
+        let mut labels = json!({ "app.kubernetes.io/managed-by": "mlflow-secrets-operator", "secrets.mlflow.org/job": job });
+        if managed {
+            labels["secrets.mlflow.org/managed"] = json!("true");
+        }
+        let s: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "annotations": {
+                    "secrets.mlflow.org/resource-type": "SCORER_JOB",
+                    "secrets.mlflow.org/resource-id": rid,
+                    "secrets.mlflow.org/secret-ids": Value::Object(ids).to_string(),
+                },
+            },
+            "stringData": Value::Object(data),
+        }))
+        .unwrap();
+        self.kube_secrets()
+            .create(&PostParams::default(), &s)
+            .await
+            .unwrap_or_else(|e| panic!("creating Secret {name}: {e}"));
+    }
+
+    /// A per-Job Secret's data as text (key -> value), and its secret-ids
+    /// annotation; `None` when it does not exist.
+    pub async fn copy(
+        &self,
+        job: &str,
+    ) -> Option<(std::collections::BTreeMap<String, String>, String)> {
+        let s = self
+            .kube_secrets()
+            .get_opt(&format!("{job}-mlflow-secrets"))
+            .await
+            .unwrap()?;
+        let data = s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+            .collect();
+        let ids = s
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .remove("secrets.mlflow.org/secret-ids")
+            .unwrap_or_default();
+        Some((data, ids))
+    }
+
+    /// The store's audit rows of one secret.
+    pub async fn audit_of(&self, secret_id: &str) -> Vec<mlflow_secrets::model::AuditEntry> {
+        use mlflow_secrets::store::SecretsStore as _;
+        self.store
+            .list_audit(&mlflow_secrets::store::AuditFilter {
+                secret_id: Some(secret_id.to_string()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
     }
 
     /// Create an MlflowSecret (labelled for this test's controller).
@@ -333,7 +448,15 @@ impl Harness {
     }
 }
 
-/// The condition of a type.
+/// A string value's plaintext (for asserting what the store holds).
+pub fn plain(v: &mlflow_secrets::value::SecretValue) -> String {
+    use secrecy::ExposeSecret as _;
+    match v {
+        mlflow_secrets::value::SecretValue::String(s) => s.expose_secret().to_string(),
+        mlflow_secrets::value::SecretValue::Object(_) => panic!("expected a string value"),
+    }
+}
+
 /// `spec.valueFrom` importing key `key` of Kubernetes Secret `secret`.
 pub fn value_from(secret: &str, key: &str) -> Value {
     json!({ "secretKeyRef": { "name": secret, "key": key } })

@@ -215,11 +215,10 @@ pub fn check_webhook(mwc: &Value, fullname: &str, release_ns: &str) -> Value {
     w.clone()
 }
 
-/// Least privilege: no wildcard, no delete anywhere, webhook configurations
-/// only by name, leases only in the release namespace.
-pub fn check_rbac(docs: &[Value], fullname: &str) {
-    let cr = one(docs, "ClusterRole");
-    let rules = cr["rules"].as_array().expect("rules");
+/// Rules every rendered Role and ClusterRole obey: no wildcard, no pods,
+/// no deletecollection, and delete only on core Secrets (the revocation
+/// sweep deletes a per-Job Secret once no key is left in it).
+pub fn check_rules(rules: &[Value]) {
     for r in rules {
         for field in ["apiGroups", "resources", "verbs"] {
             assert!(
@@ -229,11 +228,60 @@ pub fn check_rbac(docs: &[Value], fullname: &str) {
         }
         let verbs = r["verbs"].as_array().unwrap();
         assert!(
-            !verbs.contains(&json!("delete")) && !verbs.contains(&json!("deletecollection")),
-            "the operator needs no delete: {r}"
+            !verbs.contains(&json!("deletecollection")),
+            "the operator needs no deletecollection: {r}"
         );
+        if verbs.contains(&json!("delete")) {
+            assert_eq!(
+                (&r["apiGroups"], &r["resources"]),
+                (&json!([""]), &json!(["secrets"])),
+                "delete is for per-Job Secrets only: {r}"
+            );
+        }
         assert!(!r["resources"].as_array().unwrap().contains(&json!("pods")));
     }
+}
+
+/// Whether `rules` grant `verb` on `group`/`resource`.
+pub fn grants(rules: &[Value], group: &str, resource: &str, verb: &str) -> bool {
+    rules.iter().any(|r| {
+        r["apiGroups"].as_array().unwrap().contains(&json!(group))
+            && r["resources"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(resource))
+            && r["verbs"].as_array().unwrap().contains(&json!(verb))
+    })
+}
+
+/// The rules the operator needs in every namespace it serves.
+pub const WORKLOAD_GRANTS: [(&str, &str, &str); 12] = [
+    ("secrets.mlflow.org", "mlflowsecrets", "watch"),
+    ("secrets.mlflow.org", "mlflowsecretbindings", "patch"),
+    ("secrets.mlflow.org", "mlflowsecrets/status", "patch"),
+    (
+        "secrets.mlflow.org",
+        "mlflowsecretbindings/finalizers",
+        "update",
+    ),
+    ("", "secrets", "create"),
+    ("", "secrets", "patch"),
+    ("", "secrets", "delete"),
+    ("", "secrets", "list"),
+    ("events.k8s.io", "events", "create"),
+    ("", "events", "create"),
+    // The webhook's Job check (read only).
+    ("batch", "jobs", "watch"),
+    ("batch", "jobs", "get"),
+];
+
+/// Least privilege (cluster-wide mode): the rules of [`check_rules`],
+/// webhook configurations only by name, leases only in the release
+/// namespace.
+pub fn check_rbac(docs: &[Value], fullname: &str) {
+    let cr = one(docs, "ClusterRole");
+    let rules = cr["rules"].as_array().expect("rules");
+    check_rules(rules);
     let mwc_rule = rules
         .iter()
         .find(|r| r["resources"] == json!(["mutatingwebhookconfigurations"]))
@@ -245,33 +293,10 @@ pub fn check_rbac(docs: &[Value], fullname: &str) {
             .unwrap()
             .contains(&json!("create"))
     );
-    let has = |group: &str, resource: &str, verb: &str| {
-        rules.iter().any(|r| {
-            r["apiGroups"].as_array().unwrap().contains(&json!(group))
-                && r["resources"]
-                    .as_array()
-                    .unwrap()
-                    .contains(&json!(resource))
-                && r["verbs"].as_array().unwrap().contains(&json!(verb))
-        })
-    };
-    for (g, res, v) in [
-        ("secrets.mlflow.org", "mlflowsecrets", "watch"),
-        ("secrets.mlflow.org", "mlflowsecretbindings", "patch"),
-        ("secrets.mlflow.org", "mlflowsecrets/status", "patch"),
-        (
-            "secrets.mlflow.org",
-            "mlflowsecretbindings/finalizers",
-            "update",
-        ),
-        ("", "secrets", "create"),
-        ("events.k8s.io", "events", "create"),
-        ("", "events", "create"),
-        // The webhook's namespace opt-in and Job checks (read only).
-        ("", "namespaces", "watch"),
-        ("batch", "jobs", "watch"),
-        ("batch", "jobs", "get"),
-    ] {
+    let has = |group: &str, resource: &str, verb: &str| grants(rules, group, resource, verb);
+    for (g, res, v) in WORKLOAD_GRANTS {
+    // The webhook's namespace opt-in check (read only, cluster-wide mode).
+    assert!(has("", "namespaces", "watch"), "ClusterRole lacks watch on namespaces");
         assert!(has(g, res, v), "ClusterRole lacks {v} on {g}/{res}");
     }
     for v in ["create", "update", "patch"] {

@@ -55,6 +55,8 @@ pub struct OperatorSetup {
     /// A kubeconfig other than the test control plane's admin one (an
     /// impersonating one, to run under a ServiceAccount's RBAC).
     pub kubeconfig: Option<PathBuf>,
+    /// More `operator` flags (e.g. `--watch-namespaces`).
+    pub extra_args: Vec<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -85,6 +87,7 @@ impl OperatorSetup {
             webhook_url: None,
             lease_name: None,
             kubeconfig: None,
+            extra_args: Vec::new(),
         }
     }
 
@@ -125,6 +128,7 @@ impl OperatorSetup {
         if let Some(lease) = &self.lease_name {
             args.extend(["--lease-name".to_string(), lease.clone()]);
         }
+        args.extend(self.extra_args.iter().cloned());
         let kubeconfig = self
             .kubeconfig
             .clone()
@@ -297,7 +301,10 @@ pub async fn apply_secret_and_import(
     let src: Api<Secret> = Api::namespaced(client.clone(), ns);
     let s: Secret = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": format!("{name}-src") },
+        "metadata": {
+            "name": format!("{name}-src"),
+            "annotations": { "secrets.mlflow.org/importable": "true" }
+        },
         "stringData": { "k": value }
     }))
     .unwrap();

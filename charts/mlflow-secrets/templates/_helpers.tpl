@@ -101,3 +101,49 @@ Directory of the SQLite file (the data volume's mount path).
 {{- define "mlflow-secrets.pvcName" -}}
 {{- default (printf "%s-data" (include "mlflow-secrets.fullname" .)) .Values.database.sqlite.persistence.existingClaim }}
 {{- end }}
+
+{{/*
+The rules the operator needs in every namespace it serves: in the
+ClusterRole cluster-wide, in one Role per namespace with rbac.namespaces.
+One list, so the two modes cannot drift apart.
+*/}}
+{{- define "mlflow-secrets.workloadRules" -}}
+# The CRDs: watch them, and add/remove the operator's finalizer.
+- apiGroups: ["secrets.mlflow.org"]
+  resources: ["mlflowsecrets", "mlflowsecretbindings"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+# Status through server-side apply.
+- apiGroups: ["secrets.mlflow.org"]
+  resources: ["mlflowsecrets/status", "mlflowsecretbindings/status"]
+  verbs: ["patch", "update"]
+# Setting finalizers (and owner references with blockOwnerDeletion) where
+# the OwnerReferencesPermissionEnforcement admission plugin is on.
+- apiGroups: ["secrets.mlflow.org"]
+  resources: ["mlflowsecrets/finalizers", "mlflowsecretbindings/finalizers"]
+  verbs: ["update"]
+# Secrets, for three uses: read the source Secrets of valueFrom imports
+# (watched as metadata to re-import on change; read only when annotated
+# secrets.mlflow.org/importable: "true"); create/update the per-Job Secret
+# `<job>-mlflow-secrets` the webhook injects by reference; and remove a
+# revoked, deleted or unbound value from those per-Job Secrets (patch out
+# the key, delete the Secret when nothing is left: DESIGN §8 "Revocation
+# reaches every copy"). Cluster-wide this rule also covers the operator's
+# own certificate Secret.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# The webhook reads the owning Job of every pod it injects (a watch cache,
+# and a GET for a Job too new for it) and compares it with the pod: DESIGN
+# §8, "The Job is real". Read only.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch"]
+# Events on MlflowSecret/MlflowSecretBinding objects (and on Jobs whose
+# pods were denied), in both Event APIs.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

@@ -16,12 +16,13 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::error::{Error, Result};
+use super::scrub;
 use super::status::{self, READY, Verdict};
 use super::{
     BINDING_FINALIZER, Context, RESYNC_READY, RESYNC_WAITING, actor, created_by_object, namespace,
 };
 use crate::k8s::crd::{MlflowSecret, MlflowSecretBinding, MlflowSecretBindingStatus};
-use crate::model::{BindingFilter, SecretBinding, SecretState};
+use crate::model::{BindingFilter, NewBinding, SecretBinding, SecretState};
 use crate::store::{SecretsStore, StoreError};
 
 /// `created_by` tag of bindings made by an `MlflowSecretBinding`.
@@ -239,12 +240,14 @@ async fn decide(obj: &MlflowSecretBinding, ns: &str, ctx: &Context) -> Result<Ou
         "{} for {}/{}",
         obj.spec.binding_name, obj.spec.resource_type, obj.spec.resource_id
     );
+    let want_field = obj.spec.field.as_deref();
+    let want_sas = &obj.spec.service_account_names;
     if let Some(b) = existing(obj, ns, ctx).await? {
-        if b.secret_id != secret_id {
+        if let Some(what) = mismatch(&b, &secret_id, want_field, want_sas) {
             return Ok(not_ready(
                 CONFLICT,
                 format!(
-                    "binding {key} already exists for another secret (created by {})",
+                    "binding {key} already exists {what} (created by {}); this object does not change it",
                     b.created_by.as_deref().unwrap_or("unknown")
                 ),
                 None,
@@ -259,16 +262,15 @@ async fn decide(obj: &MlflowSecretBinding, ns: &str, ctx: &Context) -> Result<Ou
         };
         return Ok(ready(&b, msg));
     }
-    let bound = ctx
-        .store
-        .bind_secret(
-            &secret_id,
-            &obj.spec.resource_type,
-            &obj.spec.resource_id,
-            &obj.spec.binding_name,
-            &who(obj, ns),
-        )
-        .await;
+    let new = NewBinding {
+        secret_id: &secret_id,
+        resource_type: &obj.spec.resource_type,
+        resource_id: &obj.spec.resource_id,
+        binding_name: &obj.spec.binding_name,
+        value_field: want_field,
+        service_accounts: want_sas,
+    };
+    let bound = ctx.store.bind_secret_with(&new, &who(obj, ns)).await;
     Ok(match bound {
         Ok(b) => ready(&b, format!("bound as {key}")),
         // Revocation was checked above, so a refusal here is the private
@@ -281,10 +283,54 @@ async fn decide(obj: &MlflowSecretBinding, ns: &str, ctx: &Context) -> Result<Ou
     })
 }
 
+/// How an existing store binding with this object's key differs from what
+/// the object asks for, if it does: then it is someone else's binding (or
+/// an older one), and the operator reports a `Conflict` instead of
+/// adopting it: adopting one for another secret, another field or more
+/// ServiceAccounts would inject something the object never asked for.
+fn mismatch(
+    b: &SecretBinding,
+    secret_id: &str,
+    field: Option<&str>,
+    service_accounts: &[String],
+) -> Option<&'static str> {
+    if b.secret_id != secret_id {
+        Some("for another secret")
+    } else if b.value_field.as_deref() != field {
+        Some("with another field")
+    } else if !same_set(&b.service_accounts, service_accounts) {
+        Some("with another ServiceAccount list")
+    } else {
+        None
+    }
+}
+
+/// The same ServiceAccounts, in any order.
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let mut a: Vec<&String> = a.iter().collect();
+    let mut b: Vec<&String> = b.iter().collect();
+    a.sort();
+    b.sort();
+    a == b
+}
+
 /// Finalizer cleanup: unbind, if this object made the binding.
+///
+/// Then the value leaves every per-Job Secret that holds it under this
+/// name (DESIGN §8, "Revocation reaches every copy"). A failed sweep fails
+/// the cleanup, which is retried: the binding is gone by then, so the retry
+/// finds nothing to unbind and sweeps again.
 async fn cleanup(obj: &MlflowSecretBinding, ctx: &Context) -> Result<Action> {
     let ns = namespace(obj)?;
+    let trigger = format!(
+        "unbind of {} for {}/{} ({})",
+        obj.spec.binding_name,
+        obj.spec.resource_type,
+        obj.spec.resource_id,
+        who(obj, &ns)
+    );
     let Some(b) = existing(obj, &ns, ctx).await? else {
+        scrub::sweep(ctx, Some(&ns), &trigger).await?;
         return Ok(Action::await_change());
     };
     if !created_by_object(b.created_by.as_deref(), TAG, &uid(obj)) {
@@ -294,6 +340,7 @@ async fn cleanup(obj: &MlflowSecretBinding, ctx: &Context) -> Result<Action> {
         Ok(()) | Err(StoreError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
+    scrub::sweep(ctx, Some(&ns), &trigger).await?;
     ctx.event(
         obj,
         EventType::Normal,
@@ -306,4 +353,53 @@ async fn cleanup(obj: &MlflowSecretBinding, ctx: &Context) -> Result<Action> {
     )
     .await;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(secret_id: &str, field: Option<&str>, sas: &[&str]) -> SecretBinding {
+        SecretBinding {
+            binding_id: "b".into(),
+            secret_id: secret_id.into(),
+            workspace: "ns".into(),
+            resource_type: "SCORER_JOB".into(),
+            resource_id: "judge".into(),
+            binding_name: "AZURE_API_KEY".into(),
+            created_by: None,
+            created_at: 0,
+            value_field: field.map(str::to_string),
+            service_accounts: sas.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_existing_binding_is_adopted_only_when_it_is_exactly_what_is_asked() {
+        let sas = vec!["a".to_string(), "b".to_string()];
+        let b = binding("s1", Some("api_key"), &["b", "a"]);
+        assert_eq!(
+            mismatch(&b, "s1", Some("api_key"), &sas),
+            None,
+            "order is irrelevant"
+        );
+        assert_eq!(
+            mismatch(&b, "s2", Some("api_key"), &sas),
+            Some("for another secret")
+        );
+        assert_eq!(mismatch(&b, "s1", None, &sas), Some("with another field"));
+        assert_eq!(
+            mismatch(&b, "s1", Some("api_base"), &sas),
+            Some("with another field")
+        );
+        // Wider (no list: every ServiceAccount) or narrower: not adopted.
+        assert_eq!(
+            mismatch(&b, "s1", Some("api_key"), &[]),
+            Some("with another ServiceAccount list")
+        );
+        assert_eq!(
+            mismatch(&binding("s1", None, &[]), "s1", None, &sas[..1]),
+            Some("with another ServiceAccount list")
+        );
+    }
 }

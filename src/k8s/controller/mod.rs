@@ -12,6 +12,8 @@
 
 mod binding;
 pub mod error;
+pub mod import;
+pub mod scrub;
 mod secret;
 mod status;
 
@@ -35,6 +37,7 @@ pub use error::Error;
 use super::FIELD_MANAGER;
 use super::crd::{MlflowSecret, MlflowSecretBinding};
 use super::metrics::OperatorMetrics;
+use super::scope::WatchScope;
 use crate::store::SqlStore;
 
 /// `controller` label of the metrics, and the prefix of log lines.
@@ -72,6 +75,13 @@ pub const RESYNC_READY: Duration = Duration::from_secs(300);
 /// objects are watched instead, so this is only the fallback for them.
 pub const RESYNC_WAITING: Duration = Duration::from_secs(30);
 
+/// Period of the revocation sweep ([`scrub`]): the longest a revoke, delete
+/// or unbind made through the CLI or the REST API leaves a value in a
+/// per-Job Secret (through the CRDs it is gone when the reconcile ends).
+/// One sweep is one label-selected metadata list of the managed Secrets
+/// and one indexed query per distinct secret and resource they name.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
 /// What the reconcilers share.
 pub struct Context {
     pub client: kube::Client,
@@ -81,7 +91,11 @@ pub struct Context {
     reporter: Reporter,
     /// Only objects matching this label selector are reconciled (tests
     /// sharing one control plane; see [`Context::with_label_selector`]).
-    label_selector: Option<String>,
+    pub(crate) label_selector: Option<String>,
+    /// The namespaces watched and written (`--watch-namespaces`).
+    pub(crate) scope: WatchScope,
+    /// Period of the revocation sweep.
+    sweep_every: Duration,
     /// Consecutive failures per object (`kind/namespace/name`), for the
     /// exponential backoff of `error_policy`. Cleared on success.
     failures: Mutex<HashMap<String, u32>>,
@@ -105,6 +119,8 @@ impl Context {
             store,
             metrics,
             label_selector: None,
+            scope: WatchScope::All,
+            sweep_every: SWEEP_EVERY,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -116,6 +132,20 @@ impl Context {
     /// both reconcile every object, each against its own database.
     pub fn with_label_selector(mut self, selector: impl Into<String>) -> Self {
         self.label_selector = Some(selector.into());
+        self
+    }
+
+    /// Watch and write only in these namespaces (`--watch-namespaces`):
+    /// one watch per namespace instead of cluster-wide ones.
+    pub fn with_scope(mut self, scope: WatchScope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// Sweep the managed per-Job Secrets this often (default
+    /// [`SWEEP_EVERY`]).
+    pub fn with_sweep_every(mut self, every: Duration) -> Self {
+        self.sweep_every = every;
         self
     }
 
@@ -193,18 +223,72 @@ fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     )
 }
 
-/// Run both controllers over all namespaces until the future is dropped.
+/// Run both controllers, and the revocation sweep, over the watch scope
+/// until the future is dropped.
 ///
-/// `synced` becomes true once the initial list of both kinds has been
-/// loaded into the controllers' caches (the operator's `/ready`). It is not
-/// reset when the future is dropped: the caller owns that decision.
+/// Cluster-wide that is one set of watches; with `--watch-namespaces` one
+/// set per namespace (each with its own caches: a reflector fed by several
+/// namespaces' watch streams would be emptied by every stream's re-list).
+/// `synced` becomes true once the initial lists of every set have been
+/// loaded (the operator's `/ready`). It is not reset when the future is
+/// dropped: the caller owns that decision.
 pub async fn run(ctx: Arc<Context>, synced: Arc<AtomicBool>) {
     let client = ctx.client.clone();
-    let secrets = Api::<MlflowSecret>::all(client.clone());
-    let bindings = Api::<MlflowSecretBinding>::all(client.clone());
+    let secrets = ctx.scope.apis::<MlflowSecret>(&client);
+    let bindings = ctx.scope.apis::<MlflowSecretBinding>(&client);
+    let sources = ctx.scope.apis::<PartialObjectMeta<Secret>>(&client);
+    let flags: Vec<Arc<AtomicBool>> = secrets
+        .iter()
+        .map(|_| Arc::new(AtomicBool::new(false)))
+        .collect();
+    let sets = secrets
+        .into_iter()
+        .zip(bindings)
+        .zip(sources)
+        .zip(flags.iter().cloned())
+        .map(|(((s, b), src), flag)| run_set(ctx.clone(), s, b, src, flag));
+    let all_synced = async {
+        loop {
+            if flags.iter().all(|f| f.load(Ordering::SeqCst)) {
+                synced.store(true, Ordering::SeqCst);
+                tracing::info!(scope = %ctx.scope, "controller caches synced");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    futures::join!(
+        futures::future::join_all(sets),
+        all_synced,
+        sweep_loop(ctx.clone())
+    );
+}
+
+/// The revocation sweep, every `sweep_every`, for changes made outside
+/// Kubernetes (CLI, REST). A failed sweep is logged and retried next period.
+async fn sweep_loop(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(ctx.sweep_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = scrub::sweep(&ctx, None, "periodic sweep").await {
+            tracing::warn!(error = %e, "revocation sweep failed; retrying next period");
+        }
+    }
+}
+
+/// One set of watches and both controllers: over `Api::all` or one
+/// namespace.
+async fn run_set(
+    ctx: Arc<Context>,
+    secrets: Api<MlflowSecret>,
+    bindings: Api<MlflowSecretBinding>,
+    sources: Api<PartialObjectMeta<Secret>>,
+    synced: Arc<AtomicBool>,
+) {
     let config = ControllerConfig::default().concurrency(CONCURRENCY);
 
-    // The caches hold every MlflowSecret and binding of the cluster, so
+    // The caches hold every MlflowSecret and binding of the scope, so
     // they are kept lean: managedFields (often half an object's size) and
     // kubectl's last-applied annotation are dropped before caching. Nothing
     // in the reconcilers reads them.
@@ -218,17 +302,15 @@ pub async fn run(ctx: Arc<Context>, synced: Arc<AtomicBool>) {
         Controller::for_stream(secret_stream, secret_cache.clone()).with_config(config.clone());
     let index = secret_cache.clone();
     // Source Secrets are watched as metadata only: the operator must see
-    // that one changed, not hold every Secret value of the cluster in
-    // memory. The value is read with one GET when a re-import is due. The
-    // metadata is not cached (only mapped to MlflowSecrets), and is slimmed
-    // first: kubectl's last-applied annotation of a Secret holds its data.
-    let sources = watcher(
-        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(slim::<PartialObjectMeta<Secret>>)
-    .touched_objects();
+    // that one changed (or gained or lost the importable annotation), not
+    // hold every Secret value in memory. The value is read with one GET
+    // when an import is due. The metadata is not cached (only mapped to
+    // MlflowSecrets), and is slimmed first: kubectl's last-applied
+    // annotation of a Secret holds its data.
+    let sources = watcher(sources, watcher::Config::default())
+        .default_backoff()
+        .modify(slim::<PartialObjectMeta<Secret>>)
+        .touched_objects();
     let secret_ctrl =
         secret_ctrl.watches_stream(sources, move |s| secret::referencing_source(&index, &s));
 
@@ -255,7 +337,6 @@ pub async fn run(ctx: Arc<Context>, synced: Arc<AtomicBool>) {
         let b = binding_cache.wait_until_ready().await;
         if a.is_ok() && b.is_ok() {
             synced.store(true, Ordering::SeqCst);
-            tracing::info!("controller caches synced");
         }
     };
     let secrets_done = secret_ctrl

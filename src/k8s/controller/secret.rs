@@ -19,14 +19,17 @@ use kube::{Resource, ResourceExt};
 use zeroize::Zeroize;
 
 use super::error::{Error, Result};
+use super::import::{self, SourceMeta, Step};
+use super::scrub;
 use super::status::{self, CONFLICT, READY, Verdict};
 use super::{
     Context, RESYNC_READY, RESYNC_WAITING, SECRET_FINALIZER, actor, created_by_object, namespace,
 };
+use crate::k8s::ANNOTATION_IMPORTABLE;
 use crate::k8s::crd::{
     DeletionPolicy, ImportedSource, MlflowSecret, MlflowSecretStatus, SecretKeyRef,
 };
-use crate::model::{Secret, SecretState};
+use crate::model::{NewSecret, Secret, SecretState};
 use crate::store::{SecretsStore, StoreError};
 use crate::value::SecretValue;
 
@@ -42,6 +45,7 @@ const INVALID_SPEC: &str = "InvalidSpec";
 const VALUE_NOT_SET: &str = "ValueNotSet";
 const REVOKE_NOT_ALLOWED: &str = "RevokeNotAllowed";
 const NO_CONFLICT: &str = "NoConflict";
+const SOURCE_NOT_IMPORTABLE: &str = "SourceNotImportable";
 
 /// The MlflowSecrets of the Secret's namespace that import from it.
 pub(super) fn referencing_source(
@@ -146,8 +150,7 @@ async fn apply(obj: &MlflowSecret, api: &Api<MlflowSecret>, ctx: &Context) -> Re
 
     let out = match (&obj.spec.value_from, row) {
         (Some(_), Some(row)) if !who.owns(&row) => conflict(obj, ctx, &who, &row).await,
-        (Some(vf), None) => import_new(obj, ctx, &who, &vf.secret_key_ref).await?,
-        (Some(vf), Some(row)) => sync_owned(obj, ctx, &who, &old, row, &vf.secret_key_ref).await?,
+        (Some(vf), row) => sync_import(obj, ctx, &who, &old, row, &vf.secret_key_ref).await?,
         (None, None) => Outcome::waiting(Verdict::no(
             VALUE_NOT_SET,
             format!(
@@ -155,7 +158,7 @@ async fn apply(obj: &MlflowSecret, api: &Api<MlflowSecret>, ctx: &Context) -> Re
                 who.store_name, who.ns, who.store_name, who.ns
             ),
         )),
-        (None, Some(row)) => mirror(obj, ctx, &who, row).await?,
+        (None, Some(row)) => mirror(obj, ctx, &who, &old, row).await?,
     };
     finish(obj, api, ctx, &who, &old, out).await
 }
@@ -185,36 +188,91 @@ async fn conflict(obj: &MlflowSecret, ctx: &Context, who: &Who, row: &Secret) ->
     }
 }
 
-/// No row yet: import the value and create it.
-async fn import_new(
+/// `valueFrom` on a row that is this object's, or no row yet: revoke when
+/// asked, else import, re-import or report, as [`import::decide`] says.
+async fn sync_import(
+    obj: &MlflowSecret,
+    ctx: &Context,
+    who: &Who,
+    old: &MlflowSecretStatus,
+    row: Option<Secret>,
+    r: &SecretKeyRef,
+) -> Result<Outcome> {
+    let mut out = Outcome {
+        row: None,
+        source: old.source.clone(),
+        ready: in_sync(r),
+        conflict: false,
+        requeue: RESYNC_READY,
+    };
+    match &row {
+        Some(row) if row.state == SecretState::Revoked || obj.spec.revoked => {
+            out.row = Some(revoked(obj, ctx, who, old, row).await?);
+            out.ready = revoked_verdict();
+            return Ok(out);
+        }
+        None if obj.spec.revoked => {
+            out.source = None;
+            out.ready = Verdict::no(
+                REVOKED,
+                "spec.revoked is true and no store secret exists: nothing is imported",
+            );
+            return Ok(out);
+        }
+        _ => {}
+    }
+    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &who.ns);
+    let meta = api.get_metadata_opt(&r.name).await?.map(|m| SourceMeta {
+        importable: import::is_importable(m.metadata.annotations.as_ref()),
+        current: imported(r, &m),
+    });
+    let step = import::decide(row.is_some(), meta.as_ref(), old.source.as_ref());
+    out.row = row;
+    match step {
+        Step::InSync => Ok(out),
+        Step::SourceMissing => {
+            out.ready = not_found(who, r);
+            out.requeue = RESYNC_WAITING;
+            Ok(out)
+        }
+        Step::NotImportable { row_kept } => {
+            out.ready = not_importable(who, r, row_kept);
+            Ok(out)
+        }
+        Step::Import | Step::Reimport => {
+            let (value, source) = match read_source(ctx, &who.ns, r).await? {
+                Ok(v) => v,
+                Err(verdict) => {
+                    out.ready = verdict;
+                    out.requeue = RESYNC_WAITING;
+                    return Ok(out);
+                }
+            };
+            match out.row.take() {
+                None => create(obj, ctx, who, r, value, source, out).await,
+                Some(row) => reimport(obj, ctx, who, r, value, source, row, out).await,
+            }
+        }
+    }
+}
+
+/// No row yet: create it from the imported value.
+async fn create(
     obj: &MlflowSecret,
     ctx: &Context,
     who: &Who,
     r: &SecretKeyRef,
+    value: SecretValue,
+    source: ImportedSource,
+    out: Outcome,
 ) -> Result<Outcome> {
-    if obj.spec.revoked {
-        return Ok(Outcome {
-            requeue: RESYNC_READY,
-            ..Outcome::waiting(Verdict::no(
-                REVOKED,
-                "spec.revoked is true and no store secret exists: nothing is imported",
-            ))
-        });
-    }
-    let (value, source) = match read_source(ctx, &who.ns, r).await? {
-        Ok(v) => v,
-        Err(verdict) => return Ok(Outcome::waiting(verdict)),
+    let new = NewSecret {
+        workspace: &who.ns,
+        secret_name: &who.store_name,
+        is_shared: obj.spec.shared,
+        provider: obj.spec.provider.as_deref(),
     };
-    let created = ctx
-        .store
-        .create_secret(
-            &who.ns,
-            &who.store_name,
-            &value,
-            obj.spec.shared,
-            &who.actor,
-        )
-        .await;
+    let created = ctx.store.create_secret_with(&new, &value, &who.actor).await;
     drop(value);
     match created {
         Ok(row) => {
@@ -233,8 +291,7 @@ async fn import_new(
                 row: Some(row),
                 source: Some(source),
                 ready: in_sync(r),
-                conflict: false,
-                requeue: RESYNC_READY,
+                ..out
             })
         }
         // Someone created the name between our read and our insert: an
@@ -244,64 +301,18 @@ async fn import_new(
     }
 }
 
-/// The row is this object's: revoke it when asked, else re-import when the
-/// source Secret changed.
-async fn sync_owned(
+/// The source changed: seal its value afresh (a new DEK and IV).
+#[allow(clippy::too_many_arguments)]
+async fn reimport(
     obj: &MlflowSecret,
     ctx: &Context,
     who: &Who,
-    old: &MlflowSecretStatus,
-    row: Secret,
     r: &SecretKeyRef,
+    value: SecretValue,
+    source: ImportedSource,
+    row: Secret,
+    mut out: Outcome,
 ) -> Result<Outcome> {
-    let mut out = Outcome {
-        row: None,
-        source: old.source.clone(),
-        ready: in_sync(r),
-        conflict: false,
-        requeue: RESYNC_READY,
-    };
-    if row.state == SecretState::Revoked {
-        out.row = Some(row);
-        out.ready = Verdict::no(
-            REVOKED,
-            "the secret is revoked; its value can no longer be read",
-        );
-        return Ok(out);
-    }
-    if obj.spec.revoked {
-        out.row = Some(revoke(obj, ctx, who, &row).await?);
-        out.ready = Verdict::no(
-            REVOKED,
-            "the secret is revoked; its value can no longer be read",
-        );
-        return Ok(out);
-    }
-    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &who.ns);
-    let current = api
-        .get_metadata_opt(&r.name)
-        .await?
-        .map(|m| imported(r, &m));
-    let Some(current) = current else {
-        out.row = Some(row);
-        out.ready = not_found(who, r);
-        out.requeue = RESYNC_WAITING;
-        return Ok(out);
-    };
-    if out.source.as_ref() == Some(&current) {
-        out.row = Some(row);
-        return Ok(out);
-    }
-    let (value, source) = match read_source(ctx, &who.ns, r).await? {
-        Ok(v) => v,
-        Err(verdict) => {
-            out.row = Some(row);
-            out.ready = verdict;
-            out.requeue = RESYNC_WAITING;
-            return Ok(out);
-        }
-    };
-    // A new DEK and IV: update_secret seals the value afresh.
     let updated = ctx
         .store
         .update_secret(&row.secret_id, &value, &who.actor)
@@ -311,10 +322,9 @@ async fn sync_owned(
         Ok(u) => u,
         // Revoked (a CLI revoke) or deleted since our read: next pass.
         Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
-            return Ok(Outcome {
-                requeue: super::MIN_BACKOFF,
-                ..out
-            });
+            out.row = Some(row);
+            out.requeue = super::MIN_BACKOFF;
+            return Ok(out);
         }
         Err(e) => return Err(e.into()),
     };
@@ -334,10 +344,50 @@ async fn sync_owned(
     Ok(out)
 }
 
+/// The row is revoked, or `spec.revoked` asks for it: revoke it (once), and
+/// on the first pass that sees it revoked remove its value from every
+/// per-Job Secret of the namespace before the status says REVOKED. A failed
+/// sweep fails the reconcile, so it is retried until it is done.
+async fn revoked(
+    obj: &MlflowSecret,
+    ctx: &Context,
+    who: &Who,
+    old: &MlflowSecretStatus,
+    row: &Secret,
+) -> Result<Secret> {
+    let row = if row.state == SecretState::Revoked {
+        row.clone()
+    } else {
+        revoke(obj, ctx, who, row).await?
+    };
+    if old.state.as_deref() != Some(SecretState::Revoked.as_str()) {
+        scrub::sweep(
+            ctx,
+            Some(&who.ns),
+            &format!("revocation of secret '{}' ({})", who.store_name, who.actor),
+        )
+        .await?;
+    }
+    Ok(row)
+}
+
+fn revoked_verdict() -> Verdict {
+    Verdict::no(
+        REVOKED,
+        "the secret is revoked; its value can no longer be read",
+    )
+}
+
 /// No `valueFrom`: the row is managed with the CLI or REST. Mirror it; the
 /// only write ever made is a revoke the spec asks for on a row this object
 /// created (it may have imported it before `valueFrom` was removed).
-async fn mirror(obj: &MlflowSecret, ctx: &Context, who: &Who, row: Secret) -> Result<Outcome> {
+async fn mirror(
+    obj: &MlflowSecret,
+    ctx: &Context,
+    who: &Who,
+    old: &MlflowSecretStatus,
+    row: Secret,
+) -> Result<Outcome> {
     let mut out = Outcome {
         row: None,
         source: None,
@@ -357,15 +407,16 @@ async fn mirror(obj: &MlflowSecret, ctx: &Context, who: &Who, row: Secret) -> Re
             );
             return Ok(out);
         }
-        revoke(obj, ctx, who, &row).await?
+        revoked(obj, ctx, who, old, &row).await?
+    } else if row.state == SecretState::Revoked {
+        // Revoked with the CLI or REST: the periodic sweep gets there too,
+        // but this object has just seen it.
+        revoked(obj, ctx, who, old, &row).await?
     } else {
         row
     };
     if row.state == SecretState::Revoked {
-        out.ready = Verdict::no(
-            REVOKED,
-            "the secret is revoked; its value can no longer be read",
-        );
+        out.ready = revoked_verdict();
     }
     out.row = Some(row);
     Ok(out)
@@ -406,6 +457,21 @@ fn not_found(who: &Who, r: &SecretKeyRef) -> Verdict {
     )
 }
 
+fn not_importable(who: &Who, r: &SecretKeyRef, row_kept: bool) -> Verdict {
+    let msg = if row_kept {
+        format!(
+            "Secret {}/{} no longer carries the annotation {ANNOTATION_IMPORTABLE}: \"true\": its changes are not imported; the store secret '{}' keeps the value imported last",
+            who.ns, r.name, who.store_name
+        )
+    } else {
+        format!(
+            "Secret {}/{} does not consent to import: add the annotation {ANNOTATION_IMPORTABLE}: \"true\" to it (its value was not read)",
+            who.ns, r.name
+        )
+    };
+    Verdict::no(SOURCE_NOT_IMPORTABLE, msg)
+}
+
 fn imported(r: &SecretKeyRef, meta: &PartialObjectMeta<KubeSecret>) -> ImportedSource {
     ImportedSource {
         name: r.name.clone(),
@@ -431,13 +497,26 @@ async fn read_source(
             format!("Secret {ns}/{} not found", r.name),
         )));
     };
+    let mut data = secret.data.take().unwrap_or_default();
+    if !import::is_importable(secret.metadata.annotations.as_ref()) {
+        // Consent withdrawn between the metadata read and this GET.
+        for v in data.values_mut() {
+            v.0.zeroize();
+        }
+        return Ok(Err(Verdict::no(
+            SOURCE_NOT_IMPORTABLE,
+            format!(
+                "Secret {ns}/{} does not consent to import: add the annotation {ANNOTATION_IMPORTABLE}: \"true\" to it (its value was not read)",
+                r.name
+            ),
+        )));
+    }
     let source = ImportedSource {
         name: r.name.clone(),
         key: r.key.clone(),
         uid: secret.metadata.uid.clone().unwrap_or_default(),
         resource_version: secret.metadata.resource_version.clone().unwrap_or_default(),
     };
-    let mut data = secret.data.take().unwrap_or_default();
     let bytes = data.remove(&r.key);
     for v in data.values_mut() {
         v.0.zeroize();
@@ -510,7 +589,15 @@ async fn finish(
         shared: row.map(|r| r.is_shared),
         state: row.map(|r| r.state.as_str().to_string()),
         kek_version,
-        masked_value: row.map(|r| r.masked_value.clone()),
+        // Not for imported values (security review finding 15): whoever may
+        // read this MlflowSecret need not be allowed to read the source
+        // Secret, and the mask is part of its value. Store principals see
+        // the mask through the CLI and REST.
+        masked_value: if obj.spec.value_from.is_some() {
+            None
+        } else {
+            row.map(|r| r.masked_value.clone())
+        },
         source: if obj.spec.value_from.is_some() {
             out.source
         } else {
@@ -547,11 +634,16 @@ async fn cleanup(obj: &MlflowSecret, ctx: &Context) -> Result<Action> {
         tracing::info!(object = %format!("{ns}/{}", who.name), "deletionPolicy Retain: store secret kept");
         return Ok(Action::await_change());
     }
+    let trigger = format!("deletion of secret '{}' ({})", who.store_name, who.actor);
     let row = match ctx.store.get_secret_by_name(&ns, &who.store_name).await {
         Ok(r) => r,
-        Err(StoreError::NotFound(_) | StoreError::InvalidParameter(_)) => {
+        // Gone already (maybe by an earlier pass whose sweep failed): make
+        // sure no copy outlives it.
+        Err(StoreError::NotFound(_)) => {
+            scrub::sweep(ctx, Some(&ns), &trigger).await?;
             return Ok(Action::await_change());
         }
+        Err(StoreError::InvalidParameter(_)) => return Ok(Action::await_change()),
         Err(e) => return Err(e.into()),
     };
     if !who.owns(&row) {
@@ -565,6 +657,7 @@ async fn cleanup(obj: &MlflowSecret, ctx: &Context) -> Result<Action> {
         Ok(()) | Err(StoreError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
+    scrub::sweep(ctx, Some(&ns), &trigger).await?;
     ctx.event(
         obj,
         EventType::Normal,

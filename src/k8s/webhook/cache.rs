@@ -21,6 +21,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Resource, ResourceExt};
 use tokio::task::JoinHandle;
 
+use crate::k8s::scope::WatchScope;
 use crate::k8s::{
     ANNOTATION_BINDINGS, ANNOTATION_CONTAINERS, ANNOTATION_INJECT_MODE, ANNOTATION_RESOURCE_ID,
     ANNOTATION_RESOURCE_TYPE, LABEL_INJECT, LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED,
@@ -152,38 +153,63 @@ fn job_key(j: &Job) -> String {
 }
 
 /// The webhook's view of the cluster. Dropping it stops its watches.
+///
+/// Each watch feeds a mirror of its own (a mirror is replaced whole on every
+/// re-list of its stream), so namespaced mode keeps one per namespace.
 pub struct ClusterView {
-    namespaces: Arc<Mirror<()>>,
-    jobs: Arc<Mirror<JobFacts>>,
+    namespaces: Vec<Arc<Mirror<()>>>,
+    jobs: Vec<Arc<Mirror<JobFacts>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl ClusterView {
     /// Start the watches: namespaces labelled
-    /// `secrets.mlflow.org/injection=enabled` (cluster-wide, label
-    /// selected), and every Job (kept only when its template is labelled).
-    pub fn start(client: kube::Client) -> Self {
-        let namespaces = Arc::new(Mirror::new());
-        let jobs = Arc::new(Mirror::new());
+    /// `secrets.mlflow.org/injection=enabled`, and Jobs (kept only when
+    /// their template is labelled). Cluster-wide, one watch each; with
+    /// `--watch-namespaces`, one Job watch per namespace (the chart's Roles)
+    /// and one namespace watch per name (`metadata.name=<ns>`, which the
+    /// chart's ClusterRole grants by `resourceNames`), so no request ever
+    /// needs a permission the namespaced chart does not give.
+    pub fn start(client: kube::Client, scope: &WatchScope) -> Self {
         let sel = format!("{LABEL_NAMESPACE_INJECTION}={NAMESPACE_INJECTION_ENABLED}");
-        let tasks = vec![
-            tokio::spawn(mirror(
+        let ns_configs: Vec<watcher::Config> = match scope.namespaces() {
+            None => vec![watcher::Config::default().labels(&sel)],
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    watcher::Config::default()
+                        .labels(&sel)
+                        .fields(&format!("metadata.name={n}"))
+                })
+                .collect(),
+        };
+        let mut tasks = Vec::new();
+        let mut namespaces = Vec::new();
+        for cfg in ns_configs {
+            let m = Arc::new(Mirror::new());
+            tasks.push(tokio::spawn(mirror(
                 Api::<Namespace>::all(client.clone()),
-                watcher::Config::default().labels(&sel),
+                cfg,
                 "namespaces",
-                namespaces.clone(),
+                m.clone(),
                 ns_key,
                 ns_facts,
-            )),
-            tokio::spawn(mirror(
-                Api::<Job>::all(client),
+            )));
+            namespaces.push(m);
+        }
+        let mut jobs = Vec::new();
+        for api in scope.apis::<Job>(&client) {
+            let m = Arc::new(Mirror::new());
+            tasks.push(tokio::spawn(mirror(
+                api,
                 watcher::Config::default(),
                 "Jobs",
-                jobs.clone(),
+                m.clone(),
                 job_key,
                 JobFacts::of,
-            )),
-        ];
+            )));
+            jobs.push(m);
+        }
         Self {
             namespaces,
             jobs,
@@ -191,31 +217,29 @@ impl ClusterView {
         }
     }
 
-    /// Whether the namespace watch has listed once (before that, every
+    /// Whether every namespace watch has listed once (before that, every
     /// labelled pod is denied as an outage rather than guessed at).
     pub fn namespaces_synced(&self) -> bool {
-        self.namespaces.synced.load(Ordering::SeqCst)
+        self.namespaces
+            .iter()
+            .all(|m| m.synced.load(Ordering::SeqCst))
     }
 
-    /// `namespace` exists and carries the opt-in label, as the watch last
-    /// saw it.
+    /// `namespace` exists, is watched and carries the opt-in label, as the
+    /// watch last saw it.
     pub fn opted_in(&self, namespace: &str) -> bool {
         self.namespaces
-            .map
-            .read()
-            .expect("cache lock")
-            .contains_key(namespace)
+            .iter()
+            .any(|m| m.map.read().expect("cache lock").contains_key(namespace))
     }
 
     /// The cached facts of Job `namespace/name` (a labelled template), if
-    /// the watch has seen it.
+    /// a watch has seen it.
     pub fn job(&self, namespace: &str, name: &str) -> Option<JobFacts> {
+        let key = format!("{namespace}/{name}");
         self.jobs
-            .map
-            .read()
-            .expect("cache lock")
-            .get(&format!("{namespace}/{name}"))
-            .cloned()
+            .iter()
+            .find_map(|m| m.map.read().expect("cache lock").get(&key).cloned())
     }
 }
 

@@ -57,6 +57,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 
 use self::admission::{RESULT_DRY_RUN, RESULT_INJECTED, RESULT_SKIPPED, Verdict};
 use crate::k8s::metrics::OperatorMetrics;
+use crate::k8s::scope::WatchScope;
 use crate::store::SqlStore;
 
 /// Default time the webhook gives itself to answer: well under the
@@ -100,8 +101,21 @@ impl WebhookState {
         metrics: Arc<OperatorMetrics>,
         deadline: Duration,
     ) -> Self {
+        Self::new_scoped(client, store, metrics, deadline, &WatchScope::All)
+    }
+
+    /// [`WebhookState::new`] watching only `scope` (`--watch-namespaces`):
+    /// with the chart's per-namespace Roles a cluster-wide Job watch is
+    /// refused, and the caches would never fill.
+    pub fn new_scoped(
+        client: kube::Client,
+        store: Arc<SqlStore>,
+        metrics: Arc<OperatorMetrics>,
+        deadline: Duration,
+        scope: &WatchScope,
+    ) -> Self {
         Self {
-            view: cache::ClusterView::start(client.clone()),
+            view: cache::ClusterView::start(client.clone(), scope),
             client,
             store,
             metrics,
