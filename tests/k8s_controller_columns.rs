@@ -19,6 +19,7 @@ const VALUE: &str = "sk-columns-CANARY-0123456789abcdef";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_field_and_service_accounts_reach_the_store() {
+    k8s::skip_if_off!();
     let h = Harness::start("ctrl-columns").await;
     let ns = h.name().to_string();
     h.put_source("openai", "token", VALUE).await;
@@ -101,6 +102,7 @@ async fn provider_field_and_service_accounts_reach_the_store() {
 /// the same names pass both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schema_refuses_reserved_names_bad_fields_and_service_accounts() {
+    k8s::skip_if_off!();
     use mlflow_secrets::store::validate;
     let h = Harness::start("ctrl-reserved").await;
     let dry = kube::api::PostParams {

@@ -49,6 +49,7 @@ async fn ready_id(h: &Harness, name: &str) -> String {
 /// left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_delete_and_unbind_through_the_crds_scrub_every_copy_within_the_reconcile() {
+    k8s::skip_if_off!();
     let h = Harness::start_with_sweep("ctrl-copies", Duration::from_secs(3600)).await;
     h.put_source("openai", "token", LEAKED).await;
     h.put_source("other", "token", OTHER_1).await;
@@ -197,6 +198,7 @@ async fn revoke_delete_and_unbind_through_the_crds_scrub_every_copy_within_the_r
 /// does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_delete_and_unbind_outside_kubernetes_reach_copies_within_one_sweep() {
+    k8s::skip_if_off!();
     let h = Harness::start("ctrl-sweep").await;
     let ns = h.name().to_string();
     let value = |s: &str| SecretValue::from_string(s.to_string()).unwrap();

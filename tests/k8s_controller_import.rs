@@ -20,6 +20,7 @@ const NEW_PW: &str = "db-root-CANARY-rotated-987654321";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_without_the_importable_annotation_is_never_read() {
+    k8s::skip_if_off!();
     let h = Harness::start("ctrl-consent").await;
     let ns = h.name().to_string();
     let reads = || h.metrics.decrypts.with_label_values(&[ns.as_str()]).get();

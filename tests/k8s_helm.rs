@@ -192,6 +192,7 @@ async fn template_with_default_values_is_one_sqlite_replica() {
 /// those namespaces.
 #[tokio::test]
 async fn template_with_rbac_namespaces_renders_a_role_per_namespace() {
+    k8s::skip_if_off!();
     let helm = Helm::new().await;
     let fullname = "rel-mlflow-secrets";
     let docs = helm

@@ -69,6 +69,7 @@ fn env_names(pod: &Pod, container: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_without_the_opt_in_label_is_never_called() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     // The configuration is live: an opted-in namespace in scope is called.
     let live = w.namespace("wh-live").await;
@@ -99,6 +100,7 @@ async fn a_namespace_without_the_opt_in_label_is_never_called() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bare_pod_with_a_forged_job_owner_is_denied_and_touches_no_secret() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-forged").await;
     let n = ns.name();
@@ -189,6 +191,7 @@ async fn a_bare_pod_with_a_forged_job_owner_is_denied_and_touches_no_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_we_do_not_manage_is_never_replaced() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-notours").await;
     let n = ns.name();
@@ -249,6 +252,7 @@ async fn a_secret_we_do_not_manage_is_never_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_limits_bindings_and_containers_and_never_overrides_env() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-consent").await;
     let n = ns.name();
@@ -350,6 +354,7 @@ async fn consent_limits_bindings_and_containers_and_never_overrides_env() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binding_for_one_service_account_reaches_only_its_pods() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-sa").await;
     let n = ns.name();
@@ -413,6 +418,7 @@ async fn a_binding_for_one_service_account_reaches_only_its_pods() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decrypts_are_limited_per_service_account() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts {
         service_account_limit: Some(2),
         ..Default::default()
@@ -450,6 +456,7 @@ async fn decrypts_are_limited_per_service_account() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_client_ca_a_caller_without_the_api_servers_certificate_is_refused() {
+    k8s::skip_if_off!();
     let env = k8s::TestEnv::get().await;
     let ca = env
         .webhook_client_ca()
@@ -493,6 +500,7 @@ async fn with_the_client_ca_a_caller_without_the_api_servers_certificate_is_refu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_review_to_the_port_writes_nothing_and_grows_no_series() {
+    k8s::skip_if_off!();
     let w = Webhook::start(Opts::default()).await;
     let ns = w.namespace("wh-port").await;
     let opted_out = w.namespace_opted_out("wh-port-out").await;

@@ -295,8 +295,11 @@ pub fn check_rbac(docs: &[Value], fullname: &str) {
     );
     let has = |group: &str, resource: &str, verb: &str| grants(rules, group, resource, verb);
     for (g, res, v) in WORKLOAD_GRANTS {
-    // The webhook's namespace opt-in check (read only, cluster-wide mode).
-    assert!(has("", "namespaces", "watch"), "ClusterRole lacks watch on namespaces");
+        // The webhook's namespace opt-in check (read only, cluster-wide mode).
+        assert!(
+            has("", "namespaces", "watch"),
+            "ClusterRole lacks watch on namespaces"
+        );
         assert!(has(g, res, v), "ClusterRole lacks {v} on {g}/{res}");
     }
     for v in ["create", "update", "patch"] {
