@@ -34,7 +34,7 @@ pub use http::HttpStore;
 pub use limits::DecryptLimits;
 pub use sql::SqlStore;
 pub use sql_admin::{MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, VerifyFailure, VerifyReport};
-pub use sql_ops::BoundValue;
+pub use sql_ops::{BoundMeta, BoundValue};
 
 /// Errors of the store layer. Each message names the object and what is
 /// wrong, and none contains a value, key or passphrase.
