@@ -1,5 +1,5 @@
 //! Property tests of the parsers an attacker (or a careless operator)
-//! reaches on the REST side (issue 10 item 8): the tokens-file line, REST
+//! reaches on the REST side: the tokens-file line, REST
 //! bodies and query strings, and page tokens.
 //!
 //! Properties: nothing panics (no 500), no error quotes the input (a

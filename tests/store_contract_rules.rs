@@ -1,4 +1,4 @@
-//! Store contract cases for the rules of issue 10 (DESIGN §2, §4, §6, §10
+//! Store contract cases for the trust-model rules (docs/design.md §2, §4, §6, §10
 //! rule 11): the added columns (`provider`, `value_field`,
 //! `service_accounts`), reserved binding names, the revocation shred, the
 //! exported audit head, and database driver text kept out of errors. Each
@@ -686,7 +686,7 @@ async fn resource_reads(db: &TestDb) -> Vec<mlflow_secrets::model::AuditEntry> {
 }
 
 /// The webhook decides a pod's consent on the rows' metadata before
-/// anything is decrypted (DESIGN §8): a refusing choice decrypts, counts
+/// anything is decrypted (docs/design.md §8): a refusing choice decrypts, counts
 /// and audits nothing, and a partial choice decrypts and names only the
 /// bindings it chose.
 async fn chosen_bound_values_decrypt_only_what_was_chosen(db: TestDb) {

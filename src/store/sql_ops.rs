@@ -194,7 +194,7 @@ impl SqlStore {
             .workspace(&current.workspace);
         let mut tx = self.begin_write().await?;
         let now = now_ms();
-        // Crypto-shred (DESIGN §6, §10 rule 11): the wrapped DEK is replaced
+        // Crypto-shred (docs/design.md §6, §10 rule 11): the wrapped DEK is replaced
         // by random bytes of the same length in the revoking transaction, so
         // no KEK, passphrase or database backup taken from now on can open
         // the value again. Revocation is one-way, so nothing is lost.
@@ -435,7 +435,7 @@ impl SqlStore {
     }
 
     /// [`SqlStore::get_all_bound_values`] for the bindings `choose` picks
-    /// from the rows' metadata, before anything is decrypted (DESIGN §8:
+    /// from the rows' metadata, before anything is decrypted (docs/design.md §8:
     /// the webhook decides a pod's consent first). When `choose` refuses,
     /// nothing is decrypted, counted against a limit or audited here: the
     /// caller records its refusal. Only the chosen rows are decrypted and
@@ -617,7 +617,7 @@ pub(super) struct BoundRow {
 ///
 /// `value` is what the binding injects: with a `value_field`, that field's
 /// string. `service_accounts` are the ServiceAccounts the binding may reach
-/// (empty: any), for the webhook to enforce (DESIGN §8).
+/// (empty: any), for the webhook to enforce (docs/design.md §8).
 pub struct BoundValue {
     pub value: SecretValue,
     pub secret_id: String,

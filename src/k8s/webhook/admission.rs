@@ -1,4 +1,4 @@
-//! The admission decision for one Pod CREATE (DESIGN §8, injection
+//! The admission decision for one Pod CREATE (docs/design.md §8, injection
 //! contract): who is asking, which bindings, decrypt, write the per-Job
 //! Secret, patch — or deny with one line that says why.
 //!
@@ -255,7 +255,7 @@ async fn decide(
     }
 
     // Consent first, on the rows' metadata: which bindings the pod accepts
-    // and may receive (DESIGN §8, "The pod consents"), and the
+    // and may receive (docs/design.md §8, "The pod consents"), and the
     // ServiceAccount's decrypt budget for them. Only then does the store
     // decrypt, and only the chosen rows; it refuses revoked secrets,
     // undecryptable rows and exhausted namespace limits itself, and audits
@@ -362,7 +362,7 @@ async fn decide(
     })
 }
 
-/// The owning Job must be real (DESIGN §8, "The Job is real"): it exists in
+/// The owning Job must be real (docs/design.md §8, "The Job is real"): it exists in
 /// the pod's namespace with the owner reference's uid, its pod template
 /// carries the inject label, and the pod's injection annotations and
 /// ServiceAccount are the template's. The watch cache answers when it
