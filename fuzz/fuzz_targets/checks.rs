@@ -6,9 +6,7 @@
 /// thing, or is refused without quoting a pasted token. Returns how many
 /// lines were accepted.
 pub fn check_tokens_text(text: &str) -> usize {
-    use mlflow_secrets::server::tokens_file::{
-        format_line, parse_line, parse_rfc3339, parse_ttl,
-    };
+    use mlflow_secrets::server::tokens_file::{format_line, parse_line, parse_rfc3339, parse_ttl};
     let _ = parse_rfc3339(text);
     let _ = parse_ttl(text);
     let mut accepted = 0;
