@@ -1,4 +1,4 @@
-//! Webhook admission load (issue 5, "Performance"): AdmissionReview requests
+//! Webhook admission load (docs/benchmarks.md): AdmissionReview requests
 //! over TLS to the webhook served in-process, for a pod with 5 bindings,
 //! dryRun=false, so every request decrypts 5 values, appends an audit row
 //! and creates the per-Job Secret on the real control plane (every request is

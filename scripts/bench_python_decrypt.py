@@ -39,7 +39,7 @@ def derive_kek() -> bytes:
 
 
 def make_row(kek: bytes) -> dict:
-    """One stored secret in the DESIGN §3 format, from fixed bytes."""
+    """One stored secret in the docs/design.md §3 format, from fixed bytes."""
     dek, iv, wrap_nonce = bytes(range(32)), bytes(range(100, 112)), bytes(range(200, 212))
     workspace, secret_id, secret_name = "default", "a01bfbdd-4d6f-46af-88c5-6c5487ef2551", "openai-api-key"
     aad = f"{workspace}|{secret_id}|{secret_name}".encode("utf-8")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# scripts/bench_webhook.sh - webhook admission load benchmark (issue 5,
-# "Performance"). Runs benches/webhook_load.rs in a release build against the
+# scripts/bench_webhook.sh - webhook admission load benchmark
+# (docs/benchmarks.md). Runs benches/webhook_load.rs in a release build against the
 # test control plane, on SQLite and PostgreSQL: a pod with 5 bindings,
 # dryRun=false, AdmissionReview over TLS to the webhook served in-process;
 # prints p50/p99/requests-per-second at a fixed 200/s and at max throughput,

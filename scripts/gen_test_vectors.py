@@ -10,8 +10,8 @@ Requires Python 3.11 and the `cryptography` package (pip install cryptography).
 What this file is
 -----------------
 An INDEPENDENT implementation (Python `cryptography`/OpenSSL, not the Rust
-crates) of the crypto format in DESIGN.md §3/§4/§5, plus the upstream MLflow
-3.8 gateway-secrets format of DESIGN.md §11. The Rust test suite loads the
+crates) of the crypto format in docs/design.md §3/§4/§5, plus the upstream MLflow
+3.8 gateway-secrets format of docs/design.md §11. The Rust test suite loads the
 fixture and checks that it derives, decrypts and (given the same fixed DEK,
 IV and nonces) encrypts to exactly the same bytes.
 
@@ -185,14 +185,14 @@ def build() -> dict:
         "scripts/gen_test_vectors.py with Python `cryptography` (OpenSSL), independently of the Rust code. "
         "Regenerate with `python3 scripts/gen_test_vectors.py > tests/fixtures/crypto_vectors.json`; "
         "do not edit by hand. Deterministic: DEKs/IVs/nonces/ids are fixed bytes (SHA-256 of labels in the script), "
-        "so these are PUBLIC TEST KEYS. Verifies DESIGN.md §3-§5: kek_vectors = PBKDF2-HMAC-SHA256(passphrase UTF-8, "
+        "so these are PUBLIC TEST KEYS. Verifies docs/design.md §3-§5: kek_vectors = PBKDF2-HMAC-SHA256(passphrase UTF-8, "
         "salt, iterations) -> 32 bytes (default salt b'mlflow-secrets-kek-v1-2025' || u32_be(version), 600000 iterations; "
         "plus one stored 16-byte random-style salt); secret_vectors = full chain passphrase -> KEK -> DEK -> value: "
         "plaintext is compact key-sorted UTF-8 JSON ({\"value\": s} for a string), AAD = workspace|secret_id|secret_name, "
         "aad_hash = lowercase hex SHA-256(AAD), ciphertext = AES-256-GCM(DEK, iv, plaintext, AAD) || 16-byte tag, "
         "wrapped_dek = wrap_nonce || AES-256-GCM(KEK, DEK) (60 bytes), kek_hex is one of the kek_vectors; "
         "check_vectors = nonce || AES-256-GCM(KEK, 'mlflow-secrets-kek-check-v1'); mlflow_vectors = upstream MLflow 3.8 "
-        "gateway secrets (DESIGN.md §11): AAD secret_id|secret_name unhashed, plaintext Python json.dumps of a dict "
+        "gateway secrets (docs/design.md §11): AAD secret_id|secret_name unhashed, plaintext Python json.dumps of a dict "
         "(keys already sorted, default separators, ASCII escapes), encrypted_value = nonce || ct || tag. "
         "The script decrypts every vector back (and re-derives each KEK with hashlib) before writing."
     )
@@ -222,7 +222,7 @@ def self_check(fx: dict) -> None:
         obj = json.loads(pt)
         assert obj == ({"value": v["value"]} if v["value_kind"] == "string" else v["value"])
         assert compact_json(obj) == pt
-    # Negative: a row's ciphertext under another row's AAD must fail (swap detection, DESIGN §10.3).
+    # Negative: a row's ciphertext under another row's AAD must fail (swap detection, docs/design.md §10.3).
     rows = fx["secret_vectors"]
     for v, other in zip(rows, rows[1:] + rows[:1]):
         try:

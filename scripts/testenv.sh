@@ -53,7 +53,7 @@ WAIT_TIMEOUT=${MLFLOW_SECRETS_TESTENV_TIMEOUT:-90}
 
 # Components in start order; `down` stops them in reverse.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager)
-# Controllers kube-controller-manager runs. The issue requires job,
+# Controllers kube-controller-manager runs. The tests need job,
 # garbage-collector, namespace and serviceaccount; the rest make charts and
 # Deployments behave as in a cluster (ReplicaSets and Pods get created, PDB
 # status, aggregated ClusterRoles, the kube-root-ca.crt ConfigMap used by
@@ -362,7 +362,7 @@ subjectAltName=IP:127.0.0.1,DNS:localhost"
 
 # kube-apiserver's AdmissionConfiguration: for every webhook ("*"), present
 # the client certificate signed by pki/webhook-client-ca.crt, so tests can
-# run the webhook with --webhook-client-ca (DESIGN §8, "The caller").
+# run the webhook with --webhook-client-ca (docs/design.md §8, "The caller").
 write_admission_config() {
   local pki="$RUN_DIR/pki"
   (

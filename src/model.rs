@@ -1,6 +1,6 @@
-//! Entities returned by the store (DESIGN §6). They carry metadata only:
+//! Entities returned by the store (docs/design.md §6). They carry metadata only:
 //! no ciphertext, iv, wrapped DEK, KEK version or AAD hash. Those columns
-//! stay inside `store::sql` (DESIGN §10 rule 1).
+//! stay inside `store::sql` (docs/design.md §10 rule 1).
 
 use serde::{Deserialize, Serialize};
 
@@ -73,10 +73,10 @@ pub struct SecretBinding {
     pub created_by: Option<String>,
     pub created_at: i64,
     /// For a secret whose value is an object: the one field this binding
-    /// injects (DESIGN §6). `None` injects the whole value.
+    /// injects (docs/design.md §6). `None` injects the whole value.
     #[serde(default)]
     pub value_field: Option<String>,
-    /// Kubernetes ServiceAccounts allowed to receive this binding (DESIGN
+    /// Kubernetes ServiceAccounts allowed to receive this binding (docs/design.md
     /// §8). Empty: any pod of the resource.
     #[serde(default)]
     pub service_accounts: Vec<String>,
@@ -115,7 +115,7 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Default)]
 pub struct SecretFilter {
     pub workspace: Option<String>,
-    /// Only these workspaces (a token's scope, DESIGN §7); `None`: any.
+    /// Only these workspaces (a token's scope, docs/design.md §7); `None`: any.
     /// Applied in the query, so pages are full and page tokens stay valid.
     pub workspaces: Option<Vec<String>>,
     pub is_shared: Option<bool>,

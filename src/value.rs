@@ -1,4 +1,4 @@
-//! Secret values and their display mask (DESIGN §4).
+//! Secret values and their display mask (docs/design.md §4).
 //!
 //! A value is either one string or an object of strings. Both are held in
 //! `SecretString`s, so they are wiped on drop, print as `[REDACTED]` and can
@@ -139,7 +139,7 @@ impl SecretValue {
     }
 
     /// The REST form of the value: a JSON string, or a JSON object of
-    /// strings (the `value` field of `create` and `update`, DESIGN §7).
+    /// strings (the `value` field of `create` and `update`, docs/design.md §7).
     pub fn to_request_json(&self) -> Zeroizing<Vec<u8>> {
         match self {
             Self::String(s) => {
@@ -195,7 +195,7 @@ impl SecretValue {
     }
 
     /// The display form stored in `masked_value`. An object shares one
-    /// budget of [`MAX_REVEALED_CHARS`] across all its fields (DESIGN §4):
+    /// budget of [`MAX_REVEALED_CHARS`] across all its fields (docs/design.md §4):
     /// fields take from it in key order, and once it is spent the rest
     /// show `***`. Keys are shown.
     pub fn mask(&self) -> String {
@@ -217,7 +217,7 @@ impl SecretValue {
     }
 
     /// The one field `key` of an object value, as a string value (a field
-    /// binding, DESIGN §6). The error names the field and the keys that
+    /// binding, docs/design.md §6). The error names the field and the keys that
     /// exist (keys may be shown, values never).
     pub fn field(self, key: &str) -> Result<Self, FieldError> {
         match self {
@@ -259,7 +259,7 @@ const MIN_MASKABLE_CHARS: usize = 12;
 const MAX_REVEALED_CHARS: usize = 8;
 
 /// Show a few leading and trailing characters: never more than 8, never more
-/// than a quarter of the value (DESIGN §4). `sk-proj-abcdefghijklmnopqrstuv1234`
+/// than a quarter of the value (docs/design.md §4). `sk-proj-abcdefghijklmnopqrstuv1234`
 /// becomes `sk-p...1234`.
 pub fn mask_str(value: &str) -> String {
     mask_within(value, MAX_REVEALED_CHARS).0
@@ -376,7 +376,7 @@ mod tests {
         assert!(d.contains("api_key") && !d.contains("sk-live-999"), "{d}");
     }
 
-    /// DESIGN §4: the 8-character budget is for the whole object. Ten
+    /// docs/design.md §4: the 8-character budget is for the whole object. Ten
     /// fields of 32 distinct characters each would reveal 80 if every field
     /// were masked on its own.
     #[test]

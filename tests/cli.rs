@@ -1,9 +1,9 @@
-//! End-to-end tests of the `mlflow-secrets` binary (DESIGN §9): each test
+//! End-to-end tests of the `mlflow-secrets` binary (docs/design.md §9): each test
 //! runs the built binary against a temporary SQLite database and keystore.
 //!
 //! Every invocation goes through [`Env::run`], which asserts that no secret
 //! value or passphrase the test has used appears on stdout or stderr
-//! (DESIGN §10 rule 2). Each process derives its KEKs with PBKDF2, so the
+//! (docs/design.md §10 rule 2). Each process derives its KEKs with PBKDF2, so the
 //! tests keep the number of invocations modest; bulk data is written through
 //! the library instead.
 
@@ -993,7 +993,7 @@ fn a_group_or_world_writable_home_is_refused() {
     );
 }
 
-/// DESIGN §5: a newcomer's `serve` creates `./.mlflow-secrets/`, and the CLI
+/// docs/design.md §5: a newcomer's `serve` creates `./.mlflow-secrets/`, and the CLI
 /// run in the same directory afterwards uses that home's database, keystore
 /// and passphrase, so it lists the secret created through the server.
 #[test]
@@ -1064,7 +1064,7 @@ fn serve_then_the_cli_in_the_same_directory_see_one_store() {
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!log.contains(value));
-    // serve exports the audit head at start (DESIGN §2).
+    // serve exports the audit head at start (docs/design.md §2).
     assert!(log.contains("audit head seq="), "{log}");
 }
 

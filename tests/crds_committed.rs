@@ -1,5 +1,5 @@
 //! `crds/` must be exactly what `mlflow-secrets crdgen` generates from the
-//! Rust types (DESIGN §8: CI fails when they differ).
+//! Rust types (docs/design.md §8: CI fails when they differ).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

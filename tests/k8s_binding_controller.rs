@@ -1,5 +1,5 @@
 //! The MlflowSecretBinding controller against the real control plane and a
-//! real SQLite store (DESIGN §8, issue 5 item 2): why a binding cannot bind
+//! real SQLite store (docs/design.md §8): why a binding cannot bind
 //! (missing secret, another namespace, a private secret bound elsewhere, a
 //! secret not Ready) and how it unbinds when its MlflowSecret goes. Same
 //! in-process fixture as `k8s_controller.rs`.

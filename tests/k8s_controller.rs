@@ -1,5 +1,5 @@
 //! The MlflowSecret and MlflowSecretBinding controllers against the real
-//! control plane and a real SQLite store (DESIGN §8, issue 5 items 1-2).
+//! control plane and a real SQLite store (docs/design.md §8).
 //! The controllers run in-process, scoped by label to each test's objects;
 //! the operator process itself is tested elsewhere, and the binding
 //! controller's refusals in `k8s_binding_controller.rs`.

@@ -1,7 +1,7 @@
 //! The CRD fields that reach the store's columns (`spec.provider` ->
 //! `provider`, `spec.field` -> `value_field`, `spec.serviceAccountNames` ->
-//! `service_accounts`, DESIGN §2, §8), and the schema refusing what the
-//! store refuses (reserved binding names of DESIGN §6, bad fields and
+//! `service_accounts`, docs/design.md §2, §8), and the schema refusing what the
+//! store refuses (reserved binding names of docs/design.md §6, bad fields and
 //! ServiceAccount names). Real control plane, in-process controllers,
 //! SQLite.
 

@@ -1,4 +1,4 @@
-//! Revocation reaches every copy (DESIGN §8, §10 rule 11): revoking,
+//! Revocation reaches every copy (docs/design.md §8, §10 rule 11): revoking,
 //! deleting or unbinding a secret removes its value from every per-Job
 //! Secret that holds it, through the CRDs at once (within the reconcile)
 //! and through the CLI or REST within one sweep; a value update leaves

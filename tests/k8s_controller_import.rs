@@ -1,4 +1,4 @@
-//! Importable sources (DESIGN §8, security review findings 6 and 15): a
+//! Importable sources (docs/design.md §8, security review findings 6 and 15): a
 //! `valueFrom` source must consent with `secrets.mlflow.org/importable:
 //! "true"`, or its value is never read; withdrawing consent stops
 //! re-imports; an imported value's mask is never in the status. Real

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-//! The Helm chart `charts/mlflow-secrets` (issue 5, item 8; DESIGN §8):
+//! The Helm chart `charts/mlflow-secrets` (docs/design.md §8):
 //! `helm lint --strict`, `helm template` with the default values, the
 //! PostgreSQL example values and the optional NetworkPolicy/ServiceMonitor,
 //! the refusal of several replicas on SQLite, the chart's CRDs equal to

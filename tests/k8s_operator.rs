@@ -1,6 +1,6 @@
 //! End to end: `mlflow-secrets operator` as a process against the real
 //! control plane (kube-apiserver, etcd, kube-controller-manager), a real
-//! SQLite store and a real keystore (issue 5).
+//! SQLite store and a real keystore.
 //!
 //! Covered here: import and re-import from a Kubernetes Secret, injection
 //! into a Job's Pod through the webhook (and the garbage collection of the
@@ -98,7 +98,7 @@ impl World {
         let api: Api<Secret> = Api::namespaced(self.client().await, self.ns.name());
         let s: Secret = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
-            // The source consents to import (DESIGN §8).
+            // The source consents to import (docs/design.md §8).
             "metadata": { "name": name, "annotations": { "secrets.mlflow.org/importable": "true" } },
             "stringData": { key: value }
         }))

@@ -1,4 +1,4 @@
-//! End to end, the failure cases of issue 5: leader failover with two
+//! End to end, the operator's failure cases: leader failover with two
 //! operator replicas, the database going down and coming back, and a wrong
 //! passphrase. The operator runs as a process against the real control
 //! plane; a loopback TCP forwarder plays the Service in front of the

@@ -1,5 +1,5 @@
-//! The mutating webhook against the real control plane (issue 5, items 4
-//! and 5): kube-apiserver calls the webhook, served in-process over TLS
+//! The mutating webhook against the real control plane:
+//! kube-apiserver calls the webhook, served in-process over TLS
 //! with certificates from `certs::bootstrap`, registered by
 //! `certs::leader_loop` as a URL-based configuration; kube-controller-
 //! manager creates the Jobs' pods and garbage-collects per-Job Secrets.

@@ -1,5 +1,5 @@
 //! The webhook's certificates and its edge cases against the real control
-//! plane (issue 5, items 4 and 5): the leader rotating the CA and serving
+//! plane: the leader rotating the CA and serving
 //! certificate with the caBundle following, and requests the registered
 //! configuration never sends (no owning Job, no resource id, a bad mode,
 //! unlabelled pods posted directly). Same fixture as `k8s_webhook.rs`: the

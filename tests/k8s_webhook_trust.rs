@@ -1,5 +1,5 @@
-//! What the webhook trusts (DESIGN §8, §10 rule 10; issue 11, webhook
-//! half), against the real control plane: each test writes the attack and
+//! What the webhook trusts (docs/design.md §8, §10 rule 10),
+//! against the real control plane: each test writes the attack and
 //! fails if the rule that stops it breaks.
 //!
 //! - namespace opt-in: no call, no Secret in a namespace without

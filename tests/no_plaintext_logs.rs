@@ -1,4 +1,4 @@
-//! DESIGN §10 rule 2: no plaintext in logs. Captures everything the store,
+//! docs/design.md §10 rule 2: no plaintext in logs. Captures everything the store,
 //! sqlx and the crypto layer log at TRACE level while secrets are created,
 //! updated, bound, read, verified and rewrapped, on every configured
 //! backend, and searches it for the values.

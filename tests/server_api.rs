@@ -471,7 +471,7 @@ async fn anonymous_loopback_mode_acts_as_local() {
     assert_eq!(get(&app, "list-audit", None).await.status, StatusCode::OK);
 }
 
-/// Issue 10 over REST: the added fields round-trip, and reserved binding
+/// Over REST: the added fields round-trip, and reserved binding
 /// names are refused (the same store validator as the CLI and the CRD).
 #[tokio::test]
 async fn added_fields_and_reserved_binding_names() {

@@ -1,5 +1,5 @@
 //! Property tests of the parsers an attacker (or a careless operator)
-//! reaches on the REST side (issue 10 item 8): the tokens-file line, REST
+//! reaches on the REST side: the tokens-file line, REST
 //! bodies and query strings, and page tokens.
 //!
 //! Properties: nothing panics (no 500), no error quotes the input (a
@@ -308,4 +308,35 @@ fn rest_bodies_queries_and_page_tokens_never_fail_inside_nor_echo() {
             Ok(())
         })
         .unwrap();
+}
+
+include!("../fuzz/fuzz_targets/checks.rs");
+
+/// The libFuzzer corpus (`fuzz/corpus`, grown by `scripts/fuzz.sh`) replayed
+/// through the fuzz targets' own checks in every `cargo test`, without
+/// instrumentation.
+#[test]
+fn fuzz_corpus_replays() {
+    let files = |t: &str| -> Vec<Vec<u8>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(t);
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect()
+    };
+    let lines = files("tokens_line");
+    assert!(lines.len() >= 4, "the tokens_line corpus is missing");
+    let accepted: usize = lines
+        .iter()
+        .filter_map(|d| std::str::from_utf8(d).ok())
+        .map(check_tokens_text)
+        .sum();
+    assert!(accepted >= 3, "the corpus lost its valid lines");
+    let bodies = files("rest_requests");
+    assert!(bodies.len() >= 3, "the rest_requests corpus is missing");
+    for data in &bodies {
+        check_rest_request(data);
+    }
 }

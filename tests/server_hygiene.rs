@@ -1,4 +1,4 @@
-//! Request hygiene and the fail-closed tokens file (DESIGN §7, §10 rule
+//! Request hygiene and the fail-closed tokens file (docs/design.md §7, §10 rule
 //! 13; security review findings 11, 12, 13): each test writes the attack.
 
 mod server_support;
@@ -219,7 +219,7 @@ enum Break {
     BadLine,
 }
 
-/// DESIGN §10 rule 13: a tokens file that cannot be read or parsed admits
+/// docs/design.md §10 rule 13: a tokens file that cannot be read or parsed admits
 /// no one, within the reload interval, and `/health` says so.
 #[tokio::test]
 async fn a_broken_tokens_file_admits_no_one() {

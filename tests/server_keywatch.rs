@@ -1,4 +1,4 @@
-//! Keystore hot reload (DESIGN §5): the server's handle follows a `kek
+//! Keystore hot reload (docs/design.md §5): the server's handle follows a `kek
 //! rotate` without a restart, and a keystore that stops loading (a wrong
 //! passphrase mid-rotation) keeps the previous one in force.
 

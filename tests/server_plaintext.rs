@@ -1,4 +1,4 @@
-//! DESIGN §10 rule 2 for the server: no response of any endpoint, on any
+//! docs/design.md §10 rule 2 for the server: no response of any endpoint, on any
 //! path (success or error), and no log line at TRACE level contains a
 //! plaintext value, wherever a client put it (the value field, a wrong
 //! field, a malformed body, a query string).

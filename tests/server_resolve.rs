@@ -1,4 +1,4 @@
-//! `POST resolve` and the runner role (DESIGN §7, §10 rule 9) on SQLite,
+//! `POST resolve` and the runner role (docs/design.md §7, §10 rule 9) on SQLite,
 //! PostgreSQL and MariaDB: a runner token gets exactly what the webhook's
 //! read path gives for its one resource, and nothing else anywhere.
 

@@ -1,4 +1,4 @@
-//! Workspace-scoped tokens (DESIGN §7, §10 rule 9; security review
+//! Workspace-scoped tokens (docs/design.md §7, §10 rule 9; security review
 //! finding 1) on SQLite, PostgreSQL and MariaDB: a token reaches only its
 //! workspaces, checked against the *row* (looked up by id), and listings
 //! without a workspace hold only the token's workspaces, page after page.

@@ -1,4 +1,4 @@
-//! The store contract suite: every operation of DESIGN §6 and every rule,
+//! The store contract suite: every operation of docs/design.md §6 and every rule,
 //! run against SQLite, PostgreSQL and MariaDB (see tests/common).
 
 mod common;

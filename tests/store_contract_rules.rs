@@ -1,4 +1,4 @@
-//! Store contract cases for the rules of issue 10 (DESIGN §2, §4, §6, §10
+//! Store contract cases for the trust-model rules (docs/design.md §2, §4, §6, §10
 //! rule 11): the added columns (`provider`, `value_field`,
 //! `service_accounts`), reserved binding names, the revocation shred, the
 //! exported audit head, and database driver text kept out of errors. Each
@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ contract!(
     audit_head_is_exported_on_a_cadence,
     driver_text_never_reaches_the_caller,
     object_masks_reveal_at_most_eight_characters,
+    chosen_bound_values_decrypt_only_what_was_chosen,
 );
 
 fn azure() -> SecretValue {
@@ -667,4 +669,80 @@ async fn object_masks_reveal_at_most_eight_characters(db: TestDb) {
         .map(|m| m.chars().filter(|c| c.is_ascii_lowercase()).count())
         .sum();
     assert!(revealed <= 8, "{revealed} characters revealed: {stored}");
+}
+
+/// The `READ_RESOURCE_VALUES` rows of the audit log, oldest first.
+async fn resource_reads(db: &TestDb) -> Vec<mlflow_secrets::model::AuditEntry> {
+    db.store
+        .list_audit(&AuditFilter {
+            max_results: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "READ_RESOURCE_VALUES")
+        .collect()
+}
+
+/// The webhook decides a pod's consent on the rows' metadata before
+/// anything is decrypted (docs/design.md §8): a refusing choice decrypts, counts
+/// and audits nothing, and a partial choice decrypts and names only the
+/// bindings it chose.
+async fn chosen_bound_values_decrypt_only_what_was_chosen(db: TestDb) {
+    let a = create_with(&db, "chosen-a", &val("sk-aaaaaaaaaaaaaaaa"), None).await;
+    let b = create_with(&db, "chosen-b", &val("sk-bbbbbbbbbbbbbbbb"), None).await;
+    let sas = vec!["scorer".to_string()];
+    db.store
+        .bind_secret_with(&binding(&a, "A_KEY", None, &[]), ACTOR)
+        .await
+        .unwrap();
+    db.store
+        .bind_secret_with(&binding(&b, "B_KEY", None, &sas), ACTOR)
+        .await
+        .unwrap();
+    let before = resource_reads(&db).await.len();
+
+    let mut seen = Vec::new();
+    let refused = db
+        .store
+        .get_chosen_bound_values("default", "SCORER_JOB", "job-1", ACTOR, |m| {
+            seen = m
+                .iter()
+                .map(|b| (b.binding_name.to_string(), b.service_accounts.to_vec()))
+                .collect();
+            Err::<BTreeSet<String>, &str>("the pod does not consent")
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused.unwrap_err(), "the pod does not consent");
+    assert_eq!(
+        seen,
+        vec![("A_KEY".to_string(), vec![]), ("B_KEY".to_string(), sas)],
+        "the choice sees every binding's name and ServiceAccounts"
+    );
+    assert_eq!(
+        resource_reads(&db).await.len(),
+        before,
+        "a refused choice is no value read"
+    );
+
+    let got = db
+        .store
+        .get_chosen_bound_values("default", "SCORER_JOB", "job-1", ACTOR, |_| {
+            Ok::<_, ()>(BTreeSet::from(["A_KEY".to_string()]))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["A_KEY"]);
+    assert_eq!(as_string(&got["A_KEY"].value), "sk-aaaaaaaaaaaaaaaa");
+    let reads = resource_reads(&db).await;
+    assert_eq!(reads.len(), before + 1);
+    let detail = reads.last().unwrap().detail.clone().unwrap_or_default();
+    assert!(detail.contains(&a), "{detail}");
+    assert!(
+        !detail.contains(&b) && !detail.contains("B_KEY"),
+        "an unchosen binding is neither decrypted nor named: {detail}"
+    );
 }

@@ -1,4 +1,4 @@
-//! The command line (DESIGN §9), as clap derive types.
+//! The command line (docs/design.md §9), as clap derive types.
 //!
 //! Only parsing lives here; [`super::run`] dispatches. None of these types
 //! derives `Debug`: `--value` holds a secret, and a stray `{:?}` must not be
@@ -105,7 +105,6 @@ pub enum LogFormat {
     Json,
 }
 
-// `serve`, `operator`, `crdgen` and `token` join this enum in later issues.
 #[derive(Subcommand)]
 pub enum Command {
     /// Create a secret (the value is encrypted with the active KEK)

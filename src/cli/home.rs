@@ -1,4 +1,4 @@
-//! The local home `./.mlflow-secrets/` (DESIGN §5, §9): where `serve` keeps
+//! The local home `./.mlflow-secrets/` (docs/design.md §5, §9): where `serve` keeps
 //! the keystore, the passphrase file and the SQLite database when nothing
 //! else is configured, and where the CLI run in the same directory finds
 //! them, so that `serve` and `mlflow-secrets list` see one store.

@@ -1,4 +1,4 @@
-//! Reading a secret value from the user (DESIGN §9).
+//! Reading a secret value from the user (docs/design.md §9).
 //!
 //! The value moves into a [`SecretValue`] (wiped on drop) as early as
 //! possible. Bytes read from stdin or a file sit in a `Zeroizing` buffer

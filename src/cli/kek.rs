@@ -1,4 +1,4 @@
-//! `kek generate | rotate | list | set-active | retire` (DESIGN §5, §9).
+//! `kek generate | rotate | list | set-active | retire` (docs/design.md §5, §9).
 //!
 //! A passphrase comes from `--passphrase-file`, `--passphrase-stdin` or the
 //! configured source (`MLFLOW_SECRETS_KEK_PASSPHRASE_FILE`), never from an

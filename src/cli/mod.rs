@@ -1,4 +1,4 @@
-//! The `mlflow-secrets` command (DESIGN §9).
+//! The `mlflow-secrets` command (docs/design.md §9).
 //!
 //! `main.rs` parses [`Cli`] and calls [`run`]; everything else happens here.
 //! This is the only layer that uses `anyhow`: the library's typed errors
@@ -73,7 +73,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     rt.block_on(dispatch(&ctx, command))
 }
 
-/// Print an error the way DESIGN §9 asks: one line, `error: ` first. The
+/// Print an error the way docs/design.md §9 asks: one line, `error: ` first. The
 /// chain of causes is joined with `: `; line breaks inside a message (a
 /// database driver's, say) are folded so a script sees a single line.
 pub fn print_error(err: &anyhow::Error) {
@@ -117,14 +117,14 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
 pub(crate) struct Ctx {
     g: GlobalArgs,
     /// The store in force: `--store-uri` / `MLFLOW_SECRETS_STORE_URI`, else
-    /// the local home's database or the default file (DESIGN §9).
+    /// the local home's database or the default file (docs/design.md §9).
     store_uri: String,
     /// True when the store was named (flag or environment), not defaulted.
     store_explicit: bool,
-    /// The local home, when one exists (DESIGN §5).
+    /// The local home, when one exists (docs/design.md §5).
     home: Option<PathBuf>,
     /// Whether this command may create a missing SQLite database: only
-    /// `create`, `migrate`, `serve` and `operator` (DESIGN §9).
+    /// `create`, `migrate`, `serve` and `operator` (docs/design.md §9).
     creates_db: bool,
 }
 

@@ -128,7 +128,7 @@ pub(super) async fn run(ctx: &Ctx, a: OperatorArgs) -> Result<ExitCode> {
             hostname().context("cannot tell this replica's identity: set --identity or POD_NAME")?
         }
     };
-    // The audit head export (DESIGN §2) reads the head row through its own
+    // The audit head export (docs/design.md §2) reads the head row through its own
     // small pool: it needs no key, and it retries until the operator has
     // migrated the schema.
     let head_export = match crate::store::SqlStore::connect(

@@ -1,4 +1,4 @@
-//! Sealing and opening one secret value (DESIGN §3).
+//! Sealing and opening one secret value (docs/design.md §3).
 //!
 //! The value is encrypted under a fresh DEK with the row's AAD
 //! (`{workspace}|{secret_id}|{secret_name}`); the DEK is wrapped by the
@@ -44,7 +44,7 @@ impl Aad {
 }
 
 /// The encrypted columns of one row. Crate-internal by design: these fields
-/// never leave the SQL layer (DESIGN §10 rule 1).
+/// never leave the SQL layer (docs/design.md §10 rule 1).
 #[derive(Clone)]
 pub struct Sealed {
     pub ciphertext: Vec<u8>,
@@ -157,7 +157,7 @@ pub fn rewrap_dek(old: &Kek, new: &Kek, wrapped_dek: &[u8]) -> Result<Vec<u8>, C
 
 const _: () = assert!(KEY_LEN == 32);
 
-/// Decrypt a value in upstream MLflow's gateway-secrets format (DESIGN §11):
+/// Decrypt a value in upstream MLflow's gateway-secrets format (docs/design.md §11):
 /// `encrypted_value = nonce(12) || ciphertext || tag`, AAD
 /// `{secret_id}|{secret_name}` (not hashed). The building block of an
 /// importer from an MLflow 3.8+ tracking store.

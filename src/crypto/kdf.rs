@@ -1,4 +1,4 @@
-//! Passphrase to KEK derivation (DESIGN §3).
+//! Passphrase to KEK derivation (docs/design.md §3).
 //!
 //! PBKDF2-HMAC-SHA256 with upstream MLflow's salt scheme and iteration count,
 //! so the same passphrase yields the same KEK in both systems. Derivation is

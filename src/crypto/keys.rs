@@ -16,7 +16,7 @@ pub const KEY_LEN: usize = 32;
 pub const NONCE_LEN: usize = 12;
 /// AES-GCM tag length.
 pub const TAG_LEN: usize = 16;
-/// `nonce(12) || AES-GCM(KEK, DEK)(32) || tag(16)` (DESIGN §3).
+/// `nonce(12) || AES-GCM(KEK, DEK)(32) || tag(16)` (docs/design.md §3).
 pub const WRAPPED_DEK_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
 
 /// A key-encryption key of one keystore version.

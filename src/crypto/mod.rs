@@ -1,4 +1,4 @@
-//! Envelope encryption (DESIGN §3).
+//! Envelope encryption (docs/design.md §3).
 //!
 //! Layering: [`keys`] holds the key types (KEK, DEK) and the primitive
 //! wrap/unwrap operations, [`kdf`] turns a passphrase into a KEK, and

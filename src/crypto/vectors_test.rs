@@ -1,6 +1,6 @@
 //! Cross-implementation test vectors, generated with Python's `cryptography`
 //! package by `scripts/gen_test_vectors.py`. They pin the exact byte format
-//! of DESIGN §3: if any of these fail, data written by one build (or by
+//! of docs/design.md §3: if any of these fail, data written by one build (or by
 //! MLflow) would not be readable by another.
 
 use std::collections::BTreeMap;

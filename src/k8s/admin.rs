@@ -1,6 +1,6 @@
 //! Probes and metrics of the operator: `/health` (liveness), `/ready`
 //! (readiness) and `/metrics` (Prometheus), served on the webhook's TLS
-//! port so that no listener outside loopback is plain HTTP (DESIGN §10
+//! port so that no listener outside loopback is plain HTTP (docs/design.md §10
 //! rule 8). Kubelet probes and a ServiceMonitor use `scheme: HTTPS`.
 //!
 //! Readiness means "this replica can do its job":

@@ -1,4 +1,4 @@
-//! The custom resources of DESIGN §8: `MlflowSecret` and
+//! The custom resources of docs/design.md §8: `MlflowSecret` and
 //! `MlflowSecretBinding` (group `secrets.mlflow.org`, `v1alpha1`,
 //! namespaced).
 //!
@@ -11,7 +11,7 @@
 //!
 //! CEL rules (`x-kubernetes-validations`) carry the rules a pattern cannot:
 //! immutability of the fields that name the store row, and the one-way
-//! `revoked` flag (DESIGN §6: revocation is one-way).
+//! `revoked` flag (docs/design.md §6: revocation is one-way).
 
 use kube::CustomResource;
 use kube::KubeSchema;
@@ -54,7 +54,7 @@ pub const SERVICE_ACCOUNT_PATTERN: &str =
     group = "secrets.mlflow.org",
     version = "v1alpha1",
     kind = "MlflowSecret",
-    doc = "A secret of the MLflow secrets store in this namespace's workspace (DESIGN §8).",
+    doc = "A secret of the MLflow secrets store in this namespace's workspace (docs/design.md §8).",
     plural = "mlflowsecrets",
     shortname = "mlsec",
     namespaced,
@@ -259,8 +259,8 @@ pub struct MlflowSecretBindingSpec {
     pub service_account_names: Vec<String>,
 }
 
-/// Message of the CEL rule refusing reserved binding names (DESIGN §6).
-pub const RESERVED_MESSAGE: &str = "bindingName is reserved (DESIGN §6: PATH, HOME, SHELL, USER, LD_*, DYLD_*, PYTHON*, PERL5*, RUBYOPT, NODE_OPTIONS, JAVA_TOOL_OPTIONS, BROWSER, KUBERNETES_*, *_PROXY in any case, MLFLOW_SECRETS_*): a bound value must not change how a process starts or where it sends data";
+/// Message of the CEL rule refusing reserved binding names (docs/design.md §6).
+pub const RESERVED_MESSAGE: &str = "bindingName is reserved (docs/design.md §6: PATH, HOME, SHELL, USER, LD_*, DYLD_*, PYTHON*, PERL5*, RUBYOPT, NODE_OPTIONS, JAVA_TOOL_OPTIONS, BROWSER, KUBERNETES_*, *_PROXY in any case, MLFLOW_SECRETS_*): a bound value must not change how a process starts or where it sends data";
 
 /// The CEL rule refusing reserved binding names: the store's own regular
 /// expression, so the two cannot disagree (a test checks it on names).
@@ -283,7 +283,7 @@ pub struct SecretRef {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Must be empty or the binding's own namespace: a binding never crosses
-    /// workspaces (DESIGN §6). Accepted by the schema so that the mistake is
+    /// workspaces (docs/design.md §6). Accepted by the schema so that the mistake is
     /// reported in the status (`CrossNamespaceRef`) rather than as a schema
     /// error about an unknown field.
     #[serde(default, skip_serializing_if = "Option::is_none")]

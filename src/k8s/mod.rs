@@ -1,4 +1,4 @@
-//! Kubernetes integration (DESIGN §8): the `MlflowSecret` and
+//! Kubernetes integration (docs/design.md §8): the `MlflowSecret` and
 //! `MlflowSecretBinding` CRDs, their controllers, the mutating webhook that
 //! injects bound secrets into scorer Job pods, and the `operator` process
 //! that runs them under a Lease.
@@ -36,7 +36,7 @@ pub const ANNOTATION_INJECT_MODE: &str = "secrets.mlflow.org/inject-mode";
 /// Pod annotation written by the webhook: binding names and versions.
 pub const ANNOTATION_INJECTED: &str = "secrets.mlflow.org/injected";
 /// Annotation by which a Kubernetes Secret consents to being imported by
-/// an `MlflowSecret`'s `valueFrom` (DESIGN §8). The operator can read every
+/// an `MlflowSecret`'s `valueFrom` (docs/design.md §8). The operator can read every
 /// Secret; without this consent a user who may create an MlflowSecret but
 /// not read a Secret could have the operator read it for them.
 pub const ANNOTATION_IMPORTABLE: &str = "secrets.mlflow.org/importable";
@@ -46,7 +46,7 @@ pub const DEFAULT_RESOURCE_TYPE: &str = "SCORER_JOB";
 pub const SECRET_FILE_MOUNT_PATH: &str = "/var/run/secrets/mlflow";
 /// Name of the MutatingWebhookConfiguration (chart and `--webhook-url`).
 pub const WEBHOOK_CONFIGURATION_NAME: &str = "mlflow-secrets";
-/// Namespace label that opts a namespace in to injection (DESIGN §8, "What
+/// Namespace label that opts a namespace in to injection (docs/design.md §8, "What
 /// the webhook trusts"): the configurations' namespaceSelector requires it
 /// and the handler checks it again. `default` is not special.
 pub const LABEL_NAMESPACE_INJECTION: &str = "secrets.mlflow.org/injection";

@@ -337,7 +337,7 @@ struct LeaderParts {
 
 /// Run the controllers and the certificate writer while `leading` is true;
 /// abort them the moment it turns false (a lost Lease stops reconciling at
-/// once, DESIGN §8).
+/// once, docs/design.md §8).
 async fn leader_work(mut leading: watch::Receiver<bool>, parts: LeaderParts) {
     let LeaderParts {
         client,

@@ -1,4 +1,4 @@
-//! Which namespaces the operator watches and writes in (DESIGN §8,
+//! Which namespaces the operator watches and writes in (docs/design.md §8,
 //! `--watch-namespaces`).
 //!
 //! Cluster-wide (the default) every watch is one `Api::all`. With

@@ -1,4 +1,4 @@
-//! The on-disk form of one KEK version: `kek-v<N>.json` (DESIGN §5).
+//! The on-disk form of one KEK version: `kek-v<N>.json` (docs/design.md §5).
 //!
 //! The file holds only public parameters (KDF, salt, iterations) and a check
 //! value, never the key or the passphrase. Files are written with mode 0600
@@ -27,7 +27,7 @@ pub const CHECK_LABEL: &[u8] = b"mlflow-secrets-kek-check-v1";
 
 /// The lifecycle of a KEK version.
 ///
-/// DESIGN §5 names `active` and `retired`. Between the two we need a state
+/// docs/design.md §5 names `active` and `retired`. Between the two we need a state
 /// for a version that no longer encrypts new values but still unwraps the
 /// DEKs of rows not yet rewrapped: `decrypt_only` (docs/keystore.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

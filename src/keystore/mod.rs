@@ -1,4 +1,4 @@
-//! The versioned KEK keystore (DESIGN §5).
+//! The versioned KEK keystore (docs/design.md §5).
 //!
 //! A keystore is a directory of `kek-v<N>.json` files plus a passphrase
 //! source. Loading derives every non-retired KEK (PBKDF2, cached per
@@ -133,7 +133,7 @@ pub const TEST_MODE_KEK_VERSION: u32 = 0;
 /// Why test mode refuses a store, or `None` when the store may be used in
 /// test mode: only SQLite. A PostgreSQL or MySQL database, or a server, is
 /// where real secrets live; rows under the public test key must never get
-/// there (DESIGN §5). Every command checks this before opening a store.
+/// there (docs/design.md §5). Every command checks this before opening a store.
 pub fn test_mode_refuses_store(store_uri: &str) -> Option<String> {
     let kind = if store_uri.starts_with("postgres://") || store_uri.starts_with("postgresql://") {
         "a PostgreSQL"

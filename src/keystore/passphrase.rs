@@ -1,4 +1,4 @@
-//! Where KEK passphrases come from (DESIGN §5).
+//! Where KEK passphrases come from (docs/design.md §5).
 //!
 //! A passphrase is read from a file, never from a command-line argument or
 //! an environment variable value (both leak through `ps` and `/proc`). The

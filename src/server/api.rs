@@ -1,4 +1,4 @@
-//! Handlers of `/api/2.0/mlflow/secrets/*` (DESIGN §7).
+//! Handlers of `/api/2.0/mlflow/secrets/*` (docs/design.md §7).
 //!
 //! Authentication, rate limits and roles are checked before a handler runs
 //! (see `guard`); a handler gets the [`Principal`] and records it as the
@@ -6,7 +6,7 @@
 //! transactions; the handlers here audit what the store does not see as an
 //! operation of its own: metadata reads, listings and scope refusals.
 //!
-//! **Scope** (DESIGN §7, §10 rule 9): every handler checks the workspace of
+//! **Scope** (docs/design.md §7, §10 rule 9): every handler checks the workspace of
 //! the *row* it acts on (the secret's or the binding's, looked up by id),
 //! never only the one a request names; outside the token's workspaces the
 //! answer is `PERMISSION_DENIED`, audited as DENIED. Listings without a

@@ -1,4 +1,4 @@
-//! Authentication: bearer tokens from a tokens file (DESIGN §7).
+//! Authentication: bearer tokens from a tokens file (docs/design.md §7).
 //!
 //! The file has one line per token (format: [`super::tokens_file`]),
 //! holding the SHA-256 of the token and its scope; `#` starts a comment. The
@@ -10,7 +10,7 @@
 //! The file is re-read (at most every [`RELOAD_CHECK`]), so tokens can be
 //! added and revoked without a restart. It fails closed: a file that is
 //! missing, unreadable or has a bad line admits no one until it is fixed
-//! (DESIGN §10 rule 13), `/health` says `auth: invalid`, and the log names
+//! (docs/design.md §10 rule 13), `/health` says `auth: invalid`, and the log names
 //! the line.
 
 use std::path::{Path, PathBuf};
@@ -200,7 +200,7 @@ pub fn generate_token() -> Result<Zeroizing<String>, AuthError> {
 /// The tokens in force, or why there are none.
 enum Loaded {
     Valid(Arc<Vec<Entry>>),
-    /// Fail closed (DESIGN §10 rule 13): the file is missing, unreadable or
+    /// Fail closed (docs/design.md §10 rule 13): the file is missing, unreadable or
     /// has a bad line, so no token is accepted until it is fixed.
     Invalid(AuthError),
 }

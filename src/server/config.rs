@@ -1,4 +1,4 @@
-//! Server configuration and the start-up rules of DESIGN §7 and §10 rule 8.
+//! Server configuration and the start-up rules of docs/design.md §7 and §10 rule 8.
 //!
 //! The rules, checked before anything listens:
 //! - test mode (a fixed, public KEK) serves on loopback only;

@@ -1,4 +1,4 @@
-//! Errors of the REST layer and their MLflow shape (DESIGN §7):
+//! Errors of the REST layer and their MLflow shape (docs/design.md §7):
 //! `{"error_code": ..., "message": ...}` with MLflow's status codes.
 //!
 //! Store errors that describe the caller's request (not found, invalid,

@@ -89,7 +89,7 @@ where
 }
 
 /// MLflow's workspace header: the request's default workspace when the
-/// body or query names none (DESIGN §7).
+/// body or query names none (docs/design.md §7).
 pub const WORKSPACE_HEADER: &str = "x-mlflow-workspace";
 
 /// The `X-MLFLOW-WORKSPACE` header, if sent. Its name is checked where it

@@ -148,7 +148,7 @@ async fn unauthenticated(
     ApiError::from(StoreError::Unauthenticated(why.into())).into_response()
 }
 
-/// The Host values anonymous loopback mode answers (DESIGN §7): a page on
+/// The Host values anonymous loopback mode answers (docs/design.md §7): a page on
 /// another origin that rebinds its DNS name to 127.0.0.1 still sends its
 /// own name, and is refused.
 pub fn is_loopback_host(host: &str) -> bool {

@@ -1,4 +1,4 @@
-//! Keystore hot reload (DESIGN §5): when the keystore directory or the
+//! Keystore hot reload (docs/design.md §5): when the keystore directory or the
 //! passphrase source changes (a `kek rotate`, or the kubelet swapping the
 //! `..data` link of a projected volume), load the keystore again and swap
 //! it into the store's handle. No restart is needed.

@@ -1,4 +1,4 @@
-//! Per-principal rate limit on the API (DESIGN §7 "Limits").
+//! Per-principal rate limit on the API (docs/design.md §7 "Limits").
 //!
 //! A token bucket per principal (`governor`, keyed): a burst may use the
 //! whole minute's quota, then requests are refused with 429 and a

@@ -1,4 +1,4 @@
-//! `mlflow-secrets serve`: the REST server of DESIGN §7.
+//! `mlflow-secrets serve`: the REST server of docs/design.md §7.
 //!
 //! Layout: [`config`] (settings and the start-up rules), [`auth`] (tokens
 //! file, constant-time check, roles), [`guard`] (authn/rate-limit/authz

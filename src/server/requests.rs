@@ -1,4 +1,4 @@
-//! Request bodies and query strings of the API (DESIGN §7), as serde types.
+//! Request bodies and query strings of the API (docs/design.md §7), as serde types.
 //!
 //! Every type denies unknown fields, so a typo (`secret_nmae`) is a 400
 //! naming the field rather than a silently ignored parameter. Optional body
@@ -75,7 +75,7 @@ pub struct CreateRequest {
     /// Absent: the `X-MLFLOW-WORKSPACE` header, else `default`.
     #[serde(default, deserialize_with = "some_string")]
     pub workspace: Option<String>,
-    /// The LLM provider (DESIGN §2); absent means none.
+    /// The LLM provider (docs/design.md §2); absent means none.
     #[serde(default)]
     pub provider: Option<String>,
 }
@@ -122,10 +122,10 @@ pub struct BindRequest {
     pub resource_type: String,
     pub resource_id: String,
     pub binding_name: String,
-    /// Inject this one field of an object value (DESIGN §6).
+    /// Inject this one field of an object value (docs/design.md §6).
     #[serde(default)]
     pub value_field: Option<String>,
-    /// Only pods of these ServiceAccounts receive the binding (DESIGN §8).
+    /// Only pods of these ServiceAccounts receive the binding (docs/design.md §8).
     #[serde(default)]
     pub service_accounts: Vec<String>,
 }

@@ -42,7 +42,7 @@ pub struct AppState {
     pub denials: Arc<DenialAggregator>,
     pub metrics: Metrics,
     /// May `resolve` answer? False on plain HTTP outside loopback
-    /// (`--insecure-http`): plaintext values need TLS (DESIGN §7).
+    /// (`--insecure-http`): plaintext values need TLS (docs/design.md §7).
     pub resolve_transport_ok: bool,
 }
 

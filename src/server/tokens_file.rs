@@ -1,4 +1,4 @@
-//! The tokens file's line format (DESIGN §7), parsed and written.
+//! The tokens file's line format (docs/design.md §7), parsed and written.
 //!
 //! ```text
 //! <principal> <role> sha256:<hex> workspaces=<w1>,<w2>|* [resource=<TYPE>/<ID>] [expires=<RFC 3339>]

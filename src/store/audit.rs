@@ -1,4 +1,4 @@
-//! The append-only audit log and its SHA-256 hash chain (DESIGN §2).
+//! The append-only audit log and its SHA-256 hash chain (docs/design.md §2).
 //!
 //! Each row's `row_hash` covers its own fields and the previous row's hash.
 //! Appends are serialized through the single row of `secrets_audit_head`
@@ -41,7 +41,7 @@ pub enum AuditAction {
     /// A request refused before it reached an operation (401, 403, 429).
     AuthDenied,
     /// The operator removed a revoked, deleted or unbound secret's value
-    /// from a per-Job Kubernetes Secret (DESIGN §8, "Revocation reaches
+    /// from a per-Job Kubernetes Secret (docs/design.md §8, "Revocation reaches
     /// every copy").
     ScrubCopy,
 }
@@ -383,7 +383,7 @@ impl std::str::FromStr for ExportedHead {
 }
 
 impl std::fmt::Display for ExportedHead {
-    /// The log line's text (DESIGN §2).
+    /// The log line's text (docs/design.md §2).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "audit head seq={} hash={}", self.seq, self.hash)
     }

@@ -1,4 +1,4 @@
-//! Export of the audit chain's head outside the database (DESIGN §2).
+//! Export of the audit chain's head outside the database (docs/design.md §2).
 //!
 //! The hash chain catches an edited or deleted row only as long as nobody
 //! re-hashes it: the algorithm is public and unkeyed, so a database writer

@@ -1,5 +1,5 @@
 //! [`SecretsStore`] over the REST API of a running `mlflow-secrets serve`
-//! (DESIGN §7), so the CLI behaves the same against a server as against a
+//! (docs/design.md §7), so the CLI behaves the same against a server as against a
 //! database.
 //!
 //! TLS is rustls (ring) with the system's roots plus an optional private CA.
@@ -31,7 +31,7 @@ use crate::model::{
 };
 use crate::value::SecretValue;
 
-/// The API prefix of DESIGN §7.
+/// The API prefix of docs/design.md §7.
 pub const API_PREFIX: &str = "/api/2.0/mlflow/secrets";
 /// Environment variable holding a bearer token for the CLI.
 pub const TOKEN_ENV: &str = "MLFLOW_SECRETS_TOKEN";

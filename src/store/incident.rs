@@ -1,6 +1,6 @@
 //! Incident ids: the one place where an internal error's detail (a database
 //! driver's message, a connection error naming a host) is separated from
-//! what a caller sees (DESIGN §6 "Errors"; security review finding 20).
+//! what a caller sees (docs/design.md §6 "Errors"; security review finding 20).
 //!
 //! The detail goes to the log at ERROR with a fresh id; the caller gets a
 //! fixed text and the id, so a REST client, a tenant reading a Job's events

@@ -1,4 +1,4 @@
-//! Rate limits on decryption (DESIGN §10 rule 7).
+//! Rate limits on decryption (docs/design.md §10 rule 7).
 //!
 //! Every value read goes through the store, whichever front end asked (REST,
 //! the webhook, the CLI), so the limit lives here: one token bucket per

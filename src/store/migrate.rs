@@ -2,7 +2,7 @@
 //! (`migrations/<dialect>/`). An applied migration is never edited.
 //!
 //! Before migrating we look for a `secrets` table that is not ours: MLflow
-//! 3.8+ tracking stores have one (DESIGN §11), and sharing a schema with it
+//! 3.8+ tracking stores have one (docs/design.md §11), and sharing a schema with it
 //! would be a disaster, so `migrate` stops with a clear message instead.
 
 use sqlx::Row;

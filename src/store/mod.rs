@@ -1,6 +1,6 @@
 //! The store: one trait over the SQL implementation (and, later, REST).
 //!
-//! Every operation of DESIGN §6 is here. Entities are metadata only; values
+//! Every operation of docs/design.md §6 is here. Entities are metadata only; values
 //! come back as [`SecretValue`] and only from the value-reading operations,
 //! each of which is audited.
 
@@ -34,7 +34,7 @@ pub use http::HttpStore;
 pub use limits::DecryptLimits;
 pub use sql::SqlStore;
 pub use sql_admin::{MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, VerifyFailure, VerifyReport};
-pub use sql_ops::BoundValue;
+pub use sql_ops::{BoundMeta, BoundValue};
 
 /// Errors of the store layer. Each message names the object and what is
 /// wrong, and none contains a value, key or passphrase.
@@ -83,7 +83,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// MLflow's error code for this error (DESIGN §7).
+    /// MLflow's error code for this error (docs/design.md §7).
     pub fn error_code(&self) -> &'static str {
         match self {
             Self::NotFound(_) => "RESOURCE_DOES_NOT_EXIST",
@@ -118,7 +118,7 @@ pub struct AuditFilter {
 }
 
 /// Where one injected value came from (the webhook's `injected`
-/// annotation and `resolve`'s `injected` list, DESIGN §7).
+/// annotation and `resolve`'s `injected` list, docs/design.md §7).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InjectedRef {
@@ -163,7 +163,7 @@ impl std::fmt::Debug for ResolvedResource {
     }
 }
 
-/// The store operations of DESIGN §6.
+/// The store operations of docs/design.md §6.
 ///
 /// `actor` is the authenticated principal recorded in `created_by`,
 /// `last_updated_by`, `revoked_by` and the audit log.
@@ -178,7 +178,7 @@ pub trait SecretsStore: Send + Sync {
     ) -> Result<Secret>;
 
     /// [`SecretsStore::create_secret_with`] without a provider: the short
-    /// form of DESIGN §6.
+    /// form of docs/design.md §6.
     async fn create_secret(
         &self,
         workspace: &str,
@@ -221,7 +221,7 @@ pub trait SecretsStore: Send + Sync {
     async fn bind_secret_with(&self, new: &NewBinding<'_>, actor: &str) -> Result<SecretBinding>;
 
     /// [`SecretsStore::bind_secret_with`] of the whole value, to any pod of
-    /// the resource: the short form of DESIGN §6.
+    /// the resource: the short form of docs/design.md §6.
     async fn bind_secret(
         &self,
         secret_id: &str,

@@ -1,7 +1,7 @@
 //! The SQL implementation of [`SecretsStore`], on SQLite, PostgreSQL and
 //! MySQL/MariaDB through sqlx's `Any` driver.
 //!
-//! Every statement is a literal with bind parameters (DESIGN §10 rule 5);
+//! Every statement is a literal with bind parameters (docs/design.md §10 rule 5);
 //! the only rewriting is `?` to `$n` for PostgreSQL. Write transactions on
 //! SQLite are `BEGIN IMMEDIATE`, so two writers queue on the busy timeout
 //! instead of failing with a lock upgrade error.
@@ -110,7 +110,7 @@ fn number_placeholders(sql: &str) -> String {
 
 /// Map a driver error. Connection-level failures mean the store is down.
 /// The driver's text goes to the log under an incident id, never into the
-/// error (DESIGN §6): callers include REST clients and tenants reading a
+/// error (docs/design.md §6): callers include REST clients and tenants reading a
 /// webhook's deny reason.
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     match e {
@@ -129,7 +129,7 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
 
 /// The named constraint a failed statement violated, if it is one of ours.
 /// PostgreSQL reports the name; MySQL puts it in the message; SQLite lists
-/// the columns instead, which we map back to the names of DESIGN §2.
+/// the columns instead, which we map back to the names of docs/design.md §2.
 pub(super) fn violated_constraint(e: &sqlx::Error) -> Option<&'static str> {
     let sqlx::Error::Database(d) = e else {
         return None;
@@ -217,7 +217,7 @@ impl SqlStore {
     }
 
     /// [`SqlStore::connect`], but a missing SQLite file is an error naming
-    /// its path, never a new empty database (DESIGN §9): a mistyped path
+    /// its path, never a new empty database (docs/design.md §9): a mistyped path
     /// must not make `verify` report "0 secrets, all fine", nor `kek retire`
     /// count zero rows.
     pub async fn connect_existing(uri: &str, keys: KeystoreHandle) -> Result<Self> {
@@ -277,7 +277,7 @@ impl SqlStore {
         })
     }
 
-    /// Rate-limit value reads per principal and per workspace (DESIGN §10
+    /// Rate-limit value reads per principal and per workspace (docs/design.md §10
     /// rule 7). Servers and the webhook set this; the CLI's maintenance
     /// commands (`verify`, `rewrap`) are not value reads and are not limited.
     pub fn with_decrypt_limits(mut self, limits: DecryptLimits) -> Self {

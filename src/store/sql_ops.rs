@@ -2,7 +2,7 @@
 //! transaction that ends with its audit record, so a change and its audit
 //! row commit together or not at all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -194,7 +194,7 @@ impl SqlStore {
             .workspace(&current.workspace);
         let mut tx = self.begin_write().await?;
         let now = now_ms();
-        // Crypto-shred (DESIGN §6, §10 rule 11): the wrapped DEK is replaced
+        // Crypto-shred (docs/design.md §6, §10 rule 11): the wrapped DEK is replaced
         // by random bytes of the same length in the revoking transaction, so
         // no KEK, passphrase or database backup taken from now on can open
         // the value again. Revocation is one-way, so nothing is lost.
@@ -420,6 +420,34 @@ impl SqlStore {
         resource_id: &str,
         actor: &str,
     ) -> Result<BTreeMap<String, BoundValue>> {
+        let all = |m: &[BoundMeta<'_>]| {
+            Ok::<_, std::convert::Infallible>(
+                m.iter().map(|b| b.binding_name.to_string()).collect(),
+            )
+        };
+        match self
+            .get_chosen_bound_values(workspace, resource_type, resource_id, actor, all)
+            .await?
+        {
+            Ok(map) => Ok(map),
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`SqlStore::get_all_bound_values`] for the bindings `choose` picks
+    /// from the rows' metadata, before anything is decrypted (docs/design.md §8:
+    /// the webhook decides a pod's consent first). When `choose` refuses,
+    /// nothing is decrypted, counted against a limit or audited here: the
+    /// caller records its refusal. Only the chosen rows are decrypted and
+    /// named in the audit row.
+    pub async fn get_chosen_bound_values<E>(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+        actor: &str,
+        choose: impl FnOnce(&[BoundMeta<'_>]) -> std::result::Result<BTreeSet<String>, E>,
+    ) -> Result<std::result::Result<BTreeMap<String, BoundValue>, E>> {
         let mut rec = AuditRecord::new(audit::AuditAction::ReadResourceValues, actor)
             .workspace(workspace)
             .resource(resource_type, resource_id);
@@ -427,9 +455,24 @@ impl SqlStore {
             let rows = self
                 .resource_rows(workspace, resource_type, resource_id, None)
                 .await?;
+            let meta: Vec<BoundMeta<'_>> = rows
+                .iter()
+                .map(|r| BoundMeta {
+                    binding_name: &r.binding_name,
+                    service_accounts: &r.service_accounts,
+                })
+                .collect();
+            let chosen = match choose(&meta) {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            let rows = rows
+                .into_iter()
+                .filter(|r| chosen.contains(&r.binding_name))
+                .collect();
             let map = self.open_bound(rows, &mut rec)?;
             self.append_audit(&rec).await?;
-            Ok(map)
+            Ok(Ok(map))
         }
         .await;
         self.audit_failure(rec, r).await
@@ -574,12 +617,20 @@ pub(super) struct BoundRow {
 ///
 /// `value` is what the binding injects: with a `value_field`, that field's
 /// string. `service_accounts` are the ServiceAccounts the binding may reach
-/// (empty: any), for the webhook to enforce (DESIGN §8).
+/// (empty: any), for the webhook to enforce (docs/design.md §8).
 pub struct BoundValue {
     pub value: SecretValue,
     pub secret_id: String,
     pub last_updated_at: i64,
     pub service_accounts: Vec<String>,
+}
+
+/// What a reader learns of a bound row before it is decrypted: enough to
+/// decide which bindings a pod consents to and may receive.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundMeta<'a> {
+    pub binding_name: &'a str,
+    pub service_accounts: &'a [String],
 }
 
 /// The audit detail of a bind or unbind: ids and names, never a value.

@@ -73,7 +73,7 @@ pub(crate) fn binding_from_row(row: &AnyRow) -> Result<SecretBinding> {
     })
 }
 
-/// `secrets_bindings.service_accounts` is comma-separated (DESIGN §2);
+/// `secrets_bindings.service_accounts` is comma-separated (docs/design.md §2);
 /// NULL and the empty string both mean "any ServiceAccount".
 pub(crate) fn split_service_accounts(col: Option<String>) -> Vec<String> {
     col.map(|c| {

@@ -118,7 +118,7 @@ pub fn binding_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The reserved binding names of DESIGN §6, as written there: `X_*` is a
+/// The reserved binding names of docs/design.md §6, as written there: `X_*` is a
 /// prefix, `*_X` a suffix. Case-sensitive (environment variables are),
 /// except `*_PROXY`, which HTTP clients also read in lower case.
 pub const RESERVED_BINDING_NAMES: [&str; 15] = [

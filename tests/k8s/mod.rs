@@ -58,7 +58,7 @@ pub const REQUIRE_ENV: &str = "MLFLOW_SECRETS_REQUIRE_K8S";
 pub const DUMP_ENV: &str = "MLFLOW_SECRETS_TEST_DUMP";
 /// Label put on every namespace the helper creates.
 pub const NAMESPACE_LABEL: &str = "mlflow-secrets.test/testenv";
-/// The namespace opt-in label of injection (DESIGN §8); every test
+/// The namespace opt-in label of injection (docs/design.md §8); every test
 /// namespace carries it unless made with [`TestEnv::namespace_opted_out`].
 pub const INJECTION_LABEL: &str = "secrets.mlflow.org/injection";
 
@@ -350,7 +350,7 @@ impl TestEnv {
 
     /// A fresh namespace `<prefix>-<random>` for one test, created and ready
     /// for Pods (its `default` ServiceAccount exists), opted in to injection
-    /// (`secrets.mlflow.org/injection: enabled`, DESIGN §8).
+    /// (`secrets.mlflow.org/injection: enabled`, docs/design.md §8).
     pub async fn namespace(&'static self, prefix: &str) -> TestNamespace {
         self.namespace_with(prefix, true).await
     }

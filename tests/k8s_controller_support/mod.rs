@@ -30,7 +30,7 @@ use crate::k8s::{TestEnv, TestNamespace, eventually};
 pub const TEST_MANAGER: &str = "mlflow-secrets-test-controller";
 /// Label that scopes an in-process controller to one test's objects.
 pub const SCOPE_LABEL: &str = "mlflow-secrets.test/controller";
-/// The source Secret's consent to `valueFrom` (DESIGN §8).
+/// The source Secret's consent to `valueFrom` (docs/design.md §8).
 pub const IMPORTABLE: &str = "secrets.mlflow.org/importable";
 /// Period of the revocation sweep in these tests (the operator's is 30 s).
 pub const TEST_SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -162,7 +162,7 @@ impl Harness {
     }
 
     /// Create a Kubernetes Secret with one string key, annotated as
-    /// importable (the source's consent to `valueFrom`, DESIGN §8).
+    /// importable (the source's consent to `valueFrom`, docs/design.md §8).
     pub async fn put_source(&self, name: &str, key: &str, value: &str) {
         self.put_source_with(name, key, value, true).await;
     }
@@ -193,7 +193,7 @@ impl Harness {
     }
 
     /// A per-Job Secret `<job>-mlflow-secrets` as the webhook writes it
-    /// (DESIGN §8): labelled `secrets.mlflow.org/managed: "true"`, annotated
+    /// (docs/design.md §8): labelled `secrets.mlflow.org/managed: "true"`, annotated
     /// with the resource and `secrets.mlflow.org/secret-ids`, holding
     /// `entries` (data key, secret id, value). `managed: false` leaves the
     /// label out: a look-alike the operator must never touch.

@@ -2,7 +2,7 @@
 //! What every rendering of the chart must satisfy, shared by the `helm
 //! template` tests and the check of the installed objects in
 //! tests/k8s_helm.rs: the restricted securityContext, the projected keystore
-//! volume, the webhook's contract (DESIGN §8) and least-privilege RBAC.
+//! volume, the webhook's contract (docs/design.md §8) and least-privilege RBAC.
 
 use serde_json::{Value, json};
 
@@ -172,7 +172,7 @@ pub fn check_deployment(docs: &[Value], fullname: &str) {
 }
 
 /// The webhook of the MutatingWebhookConfiguration, checked against the
-/// injection contract (DESIGN §8).
+/// injection contract (docs/design.md §8).
 pub fn check_webhook(mwc: &Value, fullname: &str, release_ns: &str) -> Value {
     assert_eq!(mwc["metadata"]["name"], fullname);
     let hooks = mwc["webhooks"].as_array().expect("webhooks");

@@ -126,14 +126,14 @@ One list, so the two modes cannot drift apart.
 # secrets.mlflow.org/importable: "true"); create/update the per-Job Secret
 # `<job>-mlflow-secrets` the webhook injects by reference; and remove a
 # revoked, deleted or unbound value from those per-Job Secrets (patch out
-# the key, delete the Secret when nothing is left: DESIGN §8 "Revocation
+# the key, delete the Secret when nothing is left: docs/design.md §8 "Revocation
 # reaches every copy"). Cluster-wide this rule also covers the operator's
 # own certificate Secret.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 # The webhook reads the owning Job of every pod it injects (a watch cache,
-# and a GET for a Job too new for it) and compares it with the pod: DESIGN
+# and a GET for a Job too new for it) and compares it with the pod: docs/design.md
 # §8, "The Job is real". Read only.
 - apiGroups: ["batch"]
   resources: ["jobs"]

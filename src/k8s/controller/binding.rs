@@ -317,7 +317,7 @@ fn same_set(a: &[String], b: &[String]) -> bool {
 /// Finalizer cleanup: unbind, if this object made the binding.
 ///
 /// Then the value leaves every per-Job Secret that holds it under this
-/// name (DESIGN §8, "Revocation reaches every copy"). A failed sweep fails
+/// name (docs/design.md §8, "Revocation reaches every copy"). A failed sweep fails
 /// the cleanup, which is retried: the binding is gone by then, so the retry
 /// finds nothing to unbind and sweeps again.
 async fn cleanup(obj: &MlflowSecretBinding, ctx: &Context) -> Result<Action> {

@@ -1,7 +1,7 @@
 //! The controller layer's one error type. Reconcilers return it;
 //! `error_policy` is the one place it becomes a metric, a log line and a
 //! requeue. None of its messages can hold a value: store errors never do
-//! (DESIGN §6), and the Kubernetes errors come from metadata reads, status
+//! (docs/design.md §6), and the Kubernetes errors come from metadata reads, status
 //! patches and finalizer patches, never from a Secret's data.
 
 use crate::store::StoreError;

@@ -1,4 +1,4 @@
-//! The import rules of `valueFrom` (DESIGN §8), as one pure decision.
+//! The import rules of `valueFrom` (docs/design.md §8), as one pure decision.
 //!
 //! The operator may read every Secret of a namespace; the user who writes an
 //! `MlflowSecret` may not. So a source Secret must consent with the

@@ -1,4 +1,4 @@
-//! The two controllers of DESIGN §8, reconciling `MlflowSecret` and
+//! The two controllers of docs/design.md §8, reconciling `MlflowSecret` and
 //! `MlflowSecretBinding` objects against the store. They run on the leader
 //! only: [`run`] drives both until its future is dropped, which is how the
 //! operator stops reconciling the moment it loses the Lease (nothing here is

@@ -1,4 +1,4 @@
-//! Revocation reaches every copy (DESIGN §8, §10 rule 11).
+//! Revocation reaches every copy (docs/design.md §8, §10 rule 11).
 //!
 //! The webhook materialises values in per-Job Secrets
 //! `<job>-mlflow-secrets`, each labelled [`LABEL_MANAGED`]` = "true"` and

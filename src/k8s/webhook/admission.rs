@@ -1,4 +1,4 @@
-//! The admission decision for one Pod CREATE (DESIGN §8, injection
+//! The admission decision for one Pod CREATE (docs/design.md §8, injection
 //! contract): who is asking, which bindings, decrypt, write the per-Job
 //! Secret, patch — or deny with one line that says why.
 //!
@@ -8,7 +8,7 @@
 //! an outage (`error`). Reasons never contain a value: they are built from
 //! names and store errors, which carry none.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
@@ -29,7 +29,7 @@ use crate::k8s::{
 };
 use crate::model::{BindingFilter, SecretState};
 use crate::store::audit::{AuditAction, AuditRecord};
-use crate::store::{SecretsStore, StoreError, incident};
+use crate::store::{BoundMeta, SecretsStore, StoreError, incident};
 
 /// Metric `result` label values.
 pub const RESULT_INJECTED: &str = "injected";
@@ -254,27 +254,53 @@ async fn decide(
         });
     }
 
-    // Decrypt: the store refuses revoked secrets, undecryptable rows and
-    // exhausted namespace limits itself, and audits the attempt either
-    // way. The same read names each value's secret and version, for the
-    // `injected` annotation. Consent is decided on what it returned; a
-    // pod that does not consent is denied before any value leaves the
-    // process (the deny gets an audit row of its own).
+    // Consent first, on the rows' metadata: which bindings the pod accepts
+    // and may receive (docs/design.md §8, "The pod consents"), and the
+    // ServiceAccount's decrypt budget for them. Only then does the store
+    // decrypt, and only the chosen rows; it refuses revoked secrets,
+    // undecryptable rows and exhausted namespace limits itself, and audits
+    // the attempt either way. The same read names each value's secret and
+    // version, for the `injected` annotation. A refusal here decrypts
+    // nothing (the deny gets an audit row of its own).
     let actor = s.actor();
+    let sa = service_account(pod);
+    let mut containers = None;
+    let choose = |meta: &[BoundMeta<'_>]| -> Result<BTreeSet<String>, Deny> {
+        if meta.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let offered = meta
+            .iter()
+            .map(|m| {
+                (
+                    m.binding_name.to_string(),
+                    Offered {
+                        service_accounts: m.service_accounts.to_vec(),
+                    },
+                )
+            })
+            .collect();
+        let (chosen, c) = consent(pod, &offered).map_err(|e| Deny::policy(e.to_string()))?;
+        state
+            .check_service_account_limit(ns, &sa, chosen.len() as u32)
+            .map_err(|e| Deny::policy(e.to_string()))?;
+        containers = c;
+        Ok(chosen)
+    };
     let bound = within(
         deadline,
         state.deadline,
         "store",
         state
             .store
-            .get_all_bound_values(ns, rtype, resource_id, &actor),
+            .get_chosen_bound_values(ns, rtype, resource_id, &actor, choose),
     )
     .await?
     .map_err(|e| {
         let mut d = store_deny(&e);
         d.audited = true;
         d
-    })?;
+    })??;
     state
         .metrics
         .decrypts
@@ -283,29 +309,10 @@ async fn decide(
     if bound.is_empty() {
         return Err(no_bindings(ns, rtype, resource_id));
     }
-    let sa = service_account(pod);
-    state
-        .check_service_account_limit(ns, &sa, bound.len() as u32)
-        .map_err(|e| Deny::policy(e.to_string()))?;
-    let offered = bound
-        .iter()
-        .map(|(k, b)| {
-            (
-                k.clone(),
-                Offered {
-                    service_accounts: b.service_accounts.clone(),
-                },
-            )
-        })
-        .collect();
-    let (chosen, containers) = consent(pod, &offered).map_err(|e| Deny::policy(e.to_string()))?;
     let mut values = BTreeMap::new();
     let mut bindings = BTreeMap::new();
     let mut secret_ids = BTreeMap::new();
     for (name, b) in bound {
-        if !chosen.contains(&name) {
-            continue;
-        }
         secret_ids.insert(name.clone(), b.secret_id.clone());
         bindings.insert(
             name.clone(),
@@ -355,7 +362,7 @@ async fn decide(
     })
 }
 
-/// The owning Job must be real (DESIGN §8, "The Job is real"): it exists in
+/// The owning Job must be real (docs/design.md §8, "The Job is real"): it exists in
 /// the pod's namespace with the owner reference's uid, its pod template
 /// carries the inject label, and the pod's injection annotations and
 /// ServiceAccount are the template's. The watch cache answers when it

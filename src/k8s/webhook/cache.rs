@@ -1,5 +1,5 @@
 //! What the webhook knows about the cluster without asking per request
-//! (DESIGN §8, "What the webhook trusts"): the namespaces that opted in to
+//! (docs/design.md §8, "What the webhook trusts"): the namespaces that opted in to
 //! injection, and the Jobs whose pod template asks for it.
 //!
 //! Both are watch caches kept by one task each. They hold only the few

@@ -136,7 +136,7 @@ pub fn service_account(pod: &Pod) -> String {
         .unwrap_or_else(|| "default".into())
 }
 
-/// What the pod consents to receive, from what the store offers (DESIGN
+/// What the pod consents to receive, from what the store offers (docs/design.md
 /// §8, "The pod consents", "Containers"): the binding names to inject and
 /// the containers that get them.
 ///

@@ -1,4 +1,4 @@
-//! The mutating admission webhook (DESIGN §8, injection contract): every
+//! The mutating admission webhook (docs/design.md §8, injection contract): every
 //! replica serves it; it decrypts the secrets bound to a scorer Job and
 //! hands them to the Job's pods through a per-Job Kubernetes Secret.
 //!

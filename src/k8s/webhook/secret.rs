@@ -1,5 +1,5 @@
 //! The per-Job Kubernetes Secret `<job>-mlflow-secrets` that carries the
-//! decrypted values to the Job's pods (DESIGN §8, `secret-env` and
+//! decrypted values to the Job's pods (docs/design.md §8, `secret-env` and
 //! `secret-file` modes).
 //!
 //! Created by a Job's first pod and replaced whole by later ones, so a
@@ -7,7 +7,7 @@
 //! too. The Secret is owned by the Job, so Kubernetes' garbage collector
 //! deletes it with the Job.
 //!
-//! Only our own Secret is ever replaced (DESIGN §8, "The per-Job Secret is
+//! Only our own Secret is ever replaced (docs/design.md §8, "The per-Job Secret is
 //! ours"): one labelled `app.kubernetes.io/managed-by: mlflow-secrets` with
 //! an owner reference to the same Job uid, and only at the resourceVersion
 //! we read. Any other Secret of that name fails the write, naming it, and
@@ -66,15 +66,15 @@ pub fn owned_by_us(existing: &Secret, job_uid: &str) -> Result<(), String> {
 }
 use crate::value::SecretValue;
 
-/// Suffix of the per-Job Secret's name (DESIGN §8).
+/// Suffix of the per-Job Secret's name (docs/design.md §8).
 pub const SECRET_SUFFIX: &str = "-mlflow-secrets";
 /// Label on every per-Job Secret, so an operator can find them all.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-/// The value of [`LABEL_MANAGED_BY`] on per-Job Secrets (DESIGN §8).
+/// The value of [`LABEL_MANAGED_BY`] on per-Job Secrets (docs/design.md §8).
 pub const MANAGED_BY: &str = "mlflow-secrets";
 /// Label naming the Job a per-Job Secret belongs to.
 pub const LABEL_JOB: &str = "secrets.mlflow.org/job";
-/// Label `"true"` on every per-Job Secret the webhook wrote (DESIGN §8,
+/// Label `"true"` on every per-Job Secret the webhook wrote (docs/design.md §8,
 /// "Revocation reaches every copy"): the revocation sweep lists Secrets by
 /// this label, so it never has to scan every Secret of the cluster.
 pub const LABEL_MANAGED: &str = "secrets.mlflow.org/managed";

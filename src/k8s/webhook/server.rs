@@ -4,7 +4,7 @@
 //! [`TlsListener`]; only the certificate source differs: [`WebhookCerts`],
 //! which the refresh loop swaps when the leader renews the certificate.
 //!
-//! The caller (DESIGN §8, "The caller"): with `--webhook-client-ca FILE`
+//! The caller (docs/design.md §8, "The caller"): with `--webhook-client-ca FILE`
 //! the handshake requires a client certificate signed by that CA — the one
 //! the API server presents through its AdmissionConfiguration
 //! `kubeConfigFile`. A connection without one never reaches `/mutate`.

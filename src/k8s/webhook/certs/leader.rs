@@ -164,7 +164,7 @@ pub fn webhook_configuration(
 
 /// The registered namespaceSelector: `cfg.namespace_selector` (default:
 /// every namespace but the operator's own), always narrowed to namespaces
-/// that opted in with `secrets.mlflow.org/injection: enabled` (DESIGN §8,
+/// that opted in with `secrets.mlflow.org/injection: enabled` (docs/design.md §8,
 /// "What the webhook trusts"). A selector without the opt-in label cannot
 /// be configured: the handler would deny those namespaces anyway.
 fn namespace_selector(cfg: &CertConfig) -> LabelSelector {

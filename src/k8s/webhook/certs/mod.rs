@@ -1,4 +1,4 @@
-//! Webhook TLS without cert-manager (DESIGN §8, issue 5 item 5): the
+//! Webhook TLS without cert-manager (docs/design.md §8): the
 //! operator makes its own CA and serving certificate, keeps them in one
 //! Secret shared by every replica, renews them before expiry, and keeps the
 //! MutatingWebhookConfiguration's caBundle current.
