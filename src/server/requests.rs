@@ -75,8 +75,9 @@ pub struct CreateRequest {
     /// Absent: the `X-MLFLOW-WORKSPACE` header, else `default`.
     #[serde(default, deserialize_with = "some_string")]
     pub workspace: Option<String>,
-    /// The LLM provider (docs/design.md §2); absent means none.
-    #[serde(default)]
+    /// The LLM provider (docs/design.md §2); absent means none (an explicit
+    /// `null` is refused, as the OpenAPI schema says).
+    #[serde(default, deserialize_with = "some_string")]
     pub provider: Option<String>,
 }
 
@@ -122,8 +123,9 @@ pub struct BindRequest {
     pub resource_type: String,
     pub resource_id: String,
     pub binding_name: String,
-    /// Inject this one field of an object value (docs/design.md §6).
-    #[serde(default)]
+    /// Inject this one field of an object value (docs/design.md §6); absent
+    /// means the whole value (an explicit `null` is refused).
+    #[serde(default, deserialize_with = "some_string")]
     pub value_field: Option<String>,
     /// Only pods of these ServiceAccounts receive the binding (docs/design.md §8).
     #[serde(default)]
@@ -206,9 +208,13 @@ mod tests {
             r#"{"secret_name":"a","value":"x","is_shared":null}"#,
             r#"{"secret_name":"a","value":"x","extra":1}"#,
             r#"{"secret_name":"a","value":"x","workspace":null}"#,
+            r#"{"secret_name":"a","value":"x","provider":null}"#,
         ] {
             assert!(serde_json::from_str::<CreateRequest>(bad).is_err(), "{bad}");
         }
+        let bind_null_field =
+            r#"{"secret_id":"s","resource_id":"r","binding_name":"A","value_field":null}"#;
+        assert!(serde_json::from_str::<BindRequest>(bind_null_field).is_err());
         let r: CreateRequest = serde_json::from_str(r#"{"secret_name":"a","value":""}"#).unwrap();
         assert_eq!(r.value.into_value().err(), Some(ValueError::Empty));
         let r: CreateRequest =
