@@ -387,6 +387,22 @@ async fn a_binding_for_one_service_account_reaches_only_its_pods() {
         "{msg}"
     );
     assert!(secret(&w.client, n, &secret_name(&job)).await.is_none());
+    // Decided on the rows' metadata before any decrypt: the refusal is
+    // audited (DENIED), and no value read succeeded for the refused pod
+    // (docs/design.md §8, "The pod consents").
+    let audit = w.audit(n).await;
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "READ_RESOURCE_VALUES" && e.outcome == "DENIED"),
+        "the refusal is audited"
+    );
+    assert!(
+        !audit
+            .iter()
+            .any(|e| e.action == "READ_RESOURCE_VALUES" && e.outcome == "SUCCESS"),
+        "a pod refused for its ServiceAccount had values read"
+    );
 
     // A pod of scorer-sa: injected.
     let job = unique_name("scorer");
