@@ -6,20 +6,23 @@
 //! trusting `status.bindingId`. A binding counts as this object's when its
 //! `created_by` carries the object's uid; only those are ever unbound.
 
-use std::sync::Arc;
-
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use super::error::{Error, Result};
+use super::conditions::READY;
+use super::error::Result;
+use super::reasons::{
+    ALREADY_BOUND, BOUND, CONFLICT, CROSS_NAMESPACE_REF, INVALID_SPEC, SECRET_DELETED,
+    SECRET_NOT_FOUND, SECRET_NOT_READY,
+};
 use super::scrub;
-use super::status::{self, READY, Verdict};
+use super::status::{self, Verdict};
 use super::{
-    BINDING_FINALIZER, Context, RESYNC_READY, RESYNC_WAITING, actor, created_by_object, namespace,
+    BINDING_CONTROLLER, BINDING_FINALIZER, Context, RESYNC_READY, RESYNC_WAITING, Reconciled,
+    actor, created_by_object, namespace,
 };
 use crate::k8s::crd::{MlflowSecret, MlflowSecretBinding, MlflowSecretBindingStatus};
 use crate::model::{BindingFilter, NewBinding, SecretBinding, SecretState};
@@ -27,16 +30,6 @@ use crate::store::{SecretsStore, StoreError};
 
 /// `created_by` tag of bindings made by an `MlflowSecretBinding`.
 const TAG: &str = "mlsecbind";
-
-// Ready reasons.
-const BOUND: &str = "Bound";
-const SECRET_NOT_FOUND: &str = "SecretNotFound";
-const SECRET_DELETED: &str = "SecretDeleted";
-const SECRET_NOT_READY: &str = "SecretNotReady";
-const CROSS_NAMESPACE_REF: &str = "CrossNamespaceRef";
-const ALREADY_BOUND: &str = "AlreadyBound";
-const CONFLICT: &str = "Conflict";
-const INVALID_SPEC: &str = "InvalidSpec";
 
 /// The bindings of the MlflowSecret's namespace that name it.
 pub(super) fn referencing_secret(
@@ -55,17 +48,17 @@ pub(super) fn referencing_secret(
         .collect()
 }
 
-pub(super) async fn reconcile(obj: Arc<MlflowSecretBinding>, ctx: &Context) -> Result<Action> {
-    let ns = namespace(obj.as_ref())?;
-    let api: Api<MlflowSecretBinding> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, BINDING_FINALIZER, obj, |event| async {
-        match event {
-            Finalizer::Apply(o) => apply(&o, &api, ctx).await,
-            Finalizer::Cleanup(o) => cleanup(&o, ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+impl Reconciled for MlflowSecretBinding {
+    const CONTROLLER: &'static str = BINDING_CONTROLLER;
+    const FINALIZER: &'static str = BINDING_FINALIZER;
+
+    async fn apply(obj: &Self, api: &Api<Self>, ctx: &Context) -> Result<Action> {
+        apply(obj, api, ctx).await
+    }
+
+    async fn cleanup(obj: &Self, ctx: &Context) -> Result<Action> {
+        cleanup(obj, ctx).await
+    }
 }
 
 fn uid(obj: &MlflowSecretBinding) -> String {
@@ -110,6 +103,7 @@ async fn existing(
 
 /// What one pass decided: the verdict, and the binding and secret ids to
 /// report.
+#[derive(Debug)]
 struct Outcome {
     ready: Verdict,
     binding_id: Option<String>,
@@ -173,35 +167,10 @@ async fn decide(obj: &MlflowSecretBinding, ns: &str, ctx: &Context) -> Result<Ou
         ));
     }
     let secrets: Api<MlflowSecret> = Api::namespaced(ctx.client.clone(), ns);
-    let Some(secret) = secrets.get_opt(&sref.name).await? else {
-        return Ok(not_ready(
-            SECRET_NOT_FOUND,
-            format!("MlflowSecret {ns}/{} not found", sref.name),
-            None,
-        ));
-    };
-    if secret.meta().deletion_timestamp.is_some() {
-        return Ok(not_ready(
-            SECRET_DELETED,
-            format!("MlflowSecret {ns}/{} is being deleted", sref.name),
-            None,
-        ));
-    }
-    let Some(secret_id) = secret.status.as_ref().and_then(|s| s.secret_id.clone()) else {
-        let why = secret
-            .status
-            .as_ref()
-            .and_then(|s| status::find(&s.conditions, READY))
-            .map(|c| format!(" ({}: {})", c.reason, c.message))
-            .unwrap_or_default();
-        return Ok(not_ready(
-            SECRET_NOT_READY,
-            format!(
-                "MlflowSecret {ns}/{} has no store secret yet{why}",
-                sref.name
-            ),
-            None,
-        ));
+    let secret = secrets.get_opt(&sref.name).await?;
+    let secret_id = match secret_id_of(ns, &sref.name, secret.as_ref()) {
+        Ok(id) => id,
+        Err(out) => return Ok(out),
     };
     // The row itself, not the MlflowSecret's report of it. A row of another
     // workspace is treated as missing: status is writable by others, and a
@@ -273,13 +242,61 @@ async fn decide(obj: &MlflowSecretBinding, ns: &str, ctx: &Context) -> Result<Ou
     let bound = ctx.store.bind_secret_with(&new, &who(obj, ns)).await;
     Ok(match bound {
         Ok(b) => ready(&b, format!("bound as {key}")),
-        // Revocation was checked above, so a refusal here is the private
-        // secret rule (the message names the resource it is bound to).
-        Err(StoreError::Conflict(m)) => not_ready(ALREADY_BOUND, m, None),
-        Err(StoreError::AlreadyExists(m)) => not_ready(CONFLICT, m, None),
-        Err(StoreError::NotFound(m)) => not_ready(SECRET_DELETED, m, None),
-        Err(StoreError::InvalidParameter(m)) => not_ready(INVALID_SPEC, m, Some(RESYNC_READY)),
-        Err(e) => return Err(e.into()),
+        Err(e) => bind_refused(e)?,
+    })
+}
+
+/// The `secretId` a binding may use, read from its MlflowSecret (`None`:
+/// not found), or the not-ready outcome that says why there is none yet.
+/// Pure, so the reasons table of docs/operator.md is unit-tested; the row
+/// itself is checked afterwards (status is a report, not the truth).
+fn secret_id_of(
+    ns: &str,
+    name: &str,
+    secret: Option<&MlflowSecret>,
+) -> std::result::Result<String, Outcome> {
+    let Some(secret) = secret else {
+        return Err(not_ready(
+            SECRET_NOT_FOUND,
+            format!("MlflowSecret {ns}/{name} not found"),
+            None,
+        ));
+    };
+    if secret.meta().deletion_timestamp.is_some() {
+        return Err(not_ready(
+            SECRET_DELETED,
+            format!("MlflowSecret {ns}/{name} is being deleted"),
+            None,
+        ));
+    }
+    let status = secret.status.as_ref();
+    if let Some(id) = status.and_then(|s| s.secret_id.clone()) {
+        return Ok(id);
+    }
+    let why = status
+        .and_then(|s| status::find(&s.conditions, READY))
+        .map(|c| format!(" ({}: {})", c.reason, c.message))
+        .unwrap_or_default();
+    Err(not_ready(
+        SECRET_NOT_READY,
+        format!("MlflowSecret {ns}/{name} has no store secret yet{why}"),
+        None,
+    ))
+}
+
+/// The outcome of a store refusal to create the binding; `Err` for a
+/// failure that is not a refusal (the reconcile fails and is retried with
+/// backoff).
+fn bind_refused(e: StoreError) -> std::result::Result<Outcome, StoreError> {
+    Ok(match e {
+        // Revocation was checked before the bind, so a refusal here is the
+        // private secret rule (the message names the resource it is bound
+        // to).
+        StoreError::Conflict(m) => not_ready(ALREADY_BOUND, m, None),
+        StoreError::AlreadyExists(m) => not_ready(CONFLICT, m, None),
+        StoreError::NotFound(m) => not_ready(SECRET_DELETED, m, None),
+        StoreError::InvalidParameter(m) => not_ready(INVALID_SPEC, m, Some(RESYNC_READY)),
+        e => return Err(e),
     })
 }
 
@@ -401,5 +418,135 @@ mod tests {
             mismatch(&binding("s1", None, &[]), "s1", None, &sas[..1]),
             Some("with another ServiceAccount list")
         );
+    }
+
+    fn secret(
+        deleting: bool,
+        id: Option<&str>,
+        ready: Option<(&'static str, &str)>,
+    ) -> MlflowSecret {
+        let mut s: MlflowSecret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "secrets.mlflow.org/v1alpha1",
+            "kind": "MlflowSecret",
+            "metadata": {"name": "azure", "namespace": "ns"},
+            "spec": {},
+        }))
+        .expect("a minimal MlflowSecret");
+        if deleting {
+            s.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                ));
+        }
+        let conditions = ready
+            .map(|(reason, msg)| {
+                vec![status::condition(
+                    &[],
+                    READY,
+                    &Verdict::no(reason, msg),
+                    None,
+                )]
+            })
+            .unwrap_or_default();
+        s.status = Some(crate::k8s::crd::MlflowSecretStatus {
+            secret_id: id.map(str::to_string),
+            conditions,
+            ..Default::default()
+        });
+        s
+    }
+
+    fn reason(r: std::result::Result<String, Outcome>) -> (&'static str, String) {
+        let out = r.expect_err("not ready");
+        assert!(!out.ready.ok);
+        assert_eq!(out.binding_id, None);
+        (out.ready.reason, out.ready.message)
+    }
+
+    #[test]
+    fn a_binding_waits_for_its_mlflowsecret_with_the_reason_of_the_table() {
+        assert_eq!(
+            reason(secret_id_of("ns", "azure", None)),
+            (SECRET_NOT_FOUND, "MlflowSecret ns/azure not found".into())
+        );
+        assert_eq!(
+            reason(secret_id_of(
+                "ns",
+                "azure",
+                Some(&secret(true, Some("s1"), None))
+            )),
+            (
+                SECRET_DELETED,
+                "MlflowSecret ns/azure is being deleted".into()
+            ),
+            "a deleting MlflowSecret is not used even with a secretId"
+        );
+        assert_eq!(
+            reason(secret_id_of(
+                "ns",
+                "azure",
+                Some(&secret(false, None, Some(("ValueNotSet", "no value"))))
+            )),
+            (
+                SECRET_NOT_READY,
+                "MlflowSecret ns/azure has no store secret yet (ValueNotSet: no value)".into()
+            ),
+            "the MlflowSecret's own reason is quoted"
+        );
+        assert_eq!(
+            reason(secret_id_of(
+                "ns",
+                "azure",
+                Some(&secret(false, None, None))
+            ))
+            .0,
+            SECRET_NOT_READY
+        );
+        assert_eq!(
+            secret_id_of("ns", "azure", Some(&secret(false, Some("s1"), None))).expect("usable"),
+            "s1"
+        );
+    }
+
+    #[test]
+    fn store_refusals_of_a_bind_map_to_reasons_and_failures_stay_errors() {
+        let table = [
+            (
+                StoreError::Conflict("private".into()),
+                ALREADY_BOUND,
+                RESYNC_WAITING,
+            ),
+            (
+                StoreError::AlreadyExists("dup".into()),
+                CONFLICT,
+                RESYNC_WAITING,
+            ),
+            (
+                StoreError::NotFound("gone".into()),
+                SECRET_DELETED,
+                RESYNC_WAITING,
+            ),
+            (
+                StoreError::InvalidParameter("bad".into()),
+                INVALID_SPEC,
+                RESYNC_READY,
+            ),
+        ];
+        for (e, want, requeue) in table {
+            let msg = e.to_string();
+            let out = bind_refused(e).expect("a refusal");
+            assert_eq!(out.ready.reason, want);
+            assert!(!out.ready.ok);
+            assert!(msg.contains(&out.ready.message), "{msg}");
+            assert_eq!(out.requeue, requeue, "{want}");
+        }
+        assert!(matches!(
+            bind_refused(StoreError::Database("down".into())),
+            Err(StoreError::Database(_))
+        ));
+        assert!(matches!(
+            bind_refused(StoreError::Unavailable("x".into())),
+            Err(StoreError::Unavailable(_))
+        ));
     }
 }

@@ -4,15 +4,19 @@
 //! operator stops reconciling the moment it loses the Lease (nothing here is
 //! spawned, so dropping the future stops everything).
 //!
-//! Shape as in kube-rs controller-rs: [`Context`] in an `Arc`, the
-//! finalizer helper around each reconcile, status through server-side apply
-//! ([`status::apply`]), and `error_policy` as the one place errors become
-//! metrics and a requeue with backoff. The reconcilers themselves are in
-//! [`secret`] and [`binding`]; docs/operator.md states their rules.
+//! Shape as in kube-rs controller-rs: [`Context`] in an `Arc`, one generic
+//! `reconcile` (timed by a drop guard, inside the finalizer helper) for
+//! every kind that implements `Reconciled`, status through server-side
+//! apply ([`status::apply`]), and `error_policy` as the one place errors
+//! become metrics and a requeue with backoff. The reconcilers themselves
+//! are in [`secret`] and [`binding`]; condition types and reasons in
+//! [`conditions`] and [`reasons`]; docs/operator.md states their rules.
 
 mod binding;
+pub mod conditions;
 pub mod error;
 pub mod import;
+pub mod reasons;
 pub mod scrub;
 mod secret;
 mod status;
@@ -23,14 +27,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::{WatchStreamExt, reflector};
 use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use error::Error;
 
@@ -340,10 +348,10 @@ async fn run_set(
         }
     };
     let secrets_done = secret_ctrl
-        .run(reconcile_secret, error_policy_secret, ctx.clone())
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|r| async move { log_result(SECRET_CONTROLLER, r) });
     let bindings_done = binding_ctrl
-        .run(reconcile_binding, error_policy_binding, ctx)
+        .run(reconcile, error_policy, ctx)
         .for_each(|r| async move { log_result(BINDING_CONTROLLER, r) });
     futures::join!(sync, secrets_done, bindings_done);
 }
@@ -373,68 +381,109 @@ where
     }
 }
 
-async fn reconcile_secret(obj: Arc<MlflowSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let timer = ctx
-        .metrics
-        .reconcile_duration
-        .with_label_values(&[SECRET_CONTROLLER])
-        .start_timer();
-    let key = object_key(obj.as_ref());
-    let r = secret::reconcile(obj, &ctx).await;
-    timer.observe_duration();
-    if r.is_ok() {
-        ctx.metrics
+/// One kind the controllers reconcile: its `controller` metrics label, its
+/// finalizer, and the two halves the finalizer helper dispatches to. The
+/// instrumentation ([`reconcile`]), the finalizer preamble
+/// ([`with_finalizer`]) and the error policy ([`error_policy`]) are written
+/// once for every kind; [`secret`] and [`binding`] only say what a pass does.
+trait Reconciled:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// `controller` label of the metrics and log lines.
+    const CONTROLLER: &'static str;
+    /// The finalizer that holds deletion until [`Reconciled::cleanup`] is done.
+    const FINALIZER: &'static str;
+    /// The object exists (and carries the finalizer): bring the store and
+    /// the status to its spec.
+    fn apply(
+        obj: &Self,
+        api: &Api<Self>,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Action, Error>> + Send;
+    /// The object is being deleted: clean up what it made in the store
+    /// before the finalizer is removed.
+    fn cleanup(obj: &Self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
+}
+
+/// Times one reconcile from creation to drop, so a pass that fails, or is
+/// cancelled when the Lease is lost, is timed like one that succeeds; and
+/// counts `result="ok"` when told. Failures are counted in [`error_policy`],
+/// the one place errors are handled. (No error-kind label: the series
+/// `reconciles_total{controller,result}` are what dashboards and tests read.)
+struct ReconcileMeasurer<'a> {
+    ctx: &'a Context,
+    controller: &'static str,
+    _timer: prometheus::HistogramTimer,
+}
+
+impl<'a> ReconcileMeasurer<'a> {
+    fn start(ctx: &'a Context, controller: &'static str) -> Self {
+        let _timer = ctx
+            .metrics
+            .reconcile_duration
+            .with_label_values(&[controller])
+            .start_timer();
+        Self {
+            ctx,
+            controller,
+            _timer,
+        }
+    }
+
+    fn succeeded(&self, key: &str) {
+        self.ctx
+            .metrics
             .reconciles
-            .with_label_values(&[SECRET_CONTROLLER, "ok"])
+            .with_label_values(&[self.controller, "ok"])
             .inc();
-        ctx.succeeded(&key);
+        self.ctx.succeeded(key);
+    }
+}
+
+/// The reconcile function of every controller: measured, and inside the
+/// finalizer helper.
+async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let measure = ReconcileMeasurer::start(&ctx, K::CONTROLLER);
+    let key = object_key(obj.as_ref());
+    let r = with_finalizer(obj, &ctx).await;
+    if r.is_ok() {
+        measure.succeeded(&key);
     }
     r
 }
 
-async fn reconcile_binding(
-    obj: Arc<MlflowSecretBinding>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    let timer = ctx
-        .metrics
-        .reconcile_duration
-        .with_label_values(&[BINDING_CONTROLLER])
-        .start_timer();
-    let key = object_key(obj.as_ref());
-    let r = binding::reconcile(obj, &ctx).await;
-    timer.observe_duration();
-    if r.is_ok() {
-        ctx.metrics
-            .reconciles
-            .with_label_values(&[BINDING_CONTROLLER, "ok"])
-            .inc();
-        ctx.succeeded(&key);
-    }
-    r
-}
-
-fn error_policy_secret(obj: Arc<MlflowSecret>, err: &Error, ctx: Arc<Context>) -> Action {
-    error_policy(SECRET_CONTROLLER, obj.as_ref(), err, &ctx)
-}
-
-fn error_policy_binding(obj: Arc<MlflowSecretBinding>, err: &Error, ctx: Arc<Context>) -> Action {
-    error_policy(BINDING_CONTROLLER, obj.as_ref(), err, &ctx)
+/// kube's finalizer helper around one pass: adds the finalizer before the
+/// first [`Reconciled::apply`], and removes it once
+/// [`Reconciled::cleanup`] succeeded on a deleted object.
+async fn with_finalizer<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
+    let ns = namespace(obj.as_ref())?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, K::FINALIZER, obj, |event| async {
+        match event {
+            Finalizer::Apply(o) => K::apply(&o, &api, ctx).await,
+            Finalizer::Cleanup(o) => K::cleanup(&o, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// The one place a reconcile error becomes a metric, a log line and a
 /// requeue with per-object exponential backoff.
-fn error_policy<K: Resource<DynamicType = ()>>(
-    controller: &str,
-    obj: &K,
-    err: &Error,
-    ctx: &Context,
-) -> Action {
+fn error_policy<K: Reconciled>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    let controller = K::CONTROLLER;
     ctx.metrics
         .reconciles
         .with_label_values(&[controller, "error"])
         .inc();
-    let key = object_key(obj);
+    let key = object_key(obj.as_ref());
     let delay = ctx.failed(&key);
     tracing::warn!(
         controller,

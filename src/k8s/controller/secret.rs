@@ -7,23 +7,26 @@
 //! and anyone allowed to write it must not be able to make the operator
 //! overwrite or delete a row it does not own.
 
-use std::sync::Arc;
-
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use zeroize::Zeroize;
 
-use super::error::{Error, Result};
+use super::conditions;
+use super::error::Result;
 use super::import::{self, SourceMeta, Step};
+use super::reasons::{
+    ACTIVE, CONFLICT, INVALID_SPEC, INVALID_VALUE, NO_CONFLICT, REVOKE_NOT_ALLOWED, REVOKED,
+    SOURCE_NOT_FOUND, SOURCE_NOT_IMPORTABLE, VALUE_NOT_SET,
+};
 use super::scrub;
-use super::status::{self, CONFLICT, READY, Verdict};
+use super::status::{self, Verdict};
 use super::{
-    Context, RESYNC_READY, RESYNC_WAITING, SECRET_FINALIZER, actor, created_by_object, namespace,
+    Context, RESYNC_READY, RESYNC_WAITING, Reconciled, SECRET_CONTROLLER, SECRET_FINALIZER, actor,
+    created_by_object, namespace,
 };
 use crate::k8s::ANNOTATION_IMPORTABLE;
 use crate::k8s::crd::{
@@ -35,17 +38,6 @@ use crate::value::SecretValue;
 
 /// `created_by` tag of rows made by an `MlflowSecret`.
 const TAG: &str = "mlsec";
-
-// Ready reasons.
-const ACTIVE: &str = "Active";
-const REVOKED: &str = "Revoked";
-const SOURCE_NOT_FOUND: &str = "SourceNotFound";
-const INVALID_VALUE: &str = "InvalidValue";
-const INVALID_SPEC: &str = "InvalidSpec";
-const VALUE_NOT_SET: &str = "ValueNotSet";
-const REVOKE_NOT_ALLOWED: &str = "RevokeNotAllowed";
-const NO_CONFLICT: &str = "NoConflict";
-const SOURCE_NOT_IMPORTABLE: &str = "SourceNotImportable";
 
 /// The MlflowSecrets of the Secret's namespace that import from it.
 pub(super) fn referencing_source(
@@ -70,17 +62,17 @@ pub(super) fn referencing_source(
         .collect()
 }
 
-pub(super) async fn reconcile(obj: Arc<MlflowSecret>, ctx: &Context) -> Result<Action> {
-    let ns = namespace(obj.as_ref())?;
-    let api: Api<MlflowSecret> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, SECRET_FINALIZER, obj, |event| async {
-        match event {
-            Finalizer::Apply(o) => apply(&o, &api, ctx).await,
-            Finalizer::Cleanup(o) => cleanup(&o, ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+impl Reconciled for MlflowSecret {
+    const CONTROLLER: &'static str = SECRET_CONTROLLER;
+    const FINALIZER: &'static str = SECRET_FINALIZER;
+
+    async fn apply(obj: &Self, api: &Api<Self>, ctx: &Context) -> Result<Action> {
+        apply(obj, api, ctx).await
+    }
+
+    async fn cleanup(obj: &Self, ctx: &Context) -> Result<Action> {
+        cleanup(obj, ctx).await
+    }
 }
 
 /// Identity of one object for the store.
@@ -176,10 +168,10 @@ async fn conflict(obj: &MlflowSecret, ctx: &Context, who: &Who, row: &Secret) ->
     let was = obj
         .status
         .as_ref()
-        .and_then(|s| status::find(&s.conditions, CONFLICT))
+        .and_then(|s| status::find(&s.conditions, conditions::CONFLICT))
         .is_some_and(|c| c.status == "True");
     if !was {
-        ctx.event(obj, EventType::Warning, "Conflict", "Import", msg.clone())
+        ctx.event(obj, EventType::Warning, CONFLICT, "Import", msg.clone())
             .await;
     }
     Outcome {
@@ -567,7 +559,7 @@ async fn finish(
     };
     let mut conditions = vec![status::condition(
         &old.conditions,
-        READY,
+        conditions::READY,
         &out.ready,
         generation,
     )];
@@ -578,7 +570,7 @@ async fn finish(
     };
     conditions.push(status::condition(
         &old.conditions,
-        CONFLICT,
+        conditions::CONFLICT,
         &conflict,
         generation,
     ));

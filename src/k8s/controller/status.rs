@@ -14,8 +14,7 @@ use super::error::Result;
 use crate::k8s::FIELD_MANAGER;
 use crate::k8s::crd::Condition;
 
-pub const READY: &str = "Ready";
-pub const CONFLICT: &str = "Conflict";
+use super::conditions::READY;
 
 /// The verdict on one condition type, before timestamps.
 #[derive(Debug, Clone, PartialEq, Eq)]
