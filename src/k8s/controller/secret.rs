@@ -140,19 +140,105 @@ async fn apply(obj: &MlflowSecret, api: &Api<MlflowSecret>, ctx: &Context) -> Re
         Err(e) => return Err(e.into()),
     };
 
-    let out = match (&obj.spec.value_from, row) {
-        (Some(_), Some(row)) if !who.owns(&row) => conflict(obj, ctx, &who, &row).await,
-        (Some(vf), row) => sync_import(obj, ctx, &who, &old, row, &vf.secret_key_ref).await?,
-        (None, None) => Outcome::waiting(Verdict::no(
+    let vf = obj.spec.value_from.as_ref().map(|v| &v.secret_key_ref);
+    let settled = |row: Option<Secret>, ready: Verdict| Outcome {
+        row,
+        source: old.source.clone(),
+        ready,
+        conflict: false,
+        requeue: RESYNC_READY,
+    };
+    let out = match route(vf, obj.spec.revoked, row, |r| who.owns(r)) {
+        Route::Conflict(row) => conflict(obj, ctx, &who, &row).await,
+        Route::Revoke(row) => {
+            let row = revoked(obj, ctx, &who, &old, &row).await?;
+            let ready = if vf.is_some() || row.state == SecretState::Revoked {
+                revoked_verdict()
+            } else {
+                mirrored()
+            };
+            settled(Some(row), ready)
+        }
+        Route::NothingImported => Outcome {
+            source: None,
+            ..settled(
+                None,
+                Verdict::no(
+                    REVOKED,
+                    "spec.revoked is true and no store secret exists: nothing is imported",
+                ),
+            )
+        },
+        Route::Import(r, row) => sync_import(obj, ctx, &who, &old, row, r).await?,
+        Route::ValueNotSet => Outcome::waiting(Verdict::no(
             VALUE_NOT_SET,
             format!(
                 "no secret '{}' in workspace '{}': set its value with `mlflow-secrets create {} --workspace {} --value-stdin`, or add spec.valueFrom",
                 who.store_name, who.ns, who.store_name, who.ns
             ),
         )),
-        (None, Some(row)) => mirror(obj, ctx, &who, &old, row).await?,
+        Route::RevokeNotAllowed(row) => settled(
+            Some(row),
+            Verdict::no(
+                REVOKE_NOT_ALLOWED,
+                format!(
+                    "spec.revoked is true, but this object did not create secret '{0}'; revoke it with `mlflow-secrets revoke {0} --workspace {1}`",
+                    who.store_name, who.ns
+                ),
+            ),
+        ),
+        Route::Mirror(row) => settled(Some(row), mirrored()),
     };
     finish(obj, api, ctx, &who, &old, out).await
+}
+
+/// Which rule of docs/operator.md governs this pass, decided from the spec
+/// and the row of this name alone: the conflict and revocation rules come
+/// before any source Secret is looked at. Pure, so those rules are
+/// unit-tested; `owns` is [`Who::owns`].
+#[derive(Debug, Clone, PartialEq)]
+enum Route<'a> {
+    /// `valueFrom` on a row this object did not create: report it, never
+    /// touch it.
+    Conflict(Secret),
+    /// The row is revoked, or `spec.revoked` asks for it on a row this
+    /// object may revoke: revoke it once and sweep the copies.
+    Revoke(Secret),
+    /// `spec.revoked` with `valueFrom` and no row yet: nothing is imported.
+    NothingImported,
+    /// `valueFrom` on this object's row, or no row yet: [`import::decide`].
+    Import(&'a SecretKeyRef, Option<Secret>),
+    /// No `valueFrom` and no row: the value is to be set with the CLI.
+    ValueNotSet,
+    /// `spec.revoked` on a mirrored active row this object did not create.
+    RevokeNotAllowed(Secret),
+    /// No `valueFrom`: report the active row as it is.
+    Mirror(Secret),
+}
+
+fn route<'a>(
+    value_from: Option<&'a SecretKeyRef>,
+    spec_revoked: bool,
+    row: Option<Secret>,
+    owns: impl Fn(&Secret) -> bool,
+) -> Route<'a> {
+    let is_revoked = |r: &Secret| r.state == SecretState::Revoked;
+    match (value_from, row) {
+        (Some(_), Some(row)) if !owns(&row) => Route::Conflict(row),
+        (Some(_), Some(row)) if is_revoked(&row) || spec_revoked => Route::Revoke(row),
+        (Some(_), None) if spec_revoked => Route::NothingImported,
+        (Some(r), row) => Route::Import(r, row),
+        (None, None) => Route::ValueNotSet,
+        // Revoked with the CLI or REST: the periodic sweep gets there too,
+        // but this object has just seen it.
+        (None, Some(row)) if is_revoked(&row) => Route::Revoke(row),
+        // The only write ever made to a mirrored row is a revoke the spec
+        // asks for on a row this object created (it may have imported it
+        // before `valueFrom` was removed).
+        (None, Some(row)) if spec_revoked && !owns(&row) => Route::RevokeNotAllowed(row),
+        (None, Some(row)) if spec_revoked => Route::Revoke(row),
+        (None, Some(row)) => Route::Mirror(row),
+    }
 }
 
 /// A row of this name exists that this object did not create: report it,
@@ -180,8 +266,9 @@ async fn conflict(obj: &MlflowSecret, ctx: &Context, who: &Who, row: &Secret) ->
     }
 }
 
-/// `valueFrom` on a row that is this object's, or no row yet: revoke when
-/// asked, else import, re-import or report, as [`import::decide`] says.
+/// `valueFrom` on a row that is this object's, or no row yet, neither
+/// revoked ([`route`]): import, re-import or report, as [`import::decide`]
+/// says.
 async fn sync_import(
     obj: &MlflowSecret,
     ctx: &Context,
@@ -197,22 +284,6 @@ async fn sync_import(
         conflict: false,
         requeue: RESYNC_READY,
     };
-    match &row {
-        Some(row) if row.state == SecretState::Revoked || obj.spec.revoked => {
-            out.row = Some(revoked(obj, ctx, who, old, row).await?);
-            out.ready = revoked_verdict();
-            return Ok(out);
-        }
-        None if obj.spec.revoked => {
-            out.source = None;
-            out.ready = Verdict::no(
-                REVOKED,
-                "spec.revoked is true and no store secret exists: nothing is imported",
-            );
-            return Ok(out);
-        }
-        _ => {}
-    }
     let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &who.ns);
     let meta = api.get_metadata_opt(&r.name).await?.map(|m| SourceMeta {
         importable: import::is_importable(m.metadata.annotations.as_ref()),
@@ -370,48 +441,9 @@ fn revoked_verdict() -> Verdict {
     )
 }
 
-/// No `valueFrom`: the row is managed with the CLI or REST. Mirror it; the
-/// only write ever made is a revoke the spec asks for on a row this object
-/// created (it may have imported it before `valueFrom` was removed).
-async fn mirror(
-    obj: &MlflowSecret,
-    ctx: &Context,
-    who: &Who,
-    old: &MlflowSecretStatus,
-    row: Secret,
-) -> Result<Outcome> {
-    let mut out = Outcome {
-        row: None,
-        source: None,
-        ready: Verdict::yes(ACTIVE, "the store secret exists and is active"),
-        conflict: false,
-        requeue: RESYNC_READY,
-    };
-    let row = if obj.spec.revoked && row.state == SecretState::Active {
-        if !who.owns(&row) {
-            out.row = Some(row);
-            out.ready = Verdict::no(
-                REVOKE_NOT_ALLOWED,
-                format!(
-                    "spec.revoked is true, but this object did not create secret '{0}'; revoke it with `mlflow-secrets revoke {0} --workspace {1}`",
-                    who.store_name, who.ns
-                ),
-            );
-            return Ok(out);
-        }
-        revoked(obj, ctx, who, old, &row).await?
-    } else if row.state == SecretState::Revoked {
-        // Revoked with the CLI or REST: the periodic sweep gets there too,
-        // but this object has just seen it.
-        revoked(obj, ctx, who, old, &row).await?
-    } else {
-        row
-    };
-    if row.state == SecretState::Revoked {
-        out.ready = revoked_verdict();
-    }
-    out.row = Some(row);
-    Ok(out)
+/// No `valueFrom`: the row is managed with the CLI or REST, and mirrored.
+fn mirrored() -> Verdict {
+    Verdict::yes(ACTIVE, "the store secret exists and is active")
 }
 
 async fn revoke(obj: &MlflowSecret, ctx: &Context, who: &Who, row: &Secret) -> Result<Secret> {
@@ -659,4 +691,97 @@ async fn cleanup(obj: &MlflowSecret, ctx: &Context) -> Result<Action> {
     )
     .await;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: SecretState) -> Secret {
+        Secret {
+            secret_id: "s1".into(),
+            workspace: "ns".into(),
+            secret_name: "azure".into(),
+            masked_value: "sk-...".into(),
+            is_shared: false,
+            state,
+            created_by: None,
+            created_at: 0,
+            last_updated_by: None,
+            last_updated_at: 0,
+            revoked_by: None,
+            revoked_at: None,
+            provider: None,
+        }
+    }
+
+    fn key() -> SecretKeyRef {
+        SecretKeyRef {
+            name: "src".into(),
+            key: "api_key".into(),
+        }
+    }
+
+    const OWN: fn(&Secret) -> bool = |_| true;
+    const FOREIGN: fn(&Secret) -> bool = |_| false;
+    use SecretState::{Active, Revoked};
+
+    #[test]
+    fn a_foreign_row_is_a_conflict_whatever_the_spec_and_state() {
+        let k = key();
+        for revoked in [false, true] {
+            for state in [Active, Revoked] {
+                assert_eq!(
+                    route(Some(&k), revoked, Some(row(state)), FOREIGN),
+                    Route::Conflict(row(state)),
+                    "spec.revoked={revoked} {state:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn import_routes_revocation_before_any_source_is_read() {
+        let k = key();
+        assert_eq!(route(Some(&k), false, None, OWN), Route::Import(&k, None));
+        assert_eq!(
+            route(Some(&k), false, Some(row(Active)), OWN),
+            Route::Import(&k, Some(row(Active)))
+        );
+        assert_eq!(route(Some(&k), true, None, OWN), Route::NothingImported);
+        assert_eq!(
+            route(Some(&k), true, Some(row(Active)), OWN),
+            Route::Revoke(row(Active))
+        );
+        // Revoked with the CLI: revoked it stays, never re-imported.
+        assert_eq!(
+            route(Some(&k), false, Some(row(Revoked)), OWN),
+            Route::Revoke(row(Revoked))
+        );
+    }
+
+    #[test]
+    fn a_mirror_is_only_ever_revoked_when_it_is_this_objects() {
+        assert_eq!(route(None, false, None, OWN), Route::ValueNotSet);
+        assert_eq!(route(None, true, None, FOREIGN), Route::ValueNotSet);
+        assert_eq!(
+            route(None, false, Some(row(Active)), FOREIGN),
+            Route::Mirror(row(Active))
+        );
+        assert_eq!(
+            route(None, true, Some(row(Active)), FOREIGN),
+            Route::RevokeNotAllowed(row(Active))
+        );
+        assert_eq!(
+            route(None, true, Some(row(Active)), OWN),
+            Route::Revoke(row(Active))
+        );
+        // Revoked elsewhere: reported (and swept) whoever made it.
+        for owns in [OWN, FOREIGN] {
+            assert_eq!(
+                route(None, false, Some(row(Revoked)), owns),
+                Route::Revoke(row(Revoked))
+            );
+        }
+    }
 }
