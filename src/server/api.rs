@@ -17,7 +17,6 @@
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::auth::Principal;
@@ -28,42 +27,14 @@ use super::requests::{
     ListQuery, ResolveRequest, SecretIdRequest, UnbindRequest, UpdateRequest,
 };
 use super::state::AppState;
-use crate::model::{
-    AuditEntry, BindingFilter, NewBinding, NewSecret, Secret, SecretBinding, SecretFilter,
-};
+use crate::model::{BindingFilter, NewBinding, NewSecret, SecretFilter};
 use crate::store::audit::{AuditAction, AuditRecord};
-use crate::store::{AuditFilter, InjectedRef, SecretsStore, StoreError, validate};
+use crate::store::{AuditFilter, SecretsStore, StoreError, validate};
+use crate::wire::{
+    AuditPage, BindingResponse, BindingsPage, ResolveResponse, SecretResponse, SecretsPage,
+};
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
-
-#[derive(Serialize)]
-pub struct SecretResponse {
-    pub secret: Secret,
-}
-
-#[derive(Serialize)]
-pub struct BindingResponse {
-    pub binding: SecretBinding,
-}
-
-#[derive(Serialize)]
-pub struct SecretsPage {
-    pub secrets: Vec<Secret>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_page_token: Option<String>,
-}
-
-#[derive(Serialize)]
-pub struct BindingsPage {
-    pub bindings: Vec<SecretBinding>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_page_token: Option<String>,
-}
-
-#[derive(Serialize)]
-pub struct AuditPage {
-    pub entries: Vec<AuditEntry>,
-}
 
 /// Record a failed request against `rec`, then hand the error back.
 async fn fail(state: &AppState, rec: AuditRecord, e: StoreError) -> ApiError {
@@ -459,28 +430,6 @@ pub async fn list_audit(
             Ok(Json(AuditPage { entries }))
         }
         Err(e) => Err(fail(&st, rec, e).await),
-    }
-}
-
-/// `resolve`'s answer: `{"values": {name: string}, "injected": [...]}`.
-pub struct ResolveResponse {
-    values: std::collections::BTreeMap<String, secrecy::SecretString>,
-    injected: Vec<InjectedRef>,
-}
-
-impl Serialize for ResolveResponse {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use secrecy::ExposeSecret;
-        use serde::ser::SerializeStruct;
-        let values: std::collections::BTreeMap<&str, &str> = self
-            .values
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.expose_secret()))
-            .collect();
-        let mut st = s.serialize_struct("ResolveResponse", 2)?;
-        st.serialize_field("values", &values)?;
-        st.serialize_field("injected", &self.injected)?;
-        st.end()
     }
 }
 

@@ -13,9 +13,7 @@ use serde_json::{Map, Value, json};
 use super::extract::MAX_BODY_BYTES;
 use crate::store::validate::MAX_PAGE_SIZE;
 use crate::value::MAX_VALUE_BYTES;
-
-/// Prefix of every API path.
-pub const API_PREFIX: &str = "/api/2.0/mlflow/secrets";
+use crate::wire::API_PREFIX;
 
 const WORKSPACE: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 const SECRET_NAME: &str = "^[A-Za-z0-9][A-Za-z0-9._/:@-]*$";
