@@ -42,6 +42,34 @@ async fn fail(state: &AppState, rec: AuditRecord, e: StoreError) -> ApiError {
     e.into()
 }
 
+/// What a read handler makes of its audit record once the read succeeded:
+/// the record to write, and a refusal (audited as such) of what was read,
+/// if it is refused.
+type Audited = (AuditRecord, Option<StoreError>);
+
+/// The one shape of an audited read (docs/design.md §10): a failed read is
+/// recorded as failed; a successful one passes through `record`, which
+/// describes what was read or refuses it (a row outside the token's
+/// scope), and the answer goes out only once its audit row is written.
+async fn audited<T>(
+    st: &AppState,
+    rec: AuditRecord,
+    read: Result<T, StoreError>,
+    record: impl FnOnce(AuditRecord, &T) -> Audited,
+) -> Result<T, ApiError> {
+    let value = match read {
+        Ok(v) => v,
+        Err(e) => return Err(fail(st, rec, e).await),
+    };
+    match record(rec, &value) {
+        (rec, None) => {
+            st.audit_required(rec).await?;
+            Ok(value)
+        }
+        (rec, Some(e)) => Err(fail(st, rec, e).await),
+    }
+}
+
 /// The refusal of a workspace outside the token's scope. `what` names the
 /// object as the request named it, so an id never reveals its workspace.
 fn out_of_scope(p: &Principal, what: &str) -> StoreError {
@@ -247,20 +275,19 @@ pub async fn get(
             "secret_id or secret_name is required".into(),
         )),
     };
-    match r {
-        Ok(secret) => {
-            let rec = rec
-                .secret(&secret.secret_id, &secret.secret_name)
-                .workspace(&secret.workspace);
-            if !p.may_workspace(&secret.workspace) {
-                let what = format!("secret '{}'", secret.secret_id);
-                return Err(fail(&st, rec, out_of_scope(&p, &what)).await);
-            }
-            st.audit_required(rec).await?;
-            Ok(Json(SecretResponse { secret }))
+    let secret = audited(&st, rec, r, |rec, secret| {
+        let rec = rec
+            .secret(&secret.secret_id, &secret.secret_name)
+            .workspace(&secret.workspace);
+        if p.may_workspace(&secret.workspace) {
+            (rec, None)
+        } else {
+            let what = format!("secret '{}'", secret.secret_id);
+            (rec, Some(out_of_scope(&p, &what)))
         }
-        Err(e) => Err(fail(&st, rec, e).await),
-    }
+    })
+    .await?;
+    Ok(Json(SecretResponse { secret }))
 }
 
 pub async fn get_binding(
@@ -270,21 +297,21 @@ pub async fn get_binding(
 ) -> ApiResult<BindingResponse> {
     let rec = AuditRecord::new(AuditAction::GetBinding, &p.name)
         .detail(format!("binding_id={}", printable(&q.binding_id)));
-    match st.store.get_binding(&q.binding_id).await {
-        Ok(binding) => {
-            let rec = rec
-                .secret_id(&binding.secret_id)
-                .workspace(&binding.workspace)
-                .resource(&binding.resource_type, &binding.resource_id);
-            if !p.may_workspace(&binding.workspace) {
-                let what = format!("binding '{}'", printable(&q.binding_id));
-                return Err(fail(&st, rec, out_of_scope(&p, &what)).await);
-            }
-            st.audit_required(rec).await?;
-            Ok(Json(BindingResponse { binding }))
+    let read = st.store.get_binding(&q.binding_id).await;
+    let binding = audited(&st, rec, read, |rec, binding| {
+        let rec = rec
+            .secret_id(&binding.secret_id)
+            .workspace(&binding.workspace)
+            .resource(&binding.resource_type, &binding.resource_id);
+        if p.may_workspace(&binding.workspace) {
+            (rec, None)
+        } else {
+            let what = format!("binding '{}'", printable(&q.binding_id));
+            (rec, Some(out_of_scope(&p, &what)))
         }
-        Err(e) => Err(fail(&st, rec, e).await),
-    }
+    })
+    .await?;
+    Ok(Json(BindingResponse { binding }))
 }
 
 pub async fn list(
@@ -307,17 +334,15 @@ pub async fn list(
         page_token: q.page_token,
         max_results: q.max_results,
     };
-    match st.store.list_secrets(&filter).await {
-        Ok(page) => {
-            let rec = rec.detail(format!("returned={}", page.items.len()));
-            st.audit_required(rec).await?;
-            Ok(Json(SecretsPage {
-                secrets: page.items,
-                next_page_token: page.next_page_token,
-            }))
-        }
-        Err(e) => Err(fail(&st, rec, e).await),
-    }
+    let read = st.store.list_secrets(&filter).await;
+    let page = audited(&st, rec, read, |rec, page| {
+        (rec.detail(format!("returned={}", page.items.len())), None)
+    })
+    .await?;
+    Ok(Json(SecretsPage {
+        secrets: page.items,
+        next_page_token: page.next_page_token,
+    }))
 }
 
 pub async fn list_bindings(
@@ -371,17 +396,15 @@ pub async fn list_bindings(
         page_token: q.page_token,
         max_results: q.max_results,
     };
-    match st.store.list_bindings(&filter).await {
-        Ok(page) => {
-            let rec = rec.detail(format!("returned={}", page.items.len()));
-            st.audit_required(rec).await?;
-            Ok(Json(BindingsPage {
-                bindings: page.items,
-                next_page_token: page.next_page_token,
-            }))
-        }
-        Err(e) => Err(fail(&st, rec, e).await),
-    }
+    let read = st.store.list_bindings(&filter).await;
+    let page = audited(&st, rec, read, |rec, page| {
+        (rec.detail(format!("returned={}", page.items.len())), None)
+    })
+    .await?;
+    Ok(Json(BindingsPage {
+        bindings: page.items,
+        next_page_token: page.next_page_token,
+    }))
 }
 
 pub async fn list_audit(
@@ -421,16 +444,14 @@ pub async fn list_audit(
         after_seq: q.after_seq,
         max_results: q.max_results,
     };
-    match st.store.list_audit(&filter).await {
-        Ok(entries) => {
-            // Recorded after the read, so a caller paging with after_seq
-            // is not handed its own listing rows forever.
-            st.audit_required(rec.detail(format!("returned={}", entries.len())))
-                .await?;
-            Ok(Json(AuditPage { entries }))
-        }
-        Err(e) => Err(fail(&st, rec, e).await),
-    }
+    // Recorded after the read, so a caller paging with after_seq is not
+    // handed its own listing rows forever.
+    let read = st.store.list_audit(&filter).await;
+    let entries = audited(&st, rec, read, |rec, entries| {
+        (rec.detail(format!("returned={}", entries.len())), None)
+    })
+    .await?;
+    Ok(Json(AuditPage { entries }))
 }
 
 /// `POST resolve`: the values the webhook would inject for one resource.
