@@ -12,6 +12,10 @@
 //! docs/architecture.md maps each concern to its module and traces the
 //! main request paths; docs/design.md is the contract.
 
+// The one `unsafe` is the `mallopt` call in `cli/alloc.rs`, allowed
+// there with its SAFETY note; anything else must argue its case the same way.
+#![deny(unsafe_code)]
+
 pub mod cli;
 pub mod crypto;
 pub mod k8s;
