@@ -6,10 +6,15 @@
 //! SQL implementation and the REST client, the audit log), then the front
 //! ends: [`server`] (the REST API of `serve`), [`k8s`] (CRDs, controllers,
 //! the injecting webhook and the `operator` process) and [`cli`] (the
-//! `mlflow-secrets` command, which starts the other two).
+//! `mlflow-secrets` command, which starts the other two). [`wire`] is the
+//! REST contract both the server and the REST client store use.
 //!
 //! docs/architecture.md maps each concern to its module and traces the
 //! main request paths; docs/design.md is the contract.
+
+// The one `unsafe` is the `mallopt` call in `cli/alloc.rs`, allowed
+// there with its SAFETY note; anything else must argue its case the same way.
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod crypto;
@@ -19,3 +24,4 @@ pub mod model;
 pub mod server;
 pub mod store;
 pub mod value;
+pub mod wire;

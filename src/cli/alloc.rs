@@ -13,13 +13,20 @@
 //! 6,083 req/s on 2 cores, `scripts/bench_rest.sh`), and its memory is far
 //! inside its budget anyway.
 
-/// Arenas for the operator: tokio's two workers each find one free.
+/// Arenas for the operator, whatever its worker count. The operator runs
+/// tokio's default of one worker per CPU (or `--worker-threads`); with the
+/// cap, workers beyond the second share an arena and may briefly wait on
+/// its lock when they allocate at the same moment. At the operator's
+/// request rates that wait is rare, while an arena per worker (glibc
+/// would allow 8 per core) would hold memory that does no work. Set
+/// `MALLOC_ARENA_MAX` to choose another trade-off.
 pub const MALLOC_ARENAS: i32 = 2;
 
 /// Cap glibc's arenas at [`MALLOC_ARENAS`], unless the user chose a value
 /// with `MALLOC_ARENA_MAX` (glibc has already applied theirs). Call before
 /// the runtime's threads start: arenas that exist are not merged.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // the crate's one `unsafe`: a libc call (SAFETY below)
 pub fn limit_malloc_arenas() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;

@@ -97,6 +97,14 @@ pub struct GlobalArgs {
         value_name = "FILE"
     )]
     pub ca_cert: Option<PathBuf>,
+    /// Tokio worker threads [default: one per CPU for serve and operator, 2 for other commands]
+    #[arg(
+        long,
+        global = true,
+        env = "MLFLOW_SECRETS_WORKER_THREADS",
+        value_name = "N"
+    )]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

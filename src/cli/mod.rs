@@ -39,6 +39,10 @@ use crate::store::sql::Dialect;
 use crate::store::{HttpStore, SecretsStore, SqlStore};
 use output::OutputFormat;
 
+/// Tokio workers of a short command (everything but `serve` and
+/// `operator`) unless `--worker-threads` says otherwise.
+const SHORT_COMMAND_WORKERS: usize = 2;
+
 /// Run a parsed command line. `Ok` carries the exit code: a command can
 /// succeed in running and still report a failure (`verify` found a bad
 /// row), which is exit 1 without an `error:` line of its own.
@@ -61,10 +65,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     if matches!(command, Command::Operator(_)) {
         alloc::limit_malloc_arenas();
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let long_running = matches!(command, Command::Serve(_) | Command::Operator(_));
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    match (global.worker_threads, long_running) {
+        (Some(n), _) => {
+            rt.worker_threads(n.get());
+        }
+        // The servers take tokio's default, one worker per CPU, so they
+        // use the machine they are given.
+        (None, true) => {}
+        // A one-shot command waits on one request at a time: two workers
+        // are plenty and start faster than one per CPU on a large host.
+        (None, false) => {
+            rt.worker_threads(SHORT_COMMAND_WORKERS);
+        }
+    }
+    let rt = rt.enable_all().build()?;
     let creates_db = matches!(
         command,
         Command::Create(_) | Command::Migrate | Command::Serve(_) | Command::Operator(_)

@@ -20,26 +20,14 @@ use serde::{Deserialize, Serialize};
 
 use super::DEFAULT_RESOURCE_TYPE;
 
-/// The store's secret-name rule (`validate::secret_name`) as a regular
-/// expression the apiserver understands (RE2).
-pub const SECRET_NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$";
-/// The store's binding-name rule (`validate::binding_name`): an environment
-/// variable name, since the webhook injects bindings as env vars.
-pub const BINDING_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
-/// The store's resource-type rule (`validate::resource_type`).
-pub const RESOURCE_TYPE_PATTERN: &str = r"^[A-Z][A-Z0-9_]*$";
-/// The store's resource-id rule (`validate::resource_id`): no whitespace.
-pub const RESOURCE_ID_PATTERN: &str = r"^\S+$";
+/// The identifier rules, written once next to their validators
+/// (`store::validate`), as regular expressions the apiserver understands.
+pub use crate::store::validate::{
+    BINDING_NAME_PATTERN, PROVIDER_PATTERN, RESOURCE_ID_PATTERN, RESOURCE_TYPE_PATTERN,
+    SECRET_NAME_PATTERN, SERVICE_ACCOUNT_PATTERN, VALUE_FIELD_PATTERN,
+};
 /// Keys of a Kubernetes Secret's `data` (the apiserver's own rule).
 pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
-/// The store's provider rule (`validate::provider`).
-pub const PROVIDER_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._\-]*$";
-/// The store's `value_field` rule (`validate::value_field`): no control
-/// characters (length is in the schema).
-pub const VALUE_FIELD_PATTERN: &str = r"^[^\p{Cc}]+$";
-/// A ServiceAccount name: a DNS-1123 subdomain (`validate::service_accounts`).
-pub const SERVICE_ACCOUNT_PATTERN: &str =
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// A secret in the store, named in the object's namespace (the workspace).
 ///

@@ -17,7 +17,6 @@
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::auth::Principal;
@@ -28,47 +27,47 @@ use super::requests::{
     ListQuery, ResolveRequest, SecretIdRequest, UnbindRequest, UpdateRequest,
 };
 use super::state::AppState;
-use crate::model::{
-    AuditEntry, BindingFilter, NewBinding, NewSecret, Secret, SecretBinding, SecretFilter,
-};
+use crate::model::{BindingFilter, NewBinding, NewSecret, SecretFilter};
 use crate::store::audit::{AuditAction, AuditRecord};
-use crate::store::{AuditFilter, InjectedRef, SecretsStore, StoreError, validate};
+use crate::store::{AuditFilter, SecretsStore, StoreError, validate};
+use crate::wire::{
+    AuditPage, BindingResponse, BindingsPage, ResolveResponse, SecretResponse, SecretsPage,
+};
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
-
-#[derive(Serialize)]
-pub struct SecretResponse {
-    pub secret: Secret,
-}
-
-#[derive(Serialize)]
-pub struct BindingResponse {
-    pub binding: SecretBinding,
-}
-
-#[derive(Serialize)]
-pub struct SecretsPage {
-    pub secrets: Vec<Secret>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_page_token: Option<String>,
-}
-
-#[derive(Serialize)]
-pub struct BindingsPage {
-    pub bindings: Vec<SecretBinding>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_page_token: Option<String>,
-}
-
-#[derive(Serialize)]
-pub struct AuditPage {
-    pub entries: Vec<AuditEntry>,
-}
 
 /// Record a failed request against `rec`, then hand the error back.
 async fn fail(state: &AppState, rec: AuditRecord, e: StoreError) -> ApiError {
     state.audit_best_effort(rec.failed(&e)).await;
     e.into()
+}
+
+/// What a read handler makes of its audit record once the read succeeded:
+/// the record to write, and a refusal (audited as such) of what was read,
+/// if it is refused.
+type Audited = (AuditRecord, Option<StoreError>);
+
+/// The one shape of an audited read (docs/design.md §10): a failed read is
+/// recorded as failed; a successful one passes through `record`, which
+/// describes what was read or refuses it (a row outside the token's
+/// scope), and the answer goes out only once its audit row is written.
+async fn audited<T>(
+    st: &AppState,
+    rec: AuditRecord,
+    read: Result<T, StoreError>,
+    record: impl FnOnce(AuditRecord, &T) -> Audited,
+) -> Result<T, ApiError> {
+    let value = match read {
+        Ok(v) => v,
+        Err(e) => return Err(fail(st, rec, e).await),
+    };
+    match record(rec, &value) {
+        (rec, None) => {
+            st.audit_required(rec).await?;
+            Ok(value)
+        }
+        (rec, Some(e)) => Err(fail(st, rec, e).await),
+    }
 }
 
 /// The refusal of a workspace outside the token's scope. `what` names the
@@ -276,20 +275,19 @@ pub async fn get(
             "secret_id or secret_name is required".into(),
         )),
     };
-    match r {
-        Ok(secret) => {
-            let rec = rec
-                .secret(&secret.secret_id, &secret.secret_name)
-                .workspace(&secret.workspace);
-            if !p.may_workspace(&secret.workspace) {
-                let what = format!("secret '{}'", secret.secret_id);
-                return Err(fail(&st, rec, out_of_scope(&p, &what)).await);
-            }
-            st.audit_required(rec).await?;
-            Ok(Json(SecretResponse { secret }))
+    let secret = audited(&st, rec, r, |rec, secret| {
+        let rec = rec
+            .secret(&secret.secret_id, &secret.secret_name)
+            .workspace(&secret.workspace);
+        if p.may_workspace(&secret.workspace) {
+            (rec, None)
+        } else {
+            let what = format!("secret '{}'", secret.secret_id);
+            (rec, Some(out_of_scope(&p, &what)))
         }
-        Err(e) => Err(fail(&st, rec, e).await),
-    }
+    })
+    .await?;
+    Ok(Json(SecretResponse { secret }))
 }
 
 pub async fn get_binding(
@@ -299,21 +297,21 @@ pub async fn get_binding(
 ) -> ApiResult<BindingResponse> {
     let rec = AuditRecord::new(AuditAction::GetBinding, &p.name)
         .detail(format!("binding_id={}", printable(&q.binding_id)));
-    match st.store.get_binding(&q.binding_id).await {
-        Ok(binding) => {
-            let rec = rec
-                .secret_id(&binding.secret_id)
-                .workspace(&binding.workspace)
-                .resource(&binding.resource_type, &binding.resource_id);
-            if !p.may_workspace(&binding.workspace) {
-                let what = format!("binding '{}'", printable(&q.binding_id));
-                return Err(fail(&st, rec, out_of_scope(&p, &what)).await);
-            }
-            st.audit_required(rec).await?;
-            Ok(Json(BindingResponse { binding }))
+    let read = st.store.get_binding(&q.binding_id).await;
+    let binding = audited(&st, rec, read, |rec, binding| {
+        let rec = rec
+            .secret_id(&binding.secret_id)
+            .workspace(&binding.workspace)
+            .resource(&binding.resource_type, &binding.resource_id);
+        if p.may_workspace(&binding.workspace) {
+            (rec, None)
+        } else {
+            let what = format!("binding '{}'", printable(&q.binding_id));
+            (rec, Some(out_of_scope(&p, &what)))
         }
-        Err(e) => Err(fail(&st, rec, e).await),
-    }
+    })
+    .await?;
+    Ok(Json(BindingResponse { binding }))
 }
 
 pub async fn list(
@@ -336,17 +334,15 @@ pub async fn list(
         page_token: q.page_token,
         max_results: q.max_results,
     };
-    match st.store.list_secrets(&filter).await {
-        Ok(page) => {
-            let rec = rec.detail(format!("returned={}", page.items.len()));
-            st.audit_required(rec).await?;
-            Ok(Json(SecretsPage {
-                secrets: page.items,
-                next_page_token: page.next_page_token,
-            }))
-        }
-        Err(e) => Err(fail(&st, rec, e).await),
-    }
+    let read = st.store.list_secrets(&filter).await;
+    let page = audited(&st, rec, read, |rec, page| {
+        (rec.detail(format!("returned={}", page.items.len())), None)
+    })
+    .await?;
+    Ok(Json(SecretsPage {
+        secrets: page.items,
+        next_page_token: page.next_page_token,
+    }))
 }
 
 pub async fn list_bindings(
@@ -400,17 +396,15 @@ pub async fn list_bindings(
         page_token: q.page_token,
         max_results: q.max_results,
     };
-    match st.store.list_bindings(&filter).await {
-        Ok(page) => {
-            let rec = rec.detail(format!("returned={}", page.items.len()));
-            st.audit_required(rec).await?;
-            Ok(Json(BindingsPage {
-                bindings: page.items,
-                next_page_token: page.next_page_token,
-            }))
-        }
-        Err(e) => Err(fail(&st, rec, e).await),
-    }
+    let read = st.store.list_bindings(&filter).await;
+    let page = audited(&st, rec, read, |rec, page| {
+        (rec.detail(format!("returned={}", page.items.len())), None)
+    })
+    .await?;
+    Ok(Json(BindingsPage {
+        bindings: page.items,
+        next_page_token: page.next_page_token,
+    }))
 }
 
 pub async fn list_audit(
@@ -450,38 +444,14 @@ pub async fn list_audit(
         after_seq: q.after_seq,
         max_results: q.max_results,
     };
-    match st.store.list_audit(&filter).await {
-        Ok(entries) => {
-            // Recorded after the read, so a caller paging with after_seq
-            // is not handed its own listing rows forever.
-            st.audit_required(rec.detail(format!("returned={}", entries.len())))
-                .await?;
-            Ok(Json(AuditPage { entries }))
-        }
-        Err(e) => Err(fail(&st, rec, e).await),
-    }
-}
-
-/// `resolve`'s answer: `{"values": {name: string}, "injected": [...]}`.
-pub struct ResolveResponse {
-    values: std::collections::BTreeMap<String, secrecy::SecretString>,
-    injected: Vec<InjectedRef>,
-}
-
-impl Serialize for ResolveResponse {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use secrecy::ExposeSecret;
-        use serde::ser::SerializeStruct;
-        let values: std::collections::BTreeMap<&str, &str> = self
-            .values
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.expose_secret()))
-            .collect();
-        let mut st = s.serialize_struct("ResolveResponse", 2)?;
-        st.serialize_field("values", &values)?;
-        st.serialize_field("injected", &self.injected)?;
-        st.end()
-    }
+    // Recorded after the read, so a caller paging with after_seq is not
+    // handed its own listing rows forever.
+    let read = st.store.list_audit(&filter).await;
+    let entries = audited(&st, rec, read, |rec, entries| {
+        (rec.detail(format!("returned={}", entries.len())), None)
+    })
+    .await?;
+    Ok(Json(AuditPage { entries }))
 }
 
 /// `POST resolve`: the values the webhook would inject for one resource.

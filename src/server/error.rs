@@ -10,12 +10,11 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-
 use crate::store::StoreError;
 use crate::value::ValueError;
+use crate::wire::{ErrorBody, ErrorKind};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 /// An error answer of the API.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,12 +27,6 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error_code: &'a str,
-    message: &'a str,
-}
-
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -44,30 +37,32 @@ impl ApiError {
         }
     }
 
+    /// An answer of `kind`, with its code and status from
+    /// [`crate::wire::ERRORS`].
+    pub fn of(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self::new(kind.status(), kind.code(), message)
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", message)
+        Self::of(ErrorKind::InvalidParameter, message)
     }
 
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
+        Self::of(ErrorKind::Unauthenticated, message)
     }
 
     pub fn permission_denied(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", message)
+        Self::of(ErrorKind::PermissionDenied, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", message)
+        Self::of(ErrorKind::NotFound, message)
     }
 
     pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Self {
         Self {
             retry_after: Some(retry_after),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "REQUEST_LIMIT_EXCEEDED",
-                message,
-            )
+            ..Self::of(ErrorKind::RateLimited, message)
         }
     }
 
@@ -76,7 +71,7 @@ impl ApiError {
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "INVALID_PARAMETER_VALUE",
+            ErrorKind::InvalidParameter.code(),
             format!("request body is larger than {limit} bytes"),
         )
     }
@@ -84,18 +79,16 @@ impl ApiError {
     /// An internal failure. `detail` is logged with a fresh incident id;
     /// the client sees only the id.
     pub fn internal(detail: &dyn std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
+        Self::of(
+            ErrorKind::Internal,
             crate::store::incident::record("internal error", detail),
         )
     }
 
     /// The store cannot be reached: a temporary condition, retry later.
     pub fn unavailable(detail: &dyn std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "TEMPORARILY_UNAVAILABLE",
+        Self::of(
+            ErrorKind::Unavailable,
             crate::store::incident::record("the secrets store is temporarily unavailable", detail),
         )
     }
@@ -103,25 +96,18 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        let status = match &e {
-            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::AlreadyExists(_) | StoreError::InvalidParameter(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            StoreError::Conflict(_) => StatusCode::CONFLICT,
-            StoreError::PermissionDenied(_) => StatusCode::FORBIDDEN,
-            StoreError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            StoreError::RateLimited {
-                message,
-                retry_after,
-            } => return Self::rate_limited(message.clone(), *retry_after),
-            StoreError::Unavailable(_) => return Self::unavailable(&e),
-            StoreError::Crypto { .. }
-            | StoreError::Keystore(_)
-            | StoreError::Database(_)
-            | StoreError::Schema(_) => return Self::internal(&e),
-        };
-        Self::new(status, e.error_code(), e.to_string())
+        if let StoreError::RateLimited {
+            message,
+            retry_after,
+        } = &e
+        {
+            return Self::rate_limited(message.clone(), *retry_after);
+        }
+        match e.kind() {
+            ErrorKind::Internal => Self::internal(&e),
+            ErrorKind::Unavailable => Self::unavailable(&e),
+            kind => Self::of(kind, e.to_string()),
+        }
     }
 }
 
@@ -135,8 +121,8 @@ impl From<ValueError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&ErrorBody {
-            error_code: self.code,
-            message: &self.message,
+            error_code: self.code.into(),
+            message: self.message.as_str().into(),
         })
         .unwrap_or_else(|_| b"{}".to_vec());
         let mut resp = (self.status, body).into_response();

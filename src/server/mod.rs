@@ -52,7 +52,7 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// How often aggregated `AUTH_DENIED` rows are written and idle peer
 /// rate-limit buckets dropped.
 const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
-use openapi::API_PREFIX;
+use crate::wire::API_PREFIX;
 
 /// Put `route` behind authentication, the rate limit and `role`.
 fn guarded(state: &AppState, role: Role, route: MethodRouter<AppState>) -> MethodRouter<AppState> {

@@ -11,21 +11,15 @@
 use serde_json::{Map, Value, json};
 
 use super::extract::MAX_BODY_BYTES;
-use crate::store::validate::MAX_PAGE_SIZE;
+use crate::store::validate::{
+    BINDING_NAME_PATTERN, MAX_PAGE_SIZE, PROVIDER_PATTERN, RESOURCE_ID_PATTERN,
+    RESOURCE_TYPE_PATTERN, SECRET_NAME_PATTERN, SERVICE_ACCOUNT_PATTERN, VALUE_FIELD_PATTERN,
+    WORKSPACE_PATTERN,
+};
 use crate::value::MAX_VALUE_BYTES;
+use crate::wire::API_PREFIX;
 
-/// Prefix of every API path.
-pub const API_PREFIX: &str = "/api/2.0/mlflow/secrets";
-
-const WORKSPACE: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
-const SECRET_NAME: &str = "^[A-Za-z0-9][A-Za-z0-9._/:@-]*$";
 const UUID: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
-const RESOURCE_TYPE: &str = "^[A-Z][A-Z0-9_]*$";
-const RESOURCE_ID: &str = "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$";
-const BINDING_NAME: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
-const PROVIDER: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
-const VALUE_FIELD: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$";
-const SERVICE_ACCOUNT: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 fn s(pattern: &str, max: u32) -> Value {
     json!({"type": "string", "pattern": pattern, "minLength": 1, "maxLength": max})
@@ -254,8 +248,8 @@ fn query_op(id: &str, summary: &str, ok: &str, params: &[(&str, Value, bool)]) -
 }
 
 fn paths() -> Value {
-    let ws = s(WORKSPACE, 63);
-    let name = s(SECRET_NAME, 255);
+    let ws = s(WORKSPACE_PATTERN, 63);
+    let name = s(SECRET_NAME_PATTERN, 255);
     let max = json!({"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE});
     let token = json!({"type": "string", "minLength": 1});
     let value = json!({"$ref": "#/components/schemas/Value"});
@@ -265,7 +259,7 @@ fn paths() -> Value {
     m.insert(p("create"), json!({"post": body_op("createSecret", "Create a secret (the value is encrypted; never returned)", "SecretResponse",
         &["secret_name", "value"],
         json!({"secret_name": name, "value": value, "is_shared": {"type": "boolean"}, "workspace": ws,
-               "provider": s(PROVIDER, 64)}))}));
+               "provider": s(PROVIDER_PATTERN, 64)}))}));
     m.insert(
         p("update"),
         json!({"patch": body_op("updateSecret", "Replace a secret's value", "SecretResponse",
@@ -285,18 +279,18 @@ fn paths() -> Value {
         p("bind"),
         json!({"post": body_op("bindSecret", "Bind a secret to a resource", "BindingResponse",
         &["secret_id", "resource_id", "binding_name"],
-        json!({"secret_id": uuid(), "resource_type": s(RESOURCE_TYPE, 50),
-               "resource_id": s(RESOURCE_ID, 255), "binding_name": s(BINDING_NAME, 255),
-               "value_field": s(VALUE_FIELD, 255),
+        json!({"secret_id": uuid(), "resource_type": s(RESOURCE_TYPE_PATTERN, 50),
+               "resource_id": s(RESOURCE_ID_PATTERN, 255), "binding_name": s(BINDING_NAME_PATTERN, 255),
+               "value_field": s(VALUE_FIELD_PATTERN, 255),
                "service_accounts": {"type": "array", "maxItems": 64,
-                                    "items": s(SERVICE_ACCOUNT, 253)}}))}),
+                                    "items": s(SERVICE_ACCOUNT_PATTERN, 253)}}))}),
     );
     m.insert(
         p("resolve"),
         json!({"post": body_op("resolve",
         "The values injected for one resource (runner tokens of exactly that workspace and resource only; TLS unless loopback; audited)",
         "ResolveResponse", &["resource_id"],
-        json!({"workspace": ws.clone(), "resource_type": s(RESOURCE_TYPE, 50), "resource_id": s(RESOURCE_ID, 255)}))}),
+        json!({"workspace": ws.clone(), "resource_type": s(RESOURCE_TYPE_PATTERN, 50), "resource_id": s(RESOURCE_ID_PATTERN, 255)}))}),
     );
     m.insert(
         p("unbind"),
@@ -318,8 +312,8 @@ fn paths() -> Value {
     m.insert(
         p("list-bindings"),
         json!({"get": query_op("listBindings", "List bindings", "BindingsPage",
-        &[("workspace", ws.clone(), false), ("resource_type", s(RESOURCE_TYPE, 50), false),
-          ("resource_id", s(RESOURCE_ID, 255), false), ("secret_id", uuid(), false),
+        &[("workspace", ws.clone(), false), ("resource_type", s(RESOURCE_TYPE_PATTERN, 50), false),
+          ("resource_id", s(RESOURCE_ID_PATTERN, 255), false), ("secret_id", uuid(), false),
           ("max_results", max.clone(), false), ("page_token", token, false)])}),
     );
     m.insert(

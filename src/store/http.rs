@@ -21,18 +21,19 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{AuditFilter, InjectedRef, ResolvedResource, Result, SecretsStore, StoreError};
+use super::{AuditFilter, ResolvedResource, Result, SecretsStore, StoreError};
 use crate::model::{
     AuditEntry, BindingFilter, NewBinding, NewSecret, Page, Secret, SecretBinding, SecretFilter,
 };
 use crate::value::SecretValue;
+use crate::wire::{
+    API_PREFIX, AuditPage, BindingResponse, BindingsPage, ErrorBody, ResolveResponse,
+    SecretResponse, SecretsPage,
+};
 
-/// The API prefix of docs/design.md §7.
-pub const API_PREFIX: &str = "/api/2.0/mlflow/secrets";
 /// Environment variable holding a bearer token for the CLI.
 pub const TOKEN_ENV: &str = "MLFLOW_SECRETS_TOKEN";
 /// A request that takes longer than this fails as `Unavailable`.
@@ -54,50 +55,6 @@ impl std::fmt::Debug for HttpStore {
             .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
             .finish()
     }
-}
-
-#[derive(Deserialize)]
-struct ApiError {
-    error_code: String,
-    message: String,
-}
-
-#[derive(Deserialize)]
-struct SecretResponse {
-    secret: Secret,
-}
-
-#[derive(Deserialize)]
-struct BindingResponse {
-    binding: SecretBinding,
-}
-
-#[derive(Deserialize)]
-struct SecretsPage {
-    #[serde(default)]
-    secrets: Vec<Secret>,
-    next_page_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct BindingsPage {
-    #[serde(default)]
-    bindings: Vec<SecretBinding>,
-    next_page_token: Option<String>,
-}
-
-/// `resolve`'s answer; the values go straight into `SecretString`s.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResolveResponse {
-    values: BTreeMap<String, SecretString>,
-    injected: Vec<InjectedRef>,
-}
-
-#[derive(Deserialize)]
-struct AuditPage {
-    #[serde(default)]
-    entries: Vec<AuditEntry>,
 }
 
 /// True for `localhost`, `127.0.0.0/8` and `[::1]`: the host as
@@ -255,24 +212,13 @@ impl HttpStore {
     }
 }
 
-/// Map an MLflow-style error body back to the store error it came from.
+/// Map an MLflow-style error body back to the store error it came from
+/// (the table in [`crate::wire::ERRORS`]).
 fn api_error(status: StatusCode, body: &[u8], retry_after: Option<u64>) -> StoreError {
-    let Ok(e) = serde_json::from_slice::<ApiError>(body) else {
+    let Ok(e) = serde_json::from_slice::<ErrorBody<'_>>(body) else {
         return StoreError::Unavailable(format!("server answered {status}"));
     };
-    match e.error_code.as_str() {
-        "RESOURCE_DOES_NOT_EXIST" => StoreError::NotFound(e.message),
-        "RESOURCE_ALREADY_EXISTS" => StoreError::AlreadyExists(e.message),
-        "INVALID_PARAMETER_VALUE" => StoreError::InvalidParameter(e.message),
-        "RESOURCE_CONFLICT" => StoreError::Conflict(e.message),
-        "PERMISSION_DENIED" => StoreError::PermissionDenied(e.message),
-        "UNAUTHENTICATED" => StoreError::Unauthenticated(e.message),
-        "REQUEST_LIMIT_EXCEEDED" => StoreError::RateLimited {
-            message: e.message,
-            retry_after: Duration::from_secs(retry_after.unwrap_or(1)),
-        },
-        _ => StoreError::Unavailable(format!("server error ({status}): {}", e.message)),
-    }
+    StoreError::from_wire(status, &e, retry_after.map(Duration::from_secs))
 }
 
 /// Append `"value": <json>` to a JSON object body without an intermediate

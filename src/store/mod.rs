@@ -83,22 +83,10 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// MLflow's error code for this error (docs/design.md §7).
+    /// MLflow's error code for this error (docs/design.md §7), from the
+    /// one table in [`crate::wire::ERRORS`].
     pub fn error_code(&self) -> &'static str {
-        match self {
-            Self::NotFound(_) => "RESOURCE_DOES_NOT_EXIST",
-            Self::AlreadyExists(_) => "RESOURCE_ALREADY_EXISTS",
-            Self::InvalidParameter(_) => "INVALID_PARAMETER_VALUE",
-            Self::Conflict(_) => "RESOURCE_CONFLICT",
-            Self::PermissionDenied(_) => "PERMISSION_DENIED",
-            Self::Unauthenticated(_) => "UNAUTHENTICATED",
-            Self::RateLimited { .. } => "REQUEST_LIMIT_EXCEEDED",
-            Self::Crypto { .. }
-            | Self::Keystore(_)
-            | Self::Database(_)
-            | Self::Schema(_)
-            | Self::Unavailable(_) => "INTERNAL_ERROR",
-        }
+        self.kind().code()
     }
 }
 

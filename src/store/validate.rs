@@ -7,6 +7,39 @@ use super::{Result, StoreError};
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
+/// The identifier rules below as regular expressions, for schemas that
+/// cannot call the validators: the OpenAPI document (`server::openapi`)
+/// and the CRD schema (`k8s::crd`). Lengths are the schemas'
+/// `minLength`/`maxLength`. The syntax is the subset that Go's RE2 (the
+/// apiserver), Python's `re` (schemathesis), ECMAScript and the `regex`
+/// crate read alike: `\xHH` escapes and literal characters, no `\s`, `\p`
+/// or `\u`. A unit test checks each pattern against its validator on a
+/// corpus of good and bad identifiers.
+///
+/// [`workspace`]: an RFC 1123 label.
+pub const WORKSPACE_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// [`secret_name`].
+pub const SECRET_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._/:@-]*$";
+/// [`resource_type`].
+pub const RESOURCE_TYPE_PATTERN: &str = "^[A-Z][A-Z0-9_]*$";
+/// [`resource_id`]: no control character (Unicode `Cc`: U+0000-U+001F,
+/// U+007F-U+009F) and no Unicode whitespace (`char::is_whitespace`: the
+/// ASCII ones, U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029,
+/// U+202F, U+205F, U+3000), the non-ASCII ones written as literal
+/// characters.
+pub const RESOURCE_ID_PATTERN: &str =
+    "^[^\\x00-\\x20\\x7f-\\xa0\u{1680}\u{2000}-\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}]+$";
+/// [`binding_name`] without the reserved names (see
+/// [`RESERVED_BINDING_NAME_REGEX`]): an environment variable name.
+pub const BINDING_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+/// [`provider`].
+pub const PROVIDER_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
+/// [`value_field`]: no control character.
+pub const VALUE_FIELD_PATTERN: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]+$";
+/// One name of [`service_accounts`]: a DNS-1123 subdomain.
+pub const SERVICE_ACCOUNT_PATTERN: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
 fn invalid(msg: String) -> StoreError {
     StoreError::InvalidParameter(msg)
 }
@@ -256,6 +289,134 @@ pub fn page_size(max_results: Option<u32>) -> Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each pattern accepts exactly what its validator accepts (within the
+    /// schema's lengths), on identifiers chosen to sit on every edge of the
+    /// rules: the characters allowed and refused, first and last positions,
+    /// ASCII and Unicode whitespace, C0/C1 controls, and non-ASCII text.
+    #[test]
+    fn patterns_agree_with_their_validators() {
+        let corpus: Vec<String> = [
+            "a",
+            "A",
+            "0",
+            "_",
+            "-",
+            ".",
+            "a-b",
+            "a--b",
+            "-a",
+            "a-",
+            "ab.cd",
+            ".ab",
+            "ab.",
+            "a.-b",
+            "a..b",
+            "Az09",
+            "openai",
+            "vertex_ai",
+            "azure.v2",
+            "db/prod:main@1",
+            "/abs",
+            "a b",
+            " a",
+            "a ",
+            "a\tb",
+            "a\nb",
+            "a\rb",
+            "a\u{b}b",
+            "a\u{c}b",
+            "\u{0}",
+            "a\u{1f}",
+            "a\u{7f}",
+            "a\u{80}",
+            "a\u{85}b",
+            "a\u{9f}",
+            "a\u{a0}b",
+            "a\u{a1}b",
+            "a\u{1680}b",
+            "a\u{2000}b",
+            "a\u{200a}b",
+            "a\u{200b}b",
+            "a\u{2028}b",
+            "a\u{2029}b",
+            "a\u{202f}b",
+            "a\u{205f}b",
+            "a\u{3000}b",
+            "a\u{feff}b",
+            "job-1",
+            "job_1",
+            "SCORER_JOB",
+            "SCORER-JOB",
+            "scorer_job",
+            "S1",
+            "1S",
+            "_S",
+            "OPENAI_API_KEY",
+            "_x",
+            "x1",
+            "1x",
+            "x-y",
+            "x.y",
+            "ü",
+            "aü",
+            "日本",
+            "emoji😀",
+            "x$y",
+            "x=y",
+            "x,y",
+            "my-sa",
+            "my.sa",
+            "my..sa",
+            "My-sa",
+            "sa.",
+            "a*b",
+            "a\\b",
+            "\"q\"",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        type Check = fn(&str) -> Result<()>;
+        let pairs: [(&str, &str, Check); 8] = [
+            ("workspace", WORKSPACE_PATTERN, workspace),
+            ("secret_name", SECRET_NAME_PATTERN, secret_name),
+            ("resource_type", RESOURCE_TYPE_PATTERN, resource_type),
+            ("resource_id", RESOURCE_ID_PATTERN, resource_id),
+            // Reserved names are the CRD's separate CEL rule.
+            ("binding_name", BINDING_NAME_PATTERN, |n| {
+                binding_name(n).or_else(|e| {
+                    if reserved_rule(n).is_some() {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+            }),
+            ("provider", PROVIDER_PATTERN, provider),
+            ("value_field", VALUE_FIELD_PATTERN, value_field),
+            ("service account", SERVICE_ACCOUNT_PATTERN, |n| {
+                service_accounts(&[n.to_string()])
+            }),
+        ];
+        for (what, pattern, check) in pairs {
+            let re = regex::Regex::new(pattern).expect(what);
+            let mut accepted = 0;
+            for id in &corpus {
+                let by_validator = check(id).is_ok();
+                assert_eq!(
+                    re.is_match(id),
+                    by_validator,
+                    "{what}: pattern and validator disagree on {id:?}"
+                );
+                accepted += usize::from(by_validator);
+            }
+            assert!(
+                accepted > 0 && accepted < corpus.len(),
+                "{what}: a one-sided corpus"
+            );
+        }
+    }
 
     #[test]
     fn names() {
