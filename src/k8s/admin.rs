@@ -34,6 +34,10 @@ pub struct Health {
     pub cert_loaded: AtomicBool,
     pub leader: AtomicBool,
     pub controllers_synced: Arc<AtomicBool>,
+    /// The webhook's namespace watch has listed once: before that every
+    /// labelled pod would be denied as an outage, so the replica must not
+    /// receive admissions yet.
+    pub webhook_synced: AtomicBool,
     pub test_mode: AtomicBool,
 }
 
@@ -42,6 +46,7 @@ impl Health {
         self.keystore_loaded.load(Ordering::SeqCst)
             && self.store_connected.load(Ordering::SeqCst)
             && self.cert_loaded.load(Ordering::SeqCst)
+            && self.webhook_synced.load(Ordering::SeqCst)
             && (!self.leader.load(Ordering::SeqCst)
                 || self.controllers_synced.load(Ordering::SeqCst))
     }
@@ -55,6 +60,7 @@ impl Health {
             "webhook_certificate": if flag(&self.cert_loaded) { "loaded" } else { "not loaded" },
             "leader": flag(&self.leader),
             "controllers_synced": flag(&self.controllers_synced),
+            "webhook_synced": flag(&self.webhook_synced),
             "test_mode": flag(&self.test_mode),
         })
     }
@@ -130,6 +136,12 @@ mod tests {
             "no certificate yet"
         );
         health.cert_loaded.store(true, Ordering::SeqCst);
+        assert_eq!(
+            get_status(&app, "/ready").await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the webhook's namespace watch has not listed yet"
+        );
+        health.webhook_synced.store(true, Ordering::SeqCst);
         assert_eq!(get_status(&app, "/ready").await, StatusCode::OK);
         health.leader.store(true, Ordering::SeqCst);
         assert_eq!(

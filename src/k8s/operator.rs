@@ -43,6 +43,10 @@ use crate::store::{DecryptLimits, SqlStore};
 /// is picked up within one probe period, long enough not to flood the log.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
 
+/// How often readiness looks at the webhook's caches: a fraction of the
+/// kubelet's default readiness period (10 s), and a load read each time.
+const WEBHOOK_SYNC_POLL: Duration = Duration::from_millis(200);
+
 /// How often the keystore is checked for a kubelet `..data` swap once it
 /// has loaded. The kubelet itself syncs projected volumes every ~60 s, so
 /// a few seconds adds nothing noticeable to a rotation.
@@ -217,6 +221,19 @@ pub async fn run(
         )
         .with_service_account_limit(Some(cfg.service_account_decrypts_per_minute)),
     );
+    // Ready only once the webhook's namespace watch has listed (see
+    // `Health::webhook_synced`).
+    {
+        let (state, health) = (webhook_state.clone(), health.clone());
+        tokio::spawn(async move {
+            loop {
+                health
+                    .webhook_synced
+                    .store(state.synced(), Ordering::SeqCst);
+                tokio::time::sleep(WEBHOOK_SYNC_POLL).await;
+            }
+        });
+    }
     let server = tokio::spawn(webhook::server::serve(
         listener,
         webhook::router(webhook_state),
