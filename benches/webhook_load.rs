@@ -32,9 +32,6 @@
 // discovers it with the libtest harness, where `main` is not the entry.
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,7 +51,7 @@ use mlflow_secrets::store::SecretsStore;
 use mlflow_secrets::value::SecretValue;
 use serde_json::json;
 
-use common::{Backend, TestDb};
+use testkit::{Backend, TestDb};
 
 const BINDINGS: usize = 5;
 /// Jobs the "existing Secret" breakdown rotates over.
@@ -718,7 +715,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        common::init();
+        testkit::init();
         let mut used = Vec::new();
         for b in backends.split(',') {
             let backend = match b.trim() {

@@ -1,5 +1,5 @@
 // The checks of the fuzz targets, `include!`d by them and by the corpus
-// replay in tests/server_fuzz.rs, so both run exactly the same code.
+// replay in tests/server/fuzz.rs, so both run exactly the same code.
 
 /// Tokens-file text: the RFC 3339 and `--ttl` parsers never panic; every
 /// line either parses, and formats back to a line that parses to the same
