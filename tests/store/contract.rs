@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use mlflow_secrets::model::{BindingFilter, SecretFilter, SecretState};
-use mlflow_secrets::store::{AuditFilter, RewrapTarget, SecretsStore, StoreError};
+use mlflow_secrets::store::{AuditFilter, RewrapTarget, SecretsStore, SqlStore, StoreError};
 use mlflow_secrets::value::SecretValue;
 use secrecy::ExposeSecret;
 use sqlx::Row;
 use testkit::{Backend, TestDb, as_string, contract, drop_audit_triggers, val};
 
-const ACTOR: &str = "alice";
+use crate::support::{ACTOR, StoreExt as _, exactly_one_wins};
 
 contract!(
     create_and_get,
@@ -40,15 +40,12 @@ contract!(
 async fn create_and_get(db: TestDb) {
     let s = &db.store;
     let secret = s
-        .create_secret(
-            "default",
+        .create(
             "openai-key",
             &val("sk-proj-abcdefghijklmnopqrstuvwx1234"),
             false,
-            ACTOR,
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(secret.secret_name, "openai-key");
     assert_eq!(secret.workspace, "default");
     assert_eq!(secret.state, SecretState::Active);
@@ -70,15 +67,8 @@ async fn create_and_get(db: TestDb) {
         );
     }
     let b = s
-        .bind_secret(
-            &secret.secret_id,
-            "SCORER_JOB",
-            "job-1",
-            "OPENAI_API_KEY",
-            ACTOR,
-        )
-        .await
-        .unwrap();
+        .bind(&secret.secret_id, "SCORER_JOB", "job-1", "OPENAI_API_KEY")
+        .await;
     let json = serde_json::to_string(&b).unwrap();
     for field in ["ciphertext", "iv", "wrapped_dek", "kek_version", "aad_hash"] {
         assert!(
@@ -89,16 +79,13 @@ async fn create_and_get(db: TestDb) {
 
     // String and object values round-trip.
     assert_eq!(
-        as_string(&s.get_secret_value(&secret.secret_id, ACTOR).await.unwrap()),
+        as_string(&s.value(&secret.secret_id).await),
         "sk-proj-abcdefghijklmnopqrstuvwx1234"
     );
     let obj = SecretValue::from_json_text(r#"{"api_key":"k-123456789012","org":"org-1"}"#).unwrap();
-    let o = s
-        .create_secret("default", "azure", &obj, true, ACTOR)
-        .await
-        .unwrap();
+    let o = s.create("azure", &obj, true).await;
     assert!(o.is_shared);
-    match s.get_secret_value(&o.secret_id, ACTOR).await.unwrap() {
+    match s.value(&o.secret_id).await {
         SecretValue::Object(m) => {
             assert_eq!(m["api_key"].expose_secret(), "k-123456789012");
             assert_eq!(m["org"].expose_secret(), "org-1");
@@ -109,13 +96,8 @@ async fn create_and_get(db: TestDb) {
 
 async fn duplicate_names(db: TestDb) {
     let s = &db.store;
-    s.create_secret("default", "k", &val("value-one-123456"), false, ACTOR)
-        .await
-        .unwrap();
-    let err = s
-        .create_secret("default", "k", &val("value-two-123456"), false, ACTOR)
-        .await
-        .unwrap_err();
+    s.create("k", &val("value-one-123456"), false).await;
+    let err = s.create_err("k", &val("value-two-123456"), false).await;
     assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
     assert_eq!(err.error_code(), "RESOURCE_ALREADY_EXISTS");
     assert_eq!(
@@ -126,23 +108,14 @@ async fn duplicate_names(db: TestDb) {
     s.create_secret("team-a", "k", &val("value-three-1234"), false, ACTOR)
         .await
         .unwrap();
-    s.create_secret("default", "K", &val("value-four-12345"), false, ACTOR)
-        .await
-        .unwrap();
+    s.create("K", &val("value-four-12345"), false).await;
 }
 
 async fn list_filters_and_pages(db: TestDb) {
     let s = &db.store;
     for i in 0..7 {
-        s.create_secret(
-            "default",
-            &format!("s{i}"),
-            &val("some-value-123456"),
-            i % 2 == 0,
-            ACTOR,
-        )
-        .await
-        .unwrap();
+        s.create(&format!("s{i}"), &val("some-value-123456"), i % 2 == 0)
+            .await;
     }
     s.create_secret("team-a", "other", &val("some-value-123456"), false, ACTOR)
         .await
@@ -178,13 +151,12 @@ async fn list_filters_and_pages(db: TestDb) {
     let mut token = None;
     loop {
         let page = s
-            .list_secrets(&SecretFilter {
+            .secrets(&SecretFilter {
                 max_results: Some(3),
                 page_token: token,
                 ..ws("default")
             })
-            .await
-            .unwrap();
+            .await;
         assert!(page.items.len() <= 3);
         names.extend(page.items.into_iter().map(|x| x.secret_name));
         token = page.next_page_token;
@@ -195,59 +167,52 @@ async fn list_filters_and_pages(db: TestDb) {
     assert_eq!(names, (0..7).map(|i| format!("s{i}")).collect::<Vec<_>>());
 
     let bad = s
-        .list_secrets(&SecretFilter {
+        .secrets_err(&SecretFilter {
             page_token: Some("garbage!".into()),
             ..Default::default()
         })
-        .await
-        .unwrap_err();
+        .await;
     assert!(matches!(bad, StoreError::InvalidParameter(ref m) if m.contains("page_token")));
     let bad = s
-        .list_secrets(&SecretFilter {
+        .secrets_err(&SecretFilter {
             max_results: Some(0),
             ..Default::default()
         })
-        .await
-        .unwrap_err();
+        .await;
     assert!(matches!(bad, StoreError::InvalidParameter(ref m) if m.contains("max_results")));
 
     // Binding listing pages too.
     let shared_one = &shared[0];
     for i in 0..5 {
-        s.bind_secret(
+        s.bind(
             &shared_one.secret_id,
             "SCORER_JOB",
             &format!("job-{i}"),
             "KEY",
-            ACTOR,
         )
-        .await
-        .unwrap();
+        .await;
     }
     let first = s
-        .list_bindings(&BindingFilter {
+        .bindings(&BindingFilter {
             max_results: Some(2),
             ..Default::default()
         })
-        .await
-        .unwrap();
+        .await;
     assert_eq!(first.items.len(), 2);
     let rest = s
-        .list_bindings(&BindingFilter {
+        .bindings(&BindingFilter {
             page_token: first.next_page_token,
             ..Default::default()
         })
-        .await
-        .unwrap();
+        .await;
     assert_eq!(rest.items.len(), 3);
     assert!(rest.next_page_token.is_none());
     let by_secret = s
-        .list_bindings(&BindingFilter {
+        .bindings(&BindingFilter {
             secret_id: Some(shared_one.secret_id.clone()),
             ..Default::default()
         })
-        .await
-        .unwrap();
+        .await;
     assert_eq!(by_secret.items.len(), 5);
 }
 
@@ -271,10 +236,7 @@ async fn crypto_columns(db: &TestDb, id: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>, i6
 
 async fn update_writes_new_dek_and_iv(db: TestDb) {
     let s = &db.store;
-    let sec = s
-        .create_secret("default", "k", &val("first-value-12345"), false, ACTOR)
-        .await
-        .unwrap();
+    let sec = s.create("k", &val("first-value-12345"), false).await;
     let before = crypto_columns(&db, &sec.secret_id).await;
     assert_eq!(before.1.len(), 12);
     assert_eq!(before.2.len(), 60);
@@ -292,36 +254,24 @@ async fn update_writes_new_dek_and_iv(db: TestDb) {
     assert_ne!(before.2, after.2, "a new DEK for every write");
     assert_ne!(before.0, after.0);
     assert_eq!(
-        as_string(&s.get_secret_value(&sec.secret_id, ACTOR).await.unwrap()),
+        as_string(&s.value(&sec.secret_id).await),
         "second-value-6789"
     );
 }
 
 async fn revoke_is_one_way_and_refuses_reads(db: TestDb) {
     let s = &db.store;
-    let sec = s
-        .create_secret("default", "k", &val("the-value-1234567"), true, ACTOR)
-        .await
-        .unwrap();
-    s.bind_secret(&sec.secret_id, "SCORER_JOB", "job-1", "KEY", ACTOR)
-        .await
-        .unwrap();
+    let sec = s.create("k", &val("the-value-1234567"), true).await;
+    s.bind(&sec.secret_id, "SCORER_JOB", "job-1", "KEY").await;
     let r = s.revoke_secret(&sec.secret_id, "carol").await.unwrap();
     assert_eq!(r.state, SecretState::Revoked);
     assert_eq!(r.revoked_by.as_deref(), Some("carol"));
     assert!(r.revoked_at.is_some());
     // The row and its bindings stay.
-    assert_eq!(
-        s.list_bindings(&BindingFilter::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
+    assert_eq!(s.bindings(&BindingFilter::default()).await.items.len(), 1);
 
     let reads: Vec<StoreError> = vec![
-        s.get_secret_value(&sec.secret_id, ACTOR).await.unwrap_err(),
+        s.value_err(&sec.secret_id).await,
         s.get_secret_for_resource("default", "SCORER_JOB", "job-1", "KEY", ACTOR)
             .await
             .unwrap_err(),
@@ -331,9 +281,8 @@ async fn revoke_is_one_way_and_refuses_reads(db: TestDb) {
         s.update_secret(&sec.secret_id, &val("new-value-1234567"), ACTOR)
             .await
             .unwrap_err(),
-        s.bind_secret(&sec.secret_id, "SCORER_JOB", "job-2", "KEY", ACTOR)
-            .await
-            .unwrap_err(),
+        s.bind_err(&sec.secret_id, "SCORER_JOB", "job-2", "KEY")
+            .await,
         s.revoke_secret(&sec.secret_id, ACTOR).await.unwrap_err(),
     ];
     for e in reads {
@@ -349,38 +298,20 @@ async fn revoke_is_one_way_and_refuses_reads(db: TestDb) {
 
 async fn delete_cascades_to_bindings(db: TestDb) {
     let s = &db.store;
-    let sec = s
-        .create_secret("default", "k", &val("the-value-1234567"), true, ACTOR)
-        .await
-        .unwrap();
-    let keep = s
-        .create_secret("default", "keep", &val("the-value-1234567"), true, ACTOR)
-        .await
-        .unwrap();
+    let sec = s.create("k", &val("the-value-1234567"), true).await;
+    let keep = s.create("keep", &val("the-value-1234567"), true).await;
     for i in 0..3 {
-        s.bind_secret(
-            &sec.secret_id,
-            "SCORER_JOB",
-            &format!("job-{i}"),
-            "KEY",
-            ACTOR,
-        )
-        .await
-        .unwrap();
+        s.bind(&sec.secret_id, "SCORER_JOB", &format!("job-{i}"), "KEY")
+            .await;
     }
-    s.bind_secret(&keep.secret_id, "SCORER_JOB", "job-0", "OTHER", ACTOR)
-        .await
-        .unwrap();
+    s.bind(&keep.secret_id, "SCORER_JOB", "job-0", "OTHER")
+        .await;
     s.delete_secret(&sec.secret_id, ACTOR).await.unwrap();
     assert!(matches!(
         s.get_secret(&sec.secret_id).await,
         Err(StoreError::NotFound(_))
     ));
-    let left = s
-        .list_bindings(&BindingFilter::default())
-        .await
-        .unwrap()
-        .items;
+    let left = s.bindings(&BindingFilter::default()).await.items;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].secret_id, keep.secret_id);
     // The cascade is the database's, not ours: check the raw table.
@@ -395,72 +326,50 @@ async fn delete_cascades_to_bindings(db: TestDb) {
     .get("n");
     assert_eq!(n, 0);
     // A raw DELETE (no store code involved) cascades too.
-    sqlx::query(sqlx::AssertSqlSafe(
-        db.sql("DELETE FROM secrets WHERE secret_id = ?"),
-    ))
-    .bind(keep.secret_id.clone())
-    .execute(&mut c)
-    .await
-    .unwrap();
-    assert!(
-        s.list_bindings(&BindingFilter::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    db.exec(
+        &mut c,
+        "DELETE FROM secrets WHERE secret_id = ?",
+        &[&keep.secret_id],
+    )
+    .await;
+    assert!(s.bindings(&BindingFilter::default()).await.items.is_empty());
     let e = s.delete_secret(&sec.secret_id, ACTOR).await.unwrap_err();
     assert_eq!(e.error_code(), "RESOURCE_DOES_NOT_EXIST");
 }
 
 async fn private_and_shared_binding_rules(db: TestDb) {
     let s = &db.store;
-    let private = s
-        .create_secret("default", "p", &val("private-value-123"), false, ACTOR)
-        .await
-        .unwrap();
-    s.bind_secret(&private.secret_id, "SCORER_JOB", "job-1", "KEY", ACTOR)
-        .await
-        .unwrap();
+    let private = s.create("p", &val("private-value-123"), false).await;
+    s.bind(&private.secret_id, "SCORER_JOB", "job-1", "KEY")
+        .await;
     // The same resource may bind it under a second name.
-    s.bind_secret(&private.secret_id, "SCORER_JOB", "job-1", "KEY2", ACTOR)
-        .await
-        .unwrap();
+    s.bind(&private.secret_id, "SCORER_JOB", "job-1", "KEY2")
+        .await;
     let e = s
-        .bind_secret(&private.secret_id, "SCORER_JOB", "job-2", "KEY", ACTOR)
-        .await
-        .unwrap_err();
+        .bind_err(&private.secret_id, "SCORER_JOB", "job-2", "KEY")
+        .await;
     assert_eq!(e.error_code(), "RESOURCE_CONFLICT");
     assert!(
         e.to_string().contains("private") && e.to_string().contains("SCORER_JOB/job-1"),
         "{e}"
     );
     let e = s
-        .bind_secret(&private.secret_id, "OTHER_TYPE", "job-1", "KEY", ACTOR)
-        .await
-        .unwrap_err();
+        .bind_err(&private.secret_id, "OTHER_TYPE", "job-1", "KEY")
+        .await;
     assert_eq!(e.error_code(), "RESOURCE_CONFLICT");
 
-    let shared = s
-        .create_secret("default", "s", &val("shared-value-1234"), true, ACTOR)
-        .await
-        .unwrap();
+    let shared = s.create("s", &val("shared-value-1234"), true).await;
     for i in 0..4 {
-        s.bind_secret(
+        s.bind(
             &shared.secret_id,
             "SCORER_JOB",
             &format!("job-{i}"),
             "SHARED",
-            ACTOR,
         )
-        .await
-        .unwrap();
+        .await;
     }
     // Concurrent binds of a private secret to different resources: one wins.
-    let p2 = s
-        .create_secret("default", "p2", &val("private-value-123"), false, ACTOR)
-        .await
-        .unwrap();
+    let p2 = s.create("p2", &val("private-value-123"), false).await;
     let mut tasks = Vec::new();
     for i in 0..6 {
         let st = s.clone();
@@ -470,49 +379,27 @@ async fn private_and_shared_binding_rules(db: TestDb) {
                 .await
         }));
     }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(_) => ok += 1,
-            Err(e) => assert_eq!(e.error_code(), "RESOURCE_CONFLICT", "{e}"),
-        }
-    }
-    assert_eq!(ok, 1);
+    exactly_one_wins(tasks, "RESOURCE_CONFLICT").await;
 }
 
 async fn binding_uniqueness_and_validation(db: TestDb) {
     let s = &db.store;
-    let a = s
-        .create_secret("default", "a", &val("value-a-123456789"), true, ACTOR)
-        .await
-        .unwrap();
-    let b = s
-        .create_secret("default", "b", &val("value-b-123456789"), true, ACTOR)
-        .await
-        .unwrap();
-    s.bind_secret(&a.secret_id, "SCORER_JOB", "job-1", "KEY", ACTOR)
-        .await
-        .unwrap();
-    let e = s
-        .bind_secret(&b.secret_id, "SCORER_JOB", "job-1", "KEY", ACTOR)
-        .await
-        .unwrap_err();
+    let a = s.create("a", &val("value-a-123456789"), true).await;
+    let b = s.create("b", &val("value-b-123456789"), true).await;
+    s.bind(&a.secret_id, "SCORER_JOB", "job-1", "KEY").await;
+    let e = s.bind_err(&b.secret_id, "SCORER_JOB", "job-1", "KEY").await;
     assert_eq!(e.error_code(), "RESOURCE_ALREADY_EXISTS");
     assert_eq!(
         e.to_string(),
         "binding 'KEY' already exists for SCORER_JOB/job-1 in workspace 'default'"
     );
     let e = s
-        .bind_secret(&a.secret_id, "SCORER_JOB", "job-1", "1BAD", ACTOR)
-        .await
-        .unwrap_err();
+        .bind_err(&a.secret_id, "SCORER_JOB", "job-1", "1BAD")
+        .await;
     assert_eq!(e.error_code(), "INVALID_PARAMETER_VALUE");
     assert!(e.to_string().contains("binding_name"), "{e}");
     let missing = uuid::Uuid::new_v4().to_string();
-    let e = s
-        .bind_secret(&missing, "SCORER_JOB", "job-1", "K", ACTOR)
-        .await
-        .unwrap_err();
+    let e = s.bind_err(&missing, "SCORER_JOB", "job-1", "K").await;
     assert_eq!(e.error_code(), "RESOURCE_DOES_NOT_EXIST");
     assert!(e.to_string().contains(&missing));
 }
@@ -523,10 +410,7 @@ async fn workspace_isolation(db: TestDb) {
         .create_secret("team-a", "k", &val("team-a-value-1234"), true, ACTOR)
         .await
         .unwrap();
-    let bnd = s
-        .bind_secret(&a.secret_id, "SCORER_JOB", "job-1", "KEY", ACTOR)
-        .await
-        .unwrap();
+    let bnd = s.bind(&a.secret_id, "SCORER_JOB", "job-1", "KEY").await;
     assert_eq!(
         bnd.workspace, "team-a",
         "a binding lives in its secret's workspace"
@@ -572,35 +456,22 @@ async fn workspace_isolation(db: TestDb) {
 
 async fn resource_reads(db: TestDb) {
     let s = &db.store;
-    let a = s
-        .create_secret("default", "a", &val("value-a-123456789"), false, ACTOR)
-        .await
-        .unwrap();
+    let a = s.create("a", &val("value-a-123456789"), false).await;
     let b = s
-        .create_secret(
-            "default",
+        .create(
             "b",
             &SecretValue::from_json_text(r#"{"k":"v-b-123456789"}"#).unwrap(),
             true,
-            ACTOR,
         )
-        .await
-        .unwrap();
-    s.bind_secret(&a.secret_id, "SCORER_JOB", "job-9", "A_KEY", ACTOR)
-        .await
-        .unwrap();
-    s.bind_secret(&b.secret_id, "SCORER_JOB", "job-9", "B_KEY", ACTOR)
-        .await
-        .unwrap();
+        .await;
+    s.bind(&a.secret_id, "SCORER_JOB", "job-9", "A_KEY").await;
+    s.bind(&b.secret_id, "SCORER_JOB", "job-9", "B_KEY").await;
     let one = s
         .get_secret_for_resource("default", "SCORER_JOB", "job-9", "A_KEY", ACTOR)
         .await
         .unwrap();
     assert_eq!(as_string(&one), "value-a-123456789");
-    let all = s
-        .get_all_secrets_for_resource("default", "SCORER_JOB", "job-9", ACTOR)
-        .await
-        .unwrap();
+    let all = s.resource_values("SCORER_JOB", "job-9").await;
     assert_eq!(
         all.keys().cloned().collect::<Vec<_>>(),
         vec!["A_KEY", "B_KEY"]
@@ -649,14 +520,8 @@ async fn resource_reads(db: TestDb) {
 
 async fn unbind_and_not_found_errors(db: TestDb) {
     let s = &db.store;
-    let a = s
-        .create_secret("default", "a", &val("value-a-123456789"), true, ACTOR)
-        .await
-        .unwrap();
-    let b = s
-        .bind_secret(&a.secret_id, "SCORER_JOB", "job-1", "KEY", ACTOR)
-        .await
-        .unwrap();
+    let a = s.create("a", &val("value-a-123456789"), true).await;
+    let b = s.bind(&a.secret_id, "SCORER_JOB", "job-1", "KEY").await;
     assert_eq!(s.get_binding(&b.binding_id).await.unwrap(), b);
     s.unbind_secret(&b.binding_id, ACTOR).await.unwrap();
     let e = s.get_binding(&b.binding_id).await.unwrap_err();
@@ -681,16 +546,9 @@ async fn invalid_input_names_the_field(db: TestDb) {
                 .unwrap_err(),
             "workspace",
         ),
+        (s.create_err("bad name", &v, false).await, "secret_name"),
         (
-            s.create_secret("default", "bad name", &v, false, ACTOR)
-                .await
-                .unwrap_err(),
-            "secret_name",
-        ),
-        (
-            s.create_secret("default", &"x".repeat(256), &v, false, ACTOR)
-                .await
-                .unwrap_err(),
+            s.create_err(&"x".repeat(256), &v, false).await,
             "secret_name",
         ),
         (s.get_secret("not-a-uuid").await.unwrap_err(), "secret_id"),
@@ -700,37 +558,18 @@ async fn invalid_input_names_the_field(db: TestDb) {
         assert_eq!(e.error_code(), "INVALID_PARAMETER_VALUE", "{e}");
         assert!(e.to_string().contains(field), "{e}");
     }
-    let a = s
-        .create_secret("default", "a", &v, true, ACTOR)
-        .await
-        .unwrap();
+    let a = s.create("a", &v, true).await;
     for (t, i, n, field) in [
         ("scorer", "job", "K", "resource_type"),
         ("SCORER_JOB", "", "K", "resource_id"),
         ("SCORER_JOB", "job", "A-B", "binding_name"),
     ] {
-        let e = s
-            .bind_secret(&a.secret_id, t, i, n, ACTOR)
-            .await
-            .unwrap_err();
+        let e = s.bind_err(&a.secret_id, t, i, n).await;
         assert!(e.to_string().contains(field), "{e}");
     }
     // Nothing half-written: no bindings, one secret.
-    assert!(
-        s.list_bindings(&BindingFilter::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
-    assert_eq!(
-        s.list_secrets(&SecretFilter::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
+    assert!(s.bindings(&BindingFilter::default()).await.items.is_empty());
+    assert_eq!(s.secrets(&SecretFilter::default()).await.items.len(), 1);
 }
 
 async fn concurrent_creates_yield_one_row(db: TestDb) {
@@ -748,21 +587,9 @@ async fn concurrent_creates_yield_one_row(db: TestDb) {
             .await
         }));
     }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(_) => ok += 1,
-            Err(e) => assert_eq!(e.error_code(), "RESOURCE_ALREADY_EXISTS", "{e}"),
-        }
-    }
-    assert_eq!(ok, 1);
+    exactly_one_wins(tasks, "RESOURCE_ALREADY_EXISTS").await;
     assert_eq!(
-        db.store
-            .list_secrets(&SecretFilter::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
+        db.store.secrets(&SecretFilter::default()).await.items.len(),
         1
     );
 }
@@ -791,15 +618,12 @@ async fn tamper_is_detected(db: TestDb) {
     let mut ids = Vec::new();
     for i in 0..9 {
         ids.push(
-            s.create_secret(
-                "default",
+            s.create(
                 &format!("t{i}"),
                 &val(&format!("tamper-value-{i}-123")),
                 false,
-                ACTOR,
             )
             .await
-            .unwrap()
             .secret_id,
         );
     }
@@ -807,39 +631,32 @@ async fn tamper_is_detected(db: TestDb) {
     swap_column(&db, "iv", &ids[2], &ids[3]).await;
     swap_column(&db, "wrapped_dek", &ids[4], &ids[5]).await;
     let mut conn = db.raw().await;
-    sqlx::query(sqlx::AssertSqlSafe(
-        db.sql("UPDATE secrets SET secret_name = ? WHERE secret_id = ?"),
-    ))
-    .bind("renamed")
-    .bind(ids[6].clone())
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(
-        db.sql("UPDATE secrets SET workspace = ? WHERE secret_id = ?"),
-    ))
-    .bind("moved")
-    .bind(ids[7].clone())
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    db.exec(
+        &mut conn,
+        "UPDATE secrets SET secret_name = ? WHERE secret_id = ?",
+        &["renamed", &ids[6]],
+    )
+    .await;
+    db.exec(
+        &mut conn,
+        "UPDATE secrets SET workspace = ? WHERE secret_id = ?",
+        &["moved", &ids[7]],
+    )
+    .await;
     for id in &ids[..6] {
-        let e = s.get_secret_value(id, ACTOR).await.unwrap_err();
+        let e = s.value_err(id).await;
         assert!(matches!(e, StoreError::Crypto { .. }), "{e:?}");
         assert!(e.to_string().contains(id.as_str()), "{e}");
     }
     for id in &ids[6..8] {
-        let e = s.get_secret_value(id, ACTOR).await.unwrap_err();
+        let e = s.value_err(id).await;
         assert!(
             e.to_string()
                 .contains("row metadata does not match its ciphertext"),
             "{e}"
         );
     }
-    assert_eq!(
-        as_string(&s.get_secret_value(&ids[8], ACTOR).await.unwrap()),
-        "tamper-value-8-123"
-    );
+    assert_eq!(as_string(&s.value(&ids[8]).await), "tamper-value-8-123");
     let report = s.verify(ACTOR, &|_| {}).await.unwrap();
     assert_eq!(report.total, 9);
     assert_eq!(report.ok, 1);
@@ -861,29 +678,18 @@ const PLAINTEXTS: [&str; 3] = [
 
 async fn seed_canaries(db: &TestDb) {
     let s = &db.store;
-    s.create_secret("default", "c0", &val(PLAINTEXTS[0]), false, ACTOR)
-        .await
-        .unwrap();
-    let c1 = s
-        .create_secret("default", "c1", &val("placeholder-value-1"), true, ACTOR)
-        .await
-        .unwrap();
+    s.create("c0", &val(PLAINTEXTS[0]), false).await;
+    let c1 = s.create("c1", &val("placeholder-value-1"), true).await;
     s.update_secret(&c1.secret_id, &val(PLAINTEXTS[1]), ACTOR)
         .await
         .unwrap();
     let obj =
         SecretValue::from_json_text(&format!(r#"{{"api_key":"{}"}}"#, PLAINTEXTS[2])).unwrap();
-    let c2 = s
-        .create_secret("default", "c2", &obj, true, ACTOR)
-        .await
-        .unwrap();
-    s.bind_secret(&c2.secret_id, "SCORER_JOB", "job-1", "API_KEY", ACTOR)
-        .await
-        .unwrap();
-    s.get_all_secrets_for_resource("default", "SCORER_JOB", "job-1", ACTOR)
-        .await
-        .unwrap();
-    s.get_secret_value(&c1.secret_id, ACTOR).await.unwrap();
+    let c2 = s.create("c2", &obj, true).await;
+    s.bind(&c2.secret_id, "SCORER_JOB", "job-1", "API_KEY")
+        .await;
+    s.resource_values("SCORER_JOB", "job-1").await;
+    s.value(&c1.secret_id).await;
     s.verify(ACTOR, &|_| {}).await.unwrap();
 }
 
@@ -947,14 +753,8 @@ async fn no_plaintext_in_database(db: TestDb) {
 async fn errors_never_contain_values(db: TestDb) {
     let s = &db.store;
     let v = val(PLAINTEXTS[0]);
-    s.create_secret("default", "k", &v, false, ACTOR)
-        .await
-        .unwrap();
-    let mut errors = vec![
-        s.create_secret("default", "k", &v, false, ACTOR)
-            .await
-            .unwrap_err(),
-    ];
+    s.create("k", &v, false).await;
+    let mut errors = vec![s.create_err("k", &v, false).await];
     let sec = s.get_secret_by_name("default", "k").await.unwrap();
     s.revoke_secret(&sec.secret_id, ACTOR).await.unwrap();
     errors.push(
@@ -962,7 +762,7 @@ async fn errors_never_contain_values(db: TestDb) {
             .await
             .unwrap_err(),
     );
-    errors.push(s.get_secret_value(&sec.secret_id, ACTOR).await.unwrap_err());
+    errors.push(s.value_err(&sec.secret_id).await);
     errors.push(
         s.create_secret("BAD", "k", &v, false, ACTOR)
             .await
@@ -979,13 +779,7 @@ async fn errors_never_contain_values(db: TestDb) {
     // Nor does the Debug form of a value.
     assert_eq!(contains_any_canary(format!("{v:?}").as_bytes()), None);
     // Nor the audit rows written for those failures.
-    let audit = s
-        .list_audit(&AuditFilter {
-            max_results: Some(1000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let audit = s.all_audit().await;
     assert!(audit.iter().any(|e| e.outcome != "SUCCESS"));
     assert_eq!(
         contains_any_canary(serde_json::to_string(&audit).unwrap().as_bytes()),
@@ -995,13 +789,8 @@ async fn errors_never_contain_values(db: TestDb) {
 
 async fn value_reads_are_audited_and_chain_verifies(db: TestDb) {
     let s = &db.store;
-    let a = s
-        .create_secret("default", "a", &val("value-a-123456789"), true, ACTOR)
-        .await
-        .unwrap();
-    s.bind_secret(&a.secret_id, "SCORER_JOB", "job-1", "KEY", ACTOR)
-        .await
-        .unwrap();
+    let a = s.create("a", &val("value-a-123456789"), true).await;
+    s.bind(&a.secret_id, "SCORER_JOB", "job-1", "KEY").await;
     s.get_secret_value(&a.secret_id, "reader-1").await.unwrap();
     s.get_secret_for_resource("default", "SCORER_JOB", "job-1", "KEY", "webhook")
         .await
@@ -1069,15 +858,8 @@ async fn value_reads_are_audited_and_chain_verifies(db: TestDb) {
 async fn audit_log_tampering_is_detected(db: TestDb) {
     let s = &db.store;
     for i in 0..6 {
-        s.create_secret(
-            "default",
-            &format!("a{i}"),
-            &val("value-a-123456789"),
-            true,
-            ACTOR,
-        )
-        .await
-        .unwrap();
+        s.create(&format!("a{i}"), &val("value-a-123456789"), true)
+            .await;
     }
     assert!(s.audit_verify().await.unwrap().ok);
     let mut conn = db.raw().await;
@@ -1093,43 +875,31 @@ async fn audit_log_tampering_is_detected(db: TestDb) {
 
     // Someone with DDL rights drops them; the hash chain still catches it.
     drop_audit_triggers(&db, &mut conn).await;
-    sqlx::raw_sql("UPDATE secrets_audit_log SET principal = 'mallory' WHERE seq = 3")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let r = s.audit_verify().await.unwrap();
-    assert!(!r.ok);
-    assert_eq!(r.first_broken_seq, Some(3));
-    assert!(r.reason.unwrap().contains("edited"));
+    tamper(
+        &mut conn,
+        "UPDATE secrets_audit_log SET principal = 'mallory' WHERE seq = 3",
+    )
+    .await;
+    assert_chain_broken(s, Some(3), "edited").await;
 
-    sqlx::raw_sql("UPDATE secrets_audit_log SET principal = 'alice' WHERE seq = 3")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    tamper(
+        &mut conn,
+        "UPDATE secrets_audit_log SET principal = 'alice' WHERE seq = 3",
+    )
+    .await;
     assert!(
         s.audit_verify().await.unwrap().ok,
         "restoring the row restores the chain"
     );
-    sqlx::raw_sql("DELETE FROM secrets_audit_log WHERE seq = 4")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let r = s.audit_verify().await.unwrap();
-    assert!(!r.ok);
-    assert_eq!(r.first_broken_seq, Some(4));
-    assert!(r.reason.unwrap().contains("deleted"));
+    tamper(&mut conn, "DELETE FROM secrets_audit_log WHERE seq = 4").await;
+    assert_chain_broken(s, Some(4), "deleted").await;
 }
 
 async fn audit_tail_truncation(db: &TestDb) {
     let mut conn = db.raw().await;
     drop_audit_triggers(db, &mut conn).await;
-    sqlx::raw_sql("DELETE FROM secrets_audit_log WHERE seq = (SELECT m FROM (SELECT MAX(seq) AS m FROM secrets_audit_log) x)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let r = db.store.audit_verify().await.unwrap();
-    assert!(!r.ok);
-    assert!(r.reason.unwrap().contains("end"));
+    tamper(&mut conn, "DELETE FROM secrets_audit_log WHERE seq = (SELECT m FROM (SELECT MAX(seq) AS m FROM secrets_audit_log) x)").await;
+    assert_chain_broken(&db.store, None, "end").await;
 }
 
 async fn rotation_rewrap_and_verify(db: TestDb) {
@@ -1137,20 +907,14 @@ async fn rotation_rewrap_and_verify(db: TestDb) {
     let mut want = BTreeMap::new();
     for i in 0..25 {
         let v = format!("rotation-value-{i}-abcdef");
-        let sec = s
-            .create_secret("default", &format!("r{i}"), &val(&v), false, ACTOR)
-            .await
-            .unwrap();
+        let sec = s.create(&format!("r{i}"), &val(&v), false).await;
         want.insert(sec.secret_id, v);
     }
     db.keystore.rotate();
     s.keys().replace(db.keystore.load());
     assert_eq!(s.keys().current().active_version(), 2);
     // New writes use v2 at once; old rows still read through v1.
-    let fresh = s
-        .create_secret("default", "fresh", &val("fresh-value-12345"), false, ACTOR)
-        .await
-        .unwrap();
+    let fresh = s.create("fresh", &val("fresh-value-12345"), false).await;
     assert_eq!(crypto_columns(&db, &fresh.secret_id).await.3, 2);
     assert_eq!(
         s.kek_version_counts().await.unwrap(),
@@ -1182,7 +946,7 @@ async fn rotation_rewrap_and_verify(db: TestDb) {
         0
     );
     for (id, v) in &want {
-        assert_eq!(&as_string(&s.get_secret_value(id, ACTOR).await.unwrap()), v);
+        assert_eq!(&as_string(&s.value(id).await), v);
     }
     let report = s.verify(ACTOR, &|_| {}).await.unwrap();
     assert_eq!((report.total, report.ok, report.failed.len()), (26, 26, 0));
@@ -1231,20 +995,10 @@ async fn decrypts_are_rate_limited(db: TestDb) {
         per_principal_per_minute: Some(2),
         per_workspace_per_minute: Some(4),
     });
-    let a = s
-        .create_secret("default", "a", &val("value-a-123456789"), true, ACTOR)
-        .await
-        .unwrap();
-    let b = s
-        .create_secret("default", "b", &val("value-b-123456789"), true, ACTOR)
-        .await
-        .unwrap();
-    s.bind_secret(&a.secret_id, "SCORER_JOB", "job-1", "A", ACTOR)
-        .await
-        .unwrap();
-    s.bind_secret(&b.secret_id, "SCORER_JOB", "job-1", "B", ACTOR)
-        .await
-        .unwrap();
+    let a = s.create("a", &val("value-a-123456789"), true).await;
+    let b = s.create("b", &val("value-b-123456789"), true).await;
+    s.bind(&a.secret_id, "SCORER_JOB", "job-1", "A").await;
+    s.bind(&b.secret_id, "SCORER_JOB", "job-1", "B").await;
     s.get_secret_value(&a.secret_id, "p1").await.unwrap();
     s.get_secret_value(&a.secret_id, "p1").await.unwrap();
     let e = s.get_secret_value(&a.secret_id, "p1").await.unwrap_err();
@@ -1267,13 +1021,7 @@ async fn decrypts_are_rate_limited(db: TestDb) {
     s.get_secret_value(&c.secret_id, "p4").await.unwrap();
     s.get_secret(&a.secret_id).await.unwrap();
     // Refusals are audited as denials.
-    let log = s
-        .list_audit(&AuditFilter {
-            max_results: Some(1000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let log = s.all_audit().await;
     assert!(
         log.iter()
             .any(|e| e.outcome == "DENIED" && e.principal.as_deref() == Some("p1"))
@@ -1309,14 +1057,7 @@ async fn concurrent_audit_appends_commit_together_and_fail_closed(db: TestDb) {
             .unwrap()
             .expect("every queued audit record is committed");
     }
-    let after = db
-        .store
-        .list_audit(&AuditFilter {
-            max_results: Some(1000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let after = db.store.all_audit().await;
     assert_eq!(after.len(), before + N, "one row per acknowledged append");
     for i in 0..N {
         let want = format!("n={i}");
@@ -1353,4 +1094,20 @@ async fn concurrent_audit_appends_commit_together_and_fail_closed(db: TestDb) {
         let r = t.await.unwrap();
         assert!(r.is_err(), "an audit write that did not commit must fail");
     }
+}
+
+/// Run `sql` on a raw connection, behind the store's back; it must succeed.
+async fn tamper(conn: &mut sqlx::AnyConnection, sql: &'static str) {
+    sqlx::raw_sql(sql).execute(conn).await.unwrap();
+}
+
+/// `audit verify` reports the chain broken (at `seq`, when given) and says
+/// `why`.
+async fn assert_chain_broken(s: &SqlStore, seq: Option<i64>, why: &str) {
+    let r = s.audit_verify().await.unwrap();
+    assert!(!r.ok);
+    if seq.is_some() {
+        assert_eq!(r.first_broken_seq, seq);
+    }
+    assert!(r.reason.unwrap().contains(why));
 }

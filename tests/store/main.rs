@@ -6,3 +6,4 @@
 mod contract;
 mod http;
 mod rules;
+mod support;

@@ -13,12 +13,12 @@ use mlflow_secrets::crypto::{self, Aad};
 use mlflow_secrets::model::{NewBinding, NewSecret, SecretState};
 use mlflow_secrets::store::audit::{ExportedHead, entry_hash};
 use mlflow_secrets::store::audit_export::{HeadCadence, spawn_head_export};
-use mlflow_secrets::store::{AuditFilter, SecretsStore, StoreError};
+use mlflow_secrets::store::{AuditFilter, SecretsStore, SqlStore, StoreError};
 use mlflow_secrets::value::SecretValue;
 use sqlx::Row;
 use testkit::{TestDb, as_string, contract, drop_audit_triggers, val};
 
-const ACTOR: &str = "alice";
+use crate::support::{ACTOR, StoreExt as _};
 
 contract!(
     provider_is_stored_and_returned,
@@ -90,16 +90,7 @@ async fn provider_is_stored_and_returned(db: TestDb) {
     let listed = s.list_secrets(&Default::default()).await.unwrap().items;
     assert_eq!(listed[0].provider.as_deref(), Some("openai"));
     // The short form stores none.
-    let plain = s
-        .create_secret(
-            "default",
-            "plain",
-            &val("sk-abcdefghijklmnop"),
-            false,
-            ACTOR,
-        )
-        .await
-        .unwrap();
+    let plain = s.create("plain", &val("sk-abcdefghijklmnop"), false).await;
     assert_eq!(s.get_secret(&plain.secret_id).await.unwrap().provider, None);
     let e = s
         .create_secret_with(
@@ -142,10 +133,7 @@ async fn field_bindings_inject_one_field_and_fail_when_it_is_gone(db: TestDb) {
             Some(field)
         );
     }
-    let whole = s
-        .bind_secret(&id, "SCORER_JOB", "job-1", "AZURE_JSON", ACTOR)
-        .await
-        .unwrap();
+    let whole = s.bind(&id, "SCORER_JOB", "job-1", "AZURE_JSON").await;
     assert_eq!(whole.value_field, None);
 
     // The webhook's read path applies the field.
@@ -197,11 +185,7 @@ async fn field_bindings_inject_one_field_and_fail_when_it_is_gone(db: TestDb) {
     )
     .await
     .unwrap();
-    let e = s
-        .get_all_bound_values("default", "SCORER_JOB", "job-1", ACTOR)
-        .await
-        .err()
-        .expect("a binding whose field is gone fails the whole read");
+    let e = bound_values_err(s, "a binding whose field is gone fails the whole read").await;
     assert!(
         e.to_string().contains("AZURE_API_KEY") && e.to_string().contains("api_key"),
         "{e}"
@@ -237,10 +221,7 @@ async fn service_accounts_are_validated_stored_and_returned(db: TestDb) {
         "the webhook gets them with the value"
     );
     // No list: any ServiceAccount (an empty list, not a list of "").
-    let open = s
-        .bind_secret(&id, "SCORER_JOB", "job-1", "OPEN", ACTOR)
-        .await
-        .unwrap();
+    let open = s.bind(&id, "SCORER_JOB", "job-1", "OPEN").await;
     assert!(
         s.get_binding(&open.binding_id)
             .await
@@ -278,10 +259,7 @@ async fn reserved_binding_names_are_refused(db: TestDb) {
         "MLFLOW_SECRETS_TEST_MODE",
         "KUBERNETES_SERVICE_HOST",
     ] {
-        let e = s
-            .bind_secret(&id, "SCORER_JOB", "job-1", name, ACTOR)
-            .await
-            .unwrap_err();
+        let e = s.bind_err(&id, "SCORER_JOB", "job-1", name).await;
         assert!(
             matches!(e, StoreError::InvalidParameter(_)),
             "{name}: {e:?}"
@@ -298,9 +276,7 @@ async fn reserved_binding_names_are_refused(db: TestDb) {
             .items
             .is_empty()
     );
-    s.bind_secret(&id, "SCORER_JOB", "job-1", "OPENAI_BASE_URL", ACTOR)
-        .await
-        .unwrap();
+    s.bind(&id, "SCORER_JOB", "job-1", "OPENAI_BASE_URL").await;
     // A reserved name written behind the store's back is never injected:
     // the resource read fails, naming it.
     let mut conn = db.raw().await;
@@ -313,11 +289,7 @@ async fn reserved_binding_names_are_refused(db: TestDb) {
     .execute(&mut conn)
     .await
     .unwrap();
-    let e = s
-        .get_all_bound_values("default", "SCORER_JOB", "job-1", ACTOR)
-        .await
-        .err()
-        .expect("a reserved binding name was injected");
+    let e = bound_values_err(s, "a reserved binding name was injected").await;
     assert!(
         e.to_string().contains("LD_PRELOAD") && e.to_string().contains("reserved"),
         "{e}"
@@ -399,17 +371,8 @@ async fn verify_counts_revoked_rows_apart(db: TestDb) {
         (4, 1, 3, 0),
         "{r:?}"
     );
-    assert_eq!(
-        as_string(&s.get_secret_value(&keep, ACTOR).await.unwrap()),
-        "keep-value-0123456789"
-    );
-    let audit = s
-        .list_audit(&AuditFilter {
-            max_results: Some(1000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    assert_eq!(as_string(&s.value(&keep).await), "keep-value-0123456789");
+    let audit = s.all_audit().await;
     let v = audit.iter().rev().find(|e| e.action == "VERIFY").unwrap();
     assert_eq!(v.outcome, "SUCCESS");
     assert!(v.detail.as_deref().unwrap().contains("revoked=3"), "{v:?}");
@@ -446,10 +409,7 @@ async fn rewrap_moves_revoked_rows_without_failing(db: TestDb) {
             .unwrap_dek(&wrapped_dek(&db, &gone).await)
             .is_err()
     );
-    assert_eq!(
-        as_string(&s.get_secret_value(&active, ACTOR).await.unwrap()),
-        "active-value-0123456"
-    );
+    assert_eq!(as_string(&s.value(&active).await), "active-value-0123456");
 }
 
 /// What a database writer can do without any key: delete rows, then
@@ -458,21 +418,13 @@ async fn rewrap_moves_revoked_rows_without_failing(db: TestDb) {
 async fn rewrite_chain_without(db: &TestDb, action: &str) {
     let mut conn = db.raw().await;
     drop_audit_triggers(db, &mut conn).await;
-    sqlx::query(sqlx::AssertSqlSafe(
-        db.sql("DELETE FROM secrets_audit_log WHERE action = ?"),
-    ))
-    .bind(action.to_string())
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    let rows = db
-        .store
-        .list_audit(&AuditFilter {
-            max_results: Some(1000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    db.exec(
+        &mut conn,
+        "DELETE FROM secrets_audit_log WHERE action = ?",
+        &[action],
+    )
+    .await;
+    let rows = db.store.all_audit().await;
     let mut prev = mlflow_secrets::store::audit::GENESIS_HASH.to_string();
     for (i, e) in rows.iter().enumerate() {
         let mut rewritten = e.clone();
@@ -504,9 +456,7 @@ async fn rewrite_chain_without(db: &TestDb, action: &str) {
 async fn audit_verify_head_detects_a_rewritten_chain(db: TestDb) {
     let s = &db.store;
     let id = create_with(&db, "k", &val("value-0123456789abc"), None).await;
-    s.bind_secret(&id, "SCORER_JOB", "job-1", "KEY", ACTOR)
-        .await
-        .unwrap();
+    s.bind(&id, "SCORER_JOB", "job-1", "KEY").await;
     s.get_all_bound_values("default", "SCORER_JOB", "job-1", "webhook:evil")
         .await
         .unwrap();
@@ -611,9 +561,7 @@ async fn driver_text_never_reaches_the_caller(db: TestDb) {
         .unwrap();
     let errors = [
         s.list_bindings(&Default::default()).await.unwrap_err(),
-        s.bind_secret(&id, "SCORER_JOB", "job-1", "KEY", ACTOR)
-            .await
-            .unwrap_err(),
+        s.bind_err(&id, "SCORER_JOB", "job-1", "KEY").await,
         s.get_all_bound_values("default", "SCORER_JOB", "job-1", ACTOR)
             .await
             .err()
@@ -650,11 +598,7 @@ async fn object_masks_reveal_at_most_eight_characters(db: TestDb) {
         })
         .collect();
     let value = SecretValue::from_json_text(&format!("{{{}}}", fields.join(","))).unwrap();
-    let secret = db
-        .store
-        .create_secret("default", "ten-fields", &value, false, ACTOR)
-        .await
-        .unwrap();
+    let secret = db.store.create("ten-fields", &value, false).await;
     let stored = db
         .store
         .get_secret(&secret.secret_id)
@@ -672,12 +616,8 @@ async fn object_masks_reveal_at_most_eight_characters(db: TestDb) {
 /// The `READ_RESOURCE_VALUES` rows of the audit log, oldest first.
 async fn resource_reads(db: &TestDb) -> Vec<mlflow_secrets::model::AuditEntry> {
     db.store
-        .list_audit(&AuditFilter {
-            max_results: Some(1000),
-            ..Default::default()
-        })
+        .all_audit()
         .await
-        .unwrap()
         .into_iter()
         .filter(|e| e.action == "READ_RESOURCE_VALUES")
         .collect()
@@ -747,4 +687,13 @@ async fn chosen_bound_values_decrypt_only_what_was_chosen(db: TestDb) {
         !detail.contains(&b) && !detail.contains("B_KEY"),
         "an unchosen binding is neither decrypted nor named: {detail}"
     );
+}
+
+/// The error of reading every value bound to `SCORER_JOB/job-1`, which
+/// `why` says must fail.
+async fn bound_values_err(s: &SqlStore, why: &str) -> StoreError {
+    s.get_all_bound_values("default", "SCORER_JOB", "job-1", ACTOR)
+        .await
+        .err()
+        .expect(why)
 }

@@ -146,6 +146,21 @@ impl TestDb {
             .collect()
     }
 
+    /// Run one statement with text arguments on a raw connection, as
+    /// someone with write access to the database could, bypassing the
+    /// store; returns the rows it affected.
+    pub async fn exec(&self, conn: &mut sqlx::AnyConnection, sql: &str, args: &[&str]) -> u64 {
+        let sql = self.sql(sql);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for a in args {
+            q = q.bind(a.to_string());
+        }
+        q.execute(conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .rows_affected()
+    }
+
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         self.uri
             .strip_prefix("sqlite://")
