@@ -86,6 +86,13 @@ impl Env {
         env
     }
 
+    /// [`Env::with_pass_file`] and a keystore generated with it.
+    fn with_keystore(pass: &str) -> Self {
+        let env = Self::with_pass_file(pass);
+        env.run(&["kek", "generate", "-q"]).ok();
+        env
+    }
+
     /// A passphrase directory with `v1` (the projected-Secret form).
     fn with_pass_dir(v1: &str) -> Self {
         let env = Self::bare();
@@ -113,6 +120,19 @@ impl Env {
 
     fn forbid(&self, s: &str) {
         self.forbidden.borrow_mut().push(s.to_string());
+    }
+
+    /// `create <name> --value-stdin`, which must succeed; the value joins
+    /// the strings no output may contain.
+    fn create(&self, name: &str, value: &str) -> Run {
+        self.forbid(value);
+        self.run_stdin(&["create", name, "--value-stdin"], Some(value))
+            .ok()
+    }
+
+    /// The JSON a command that must succeed prints (`-o json`).
+    fn json(&self, args: &[&str]) -> Value {
+        self.run(args).ok().json()
     }
 
     fn uri(&self) -> String {
@@ -210,9 +230,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// `kek list -o json` as version -> (state, secrets).
 fn kek_table(env: &Env) -> Vec<(u64, String, Value)> {
-    env.run(&["kek", "list", "-o", "json"])
-        .ok()
-        .json()
+    env.json(&["kek", "list", "-o", "json"])
         .as_array()
         .unwrap()
         .iter()
@@ -232,7 +250,7 @@ fn quick_start_flow_and_json_output() {
     let value = "sk-proj-QUICKSTART-abcdefghijklmnop";
     env.forbid(value);
 
-    let r = env.run(&["kek", "generate", "-o", "json"]).ok().json();
+    let r = env.json(&["kek", "generate", "-o", "json"]);
     assert_eq!(r["version"], 1);
     assert_eq!(r["state"], "active");
     assert!(Path::new(r["path"].as_str().unwrap()).is_file());
@@ -243,7 +261,7 @@ fn quick_start_flow_and_json_output() {
     )
     .ok();
 
-    let s = env.run(&["get", "openai-key", "-o", "json"]).ok().json();
+    let s = env.json(&["get", "openai-key", "-o", "json"]);
     assert_eq!(s["secret_name"], "openai-key");
     assert_eq!(s["workspace"], "default");
     assert_eq!(s["state"], "ACTIVE");
@@ -261,38 +279,32 @@ fn quick_start_flow_and_json_output() {
     let human = env.run(&["get", "openai-key"]).ok();
     assert!(human.stdout.contains("openai-key") && human.stdout.contains("ACTIVE"));
 
-    let b = env
-        .run(&[
-            "bind",
-            "openai-key",
-            "--resource-type",
-            "SCORER_JOB",
-            "--resource-id",
-            "job-42",
-            "--name",
-            "OPENAI_API_KEY",
-            "-o",
-            "json",
-        ])
-        .ok()
-        .json();
+    let b = env.json(&[
+        "bind",
+        "openai-key",
+        "--resource-type",
+        "SCORER_JOB",
+        "--resource-id",
+        "job-42",
+        "--name",
+        "OPENAI_API_KEY",
+        "-o",
+        "json",
+    ]);
     assert_eq!(b["secret_id"], s["secret_id"]);
 
-    let bl = env
-        .run(&["list-bindings", "--secret", "openai-key", "-o", "json"])
-        .ok()
-        .json();
+    let bl = env.json(&["list-bindings", "--secret", "openai-key", "-o", "json"]);
     let bindings = bl["bindings"].as_array().unwrap();
     assert_eq!(bindings.len(), 1);
     assert_eq!(bindings[0]["binding_name"], "OPENAI_API_KEY");
     assert_eq!(bindings[0]["resource_id"], "job-42");
 
-    let v = env.run(&["verify", "-o", "json"]).ok().json();
+    let v = env.json(&["verify", "-o", "json"]);
     assert_eq!(v["total"], 1);
     assert_eq!(v["ok"], 1);
     assert_eq!(v["failed"].as_array().unwrap().len(), 0);
 
-    let l = env.run(&["list", "-o", "json"]).ok().json();
+    let l = env.json(&["list", "-o", "json"]);
     assert_eq!(l["secrets"].as_array().unwrap().len(), 1);
     assert!(l["next_page_token"].is_null());
     let table = env.run(&["list"]).ok();
@@ -304,15 +316,14 @@ fn quick_start_flow_and_json_output() {
     );
 
     // create, bind, verify: the audit chain is intact and counts them.
-    let a = env.run(&["audit", "verify", "-o", "json"]).ok().json();
+    let a = env.json(&["audit", "verify", "-o", "json"]);
     assert_eq!(a["ok"], true);
     assert!(a["rows"].as_u64().unwrap() >= 3, "{a}");
 }
 
 #[test]
 fn value_flags_warn_and_never_print_values() {
-    let env = Env::with_pass_file("values passphrase");
-    env.run(&["kek", "generate", "-q"]).ok();
+    let env = Env::with_keystore("values passphrase");
 
     let argv_value = "sk-ARGV-value-0123456789";
     env.forbid(argv_value);
@@ -337,18 +348,15 @@ fn value_flags_warn_and_never_print_values() {
         format!(r#"{{"api_key": "{json_value}", "org": "org-1234567890abc"}}"#),
     )
     .unwrap();
-    let s = env
-        .run(&[
-            "create",
-            "from-json",
-            "--shared",
-            "--json-file",
-            jf.to_str().unwrap(),
-            "-o",
-            "json",
-        ])
-        .ok()
-        .json();
+    let s = env.json(&[
+        "create",
+        "from-json",
+        "--shared",
+        "--json-file",
+        jf.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
     assert_eq!(s["is_shared"], true);
 
     // No flag and no terminal: refuse, and say which flags exist.
@@ -432,9 +440,7 @@ fn rotation_with_passphrase_directory() {
         ("gamma", "sk-gamma-0123456789abcdef"),
     ];
     for (name, value) in values {
-        env.forbid(value);
-        env.run_stdin(&["create", name, "--value-stdin"], Some(value))
-            .ok();
+        env.create(name, value);
     }
 
     // The active version cannot be retired.
@@ -442,7 +448,7 @@ fn rotation_with_passphrase_directory() {
 
     // A new passphrase for v2 lands in the projected directory, then rotate.
     env.set_dir_pass(2, "second passphrase v2");
-    let r = env.run(&["kek", "rotate", "-o", "json"]).ok().json();
+    let r = env.json(&["kek", "rotate", "-o", "json"]);
     assert_eq!(r["version"], 2);
     assert_eq!(r["state"], "active");
 
@@ -450,7 +456,7 @@ fn rotation_with_passphrase_directory() {
     let r = env.run(&["kek", "retire", "--version", "1"]).fails(1);
     assert!(r.error_line().contains("rewrap"), "{}", r.stderr);
 
-    let r = env.run(&["rewrap", "--all", "-o", "json"]).ok().json();
+    let r = env.json(&["rewrap", "--all", "-o", "json"]);
     assert_eq!(r["rewrapped"], 3);
     assert_eq!(r["to_version"], 2);
 
@@ -461,7 +467,7 @@ fn rotation_with_passphrase_directory() {
             (2, "active".to_string(), Value::from(3)),
         ]
     );
-    let v = env.run(&["verify", "-o", "json"]).ok().json();
+    let v = env.json(&["verify", "-o", "json"]);
     assert_eq!(v["ok"], 3);
     assert_eq!(v["by_kek_version"], serde_json::json!({"2": 3}));
 
@@ -546,50 +552,38 @@ fn rewrap_survives_kill_9() {
     eprintln!("after the kill: {counts:?}");
 
     // A rerun finishes the job.
-    let r = env.run(&["rewrap", "--all", "-o", "json"]).ok().json();
+    let r = env.json(&["rewrap", "--all", "-o", "json"]);
     assert_eq!(
         r["rewrapped"].as_u64().unwrap(),
         counts.get(&1).copied().unwrap_or(0)
     );
-    let v = env.run(&["verify", "-o", "json"]).ok().json();
+    let v = env.json(&["verify", "-o", "json"]);
     assert_eq!(v["total"], N as u64);
     assert_eq!(v["ok"], N as u64);
     assert_eq!(v["by_kek_version"], serde_json::json!({"2": N}));
 
     // A plain `list` pages through everything; --max-results gives one page.
-    let l = env.run(&["list", "-o", "json"]).ok().json();
+    let l = env.json(&["list", "-o", "json"]);
     assert_eq!(l["secrets"].as_array().unwrap().len(), N);
-    let p = env
-        .run(&["list", "--max-results", "10", "-o", "json"])
-        .ok()
-        .json();
+    let p = env.json(&["list", "--max-results", "10", "-o", "json"]);
     assert_eq!(p["secrets"].as_array().unwrap().len(), 10);
     let token = p["next_page_token"].as_str().unwrap();
-    let p2 = env
-        .run(&[
-            "list",
-            "--max-results",
-            "10",
-            "--page-token",
-            token,
-            "-o",
-            "json",
-        ])
-        .ok()
-        .json();
+    let p2 = env.json(&[
+        "list",
+        "--max-results",
+        "10",
+        "--page-token",
+        token,
+        "-o",
+        "json",
+    ]);
     assert_eq!(p2["secrets"][0]["secret_name"], "s00010");
 }
 
 #[test]
 fn delete_needs_confirmation_and_cascades() {
-    let env = Env::with_pass_file("delete passphrase");
-    env.run(&["kek", "generate", "-q"]).ok();
-    env.forbid("sk-delete-me-0123456789");
-    env.run_stdin(
-        &["create", "doomed", "--value-stdin"],
-        Some("sk-delete-me-0123456789"),
-    )
-    .ok();
+    let env = Env::with_keystore("delete passphrase");
+    env.create("doomed", "sk-delete-me-0123456789");
     env.run(&[
         "bind",
         "doomed",
@@ -605,27 +599,18 @@ fn delete_needs_confirmation_and_cascades() {
     assert!(r.error_line().contains("--yes"), "{}", r.stderr);
     env.run(&["get", "doomed", "-q"]).ok();
 
-    let r = env
-        .run(&["delete", "doomed", "--yes", "-o", "json"])
-        .ok()
-        .json();
+    let r = env.json(&["delete", "doomed", "--yes", "-o", "json"]);
     assert_eq!(r["deleted"], true);
     assert_eq!(r["bindings_deleted"], 1);
     env.run(&["get", "doomed"]).fails(1);
-    let b = env.run(&["list-bindings", "-o", "json"]).ok().json();
+    let b = env.json(&["list-bindings", "-o", "json"]);
     assert_eq!(b["bindings"].as_array().unwrap().len(), 0);
 }
 
 #[test]
 fn audit_verify_detects_an_edited_row() {
-    let env = Env::with_pass_file("audit passphrase");
-    env.run(&["kek", "generate", "-q"]).ok();
-    env.forbid("sk-audit-0123456789abc");
-    env.run_stdin(
-        &["create", "audited", "--value-stdin"],
-        Some("sk-audit-0123456789abc"),
-    )
-    .ok();
+    let env = Env::with_keystore("audit passphrase");
+    env.create("audited", "sk-audit-0123456789abc");
     env.run(&["revoke", "audited", "-q"]).ok();
     let r = env.run(&["audit", "verify"]).ok();
     assert!(r.stdout.contains("intact"), "{}", r.stdout);
@@ -697,8 +682,7 @@ fn output(mut c: Command) -> Run {
 
 #[test]
 fn provider_field_and_service_account_flags() {
-    let env = Env::with_pass_file("field binding passphrase");
-    env.run(&["kek", "generate", "-q"]).ok();
+    let env = Env::with_keystore("field binding passphrase");
     let key = "azure-KEY-0123456789abcdef";
     env.forbid(key);
     let jf = env._tmp.path().join("azure.json");
@@ -707,40 +691,34 @@ fn provider_field_and_service_account_flags() {
         format!(r#"{{"api_key":"{key}","api_base":"https://x.openai.azure.com"}}"#),
     )
     .unwrap();
-    let s = env
-        .run(&[
-            "create",
-            "azure",
-            "--shared",
-            "--provider",
-            "azure",
-            "--json-file",
-            jf.to_str().unwrap(),
-            "-o",
-            "json",
-        ])
-        .ok()
-        .json();
+    let s = env.json(&[
+        "create",
+        "azure",
+        "--shared",
+        "--provider",
+        "azure",
+        "--json-file",
+        jf.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
     assert_eq!(s["provider"], "azure");
-    let b = env
-        .run(&[
-            "bind",
-            "azure",
-            "--resource-id",
-            "job-1",
-            "--name",
-            "AZURE_API_KEY",
-            "--field",
-            "api_key",
-            "--service-account",
-            "scorer",
-            "--service-account",
-            "eval",
-            "-o",
-            "json",
-        ])
-        .ok()
-        .json();
+    let b = env.json(&[
+        "bind",
+        "azure",
+        "--resource-id",
+        "job-1",
+        "--name",
+        "AZURE_API_KEY",
+        "--field",
+        "api_key",
+        "--service-account",
+        "scorer",
+        "--service-account",
+        "eval",
+        "-o",
+        "json",
+    ]);
     assert_eq!(b["value_field"], "api_key");
     assert_eq!(b["service_accounts"], serde_json::json!(["scorer", "eval"]));
     let table = env.run(&["list-bindings"]).ok();
@@ -789,8 +767,7 @@ fn provider_field_and_service_account_flags() {
 
 #[test]
 fn reserved_binding_names_are_refused_by_the_cli() {
-    let env = Env::with_pass_file("reserved names passphrase");
-    env.run(&["kek", "generate", "-q"]).ok();
+    let env = Env::with_keystore("reserved names passphrase");
     env.run(&[
         "create",
         "u",
@@ -815,18 +792,15 @@ fn reserved_binding_names_are_refused_by_the_cli() {
             r.stderr
         );
     }
-    let b = env.run(&["list-bindings", "-o", "json"]).ok().json();
+    let b = env.json(&["list-bindings", "-o", "json"]);
     assert!(b["bindings"].as_array().unwrap().is_empty(), "{b}");
 }
 
 #[test]
 fn revoke_shreds_and_verify_counts_it_apart() {
-    let env = Env::with_pass_file("revoke shred passphrase");
-    env.run(&["kek", "generate", "-q"]).ok();
+    let env = Env::with_keystore("revoke shred passphrase");
     let leaked = "sk-LEAKED-0123456789abcdef";
-    env.forbid(leaked);
-    env.run_stdin(&["create", "leaked", "--value-stdin"], Some(leaked))
-        .ok();
+    env.create("leaked", leaked);
     env.run_stdin(
         &["create", "kept", "--value-stdin"],
         Some("sk-KEPT-0123456789abcdef"),
@@ -839,7 +813,7 @@ fn revoke_shreds_and_verify_counts_it_apart() {
         s.secret_id
     });
     env.run(&["revoke", "leaked", "-q"]).ok();
-    let v = env.run(&["verify", "-o", "json"]).ok().json();
+    let v = env.json(&["verify", "-o", "json"]);
     assert_eq!(
         (v["total"].as_u64(), v["ok"].as_u64(), v["revoked"].as_u64()),
         (Some(2), Some(1), Some(1)),
@@ -889,8 +863,7 @@ fn test_mode_is_refused_with_shared_stores() {
 
 #[test]
 fn read_and_maintenance_commands_never_create_a_database() {
-    let env = Env::with_pass_file("no create passphrase");
-    env.run(&["kek", "generate", "-q"]).ok();
+    let env = Env::with_keystore("no create passphrase");
     for args in [
         vec!["verify"],
         vec!["list"],
@@ -921,8 +894,7 @@ fn read_and_maintenance_commands_never_create_a_database() {
 
 #[test]
 fn kek_retire_needs_a_named_store_with_secrets() {
-    let env = Env::with_pass_file("retire guard passphrase");
-    env.run(&["kek", "generate", "-q"]).ok();
+    let env = Env::with_keystore("retire guard passphrase");
     env.run(&["kek", "rotate", "-q"]).ok();
     // No store named: refused, whatever the default would hold.
     let mut c = env.cmd(&["kek", "retire", "--version", "1"]);
@@ -947,8 +919,7 @@ fn kek_retire_needs_a_named_store_with_secrets() {
 
 #[test]
 fn audit_verify_head_flag() {
-    let env = Env::with_pass_file("audit head passphrase");
-    env.run(&["kek", "generate", "-q"]).ok();
+    let env = Env::with_keystore("audit head passphrase");
     env.run(&["create", "a", "--value", "audit-head-value-0123"])
         .ok();
     let entries = rt().block_on(async {

@@ -15,14 +15,7 @@ const CANARIES: [&str; 3] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logs_never_contain_values() {
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .expect("the only subscriber in this test binary");
+    let logs = CapturedLogs::install_global_trace();
 
     for backend in [Backend::Sqlite, Backend::Postgres, Backend::Mysql] {
         let Some(db) = TestDb::new(backend).await else {

@@ -32,10 +32,7 @@ async fn secret_lifecycle_over_every_endpoint() {
     let r = post(&app, "create", Some(WRITER),
         r#"{"secret_name":"judge","value":{"api_key":"k-1234567890abcdef","org":"o"},"is_shared":true,"workspace":"team-a"}"#).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let judge = r.json()["secret"]["secret_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let judge = r.secret_id();
 
     // get: by id, by name (default workspace), by name in a workspace.
     let r = get(&app, &format!("get?secret_id={id}"), Some(READER)).await;
@@ -71,11 +68,11 @@ async fn secret_lifecycle_over_every_endpoint() {
     assert!(r.json().get("next_page_token").is_none());
 
     // update: a new value, updated_by from the principal.
-    let r = patch(
+    let r = patch_json(
         &app,
         "update",
         Some(ADMIN),
-        &json!({"secret_id": id, "value": "sk-proj-zyxwvutsrqponm9876"}).to_string(),
+        json!({"secret_id": id, "value": "sk-proj-zyxwvutsrqponm9876"}),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -83,12 +80,11 @@ async fn secret_lifecycle_over_every_endpoint() {
     assert_eq!(r.json()["secret"]["created_by"], "wendy");
 
     // bind, get-binding, list-bindings, unbind.
-    let r = post(
+    let r = post_json(
         &app,
         "bind",
         Some(WRITER),
-        &json!({"secret_id": id, "resource_id": "job-1", "binding_name": "OPENAI_API_KEY"})
-            .to_string(),
+        json!({"secret_id": id, "resource_id": "job-1", "binding_name": "OPENAI_API_KEY"}),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -98,8 +94,7 @@ async fn secret_lifecycle_over_every_endpoint() {
     let bid = b["binding_id"].as_str().unwrap().to_string();
     let r = get(&app, &format!("get-binding?binding_id={bid}"), Some(READER)).await;
     assert_eq!(r.json()["binding"]["binding_name"], "OPENAI_API_KEY");
-    let r = post(&app, "bind", Some(WRITER),
-        &json!({"secret_id": judge, "resource_type": "SCORER_JOB", "resource_id": "job-9", "binding_name": "JUDGE"}).to_string()).await;
+    let r = post_json(&app, "bind", Some(WRITER), json!({"secret_id": judge, "resource_type": "SCORER_JOB", "resource_id": "job-9", "binding_name": "JUDGE"})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = get(
         &app,
@@ -117,52 +112,22 @@ async fn secret_lifecycle_over_every_endpoint() {
     assert_eq!(r.json()["bindings"][0]["workspace"], "team-a");
     let r = get(&app, "list-bindings?max_results=1", Some(READER)).await;
     assert!(r.json()["next_page_token"].is_string());
-    let r = delete(
-        &app,
-        "unbind",
-        Some(WRITER),
-        &json!({"binding_id": bid}).to_string(),
-    )
-    .await;
+    let r = delete_json(&app, "unbind", Some(WRITER), json!({"binding_id": bid})).await;
     assert_eq!((r.status, r.json()), (StatusCode::OK, json!({})));
     let r = get(&app, &format!("get-binding?binding_id={bid}"), Some(READER)).await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST")
-    );
+    r.assert_error(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST");
 
     // revoke: one-way, then a conflict.
-    let r = post(
-        &app,
-        "revoke",
-        Some(WRITER),
-        &json!({"secret_id": id}).to_string(),
-    )
-    .await;
+    let r = post_json(&app, "revoke", Some(WRITER), json!({"secret_id": id})).await;
     assert_eq!(r.json()["secret"]["state"], "REVOKED");
     assert_eq!(r.json()["secret"]["revoked_by"], "wendy");
-    let r = post(
-        &app,
-        "revoke",
-        Some(WRITER),
-        &json!({"secret_id": id}).to_string(),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::CONFLICT, "RESOURCE_CONFLICT")
-    );
+    let r = post_json(&app, "revoke", Some(WRITER), json!({"secret_id": id})).await;
+    r.assert_error(StatusCode::CONFLICT, "RESOURCE_CONFLICT");
     let r = get(&app, "list?state=REVOKED", Some(READER)).await;
     assert_eq!(r.json()["secrets"].as_array().unwrap().len(), 1);
 
     // delete: gone afterwards.
-    let r = delete(
-        &app,
-        "delete",
-        Some(WRITER),
-        &json!({"secret_id": id}).to_string(),
-    )
-    .await;
+    let r = delete_json(&app, "delete", Some(WRITER), json!({"secret_id": id})).await;
     assert_eq!((r.status, r.json()), (StatusCode::OK, json!({})));
     let r = get(&app, &format!("get?secret_id={id}"), Some(READER)).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -217,15 +182,15 @@ async fn every_error_code_in_mlflow_shape() {
         (post(&app, "create", Some(WRITER), r#"{"secret_name":"taken","value":"x"}"#).await, 400, "RESOURCE_ALREADY_EXISTS", "taken"),
         (post(&app, "create", Some(WRITER), r#"{"secret_name":"a","value":"x""#).await, 400, "INVALID_PARAMETER_VALUE", "JSON"),
         (post(&app, "create", Some(WRITER), r#"{"secret_name":"a","value":"x","colour":"red"}"#).await, 400, "INVALID_PARAMETER_VALUE", "colour"),
-        (post(&app, "create", Some(WRITER), &json!({"secret_name": "n".repeat(256), "value": "x"}).to_string()).await, 400, "INVALID_PARAMETER_VALUE", "secret_name"),
+        (post_json(&app, "create", Some(WRITER), json!({"secret_name": "n".repeat(256), "value": "x"})).await, 400, "INVALID_PARAMETER_VALUE", "secret_name"),
         (post(&app, "create", Some(WRITER), r#"{"secret_name":"a","value":"x","workspace":"Not_A_Label"}"#).await, 400, "INVALID_PARAMETER_VALUE", "workspace"),
         (post(&app, "create", Some(WRITER), r#"{"secret_name":"a","value":"x","is_shared":"yes"}"#).await, 400, "INVALID_PARAMETER_VALUE", "is_shared"),
         (post(&app, "create", Some(WRITER), r#"{"secret_name":"a","value":""}"#).await, 400, "INVALID_PARAMETER_VALUE", "value"),
         (post(&app, "create", Some(WRITER), r#"{"secret_name":"a","value":{"k":1}}"#).await, 400, "INVALID_PARAMETER_VALUE", "value"),
         (post(&app, "create", Some(WRITER), r#"{"value":"x"}"#).await, 400, "INVALID_PARAMETER_VALUE", "secret_name"),
         (post(&app, "create", Some(WRITER), "").await, 400, "INVALID_PARAMETER_VALUE", "empty"),
-        (post(&app, "bind", Some(WRITER), &json!({"secret_id": id, "resource_id": "j", "binding_name": "1BAD-NAME"}).to_string()).await, 400, "INVALID_PARAMETER_VALUE", "binding_name"),
-        (post(&app, "bind", Some(WRITER), &json!({"secret_id": id, "resource_type": "lower", "resource_id": "j", "binding_name": "A"}).to_string()).await, 400, "INVALID_PARAMETER_VALUE", "resource_type"),
+        (post_json(&app, "bind", Some(WRITER), json!({"secret_id": id, "resource_id": "j", "binding_name": "1BAD-NAME"})).await, 400, "INVALID_PARAMETER_VALUE", "binding_name"),
+        (post_json(&app, "bind", Some(WRITER), json!({"secret_id": id, "resource_type": "lower", "resource_id": "j", "binding_name": "A"})).await, 400, "INVALID_PARAMETER_VALUE", "resource_type"),
         (post(&app, "revoke", Some(WRITER), r#"{"secret_id":"not-a-uuid"}"#).await, 400, "INVALID_PARAMETER_VALUE", "secret_id"),
         (get(&app, "get", Some(READER)).await, 400, "INVALID_PARAMETER_VALUE", "secret_id"),
         (get(&app, &format!("get?secret_id={id}&secret_name=taken"), Some(READER)).await, 400, "INVALID_PARAMETER_VALUE", "either"),
@@ -238,8 +203,8 @@ async fn every_error_code_in_mlflow_shape() {
         (get(&app, "list-audit?after_seq=-1", Some(ADMIN)).await, 400, "INVALID_PARAMETER_VALUE", "after_seq"),
         (get(&app, &format!("get?secret_id={unknown}"), Some(READER)).await, 404, "RESOURCE_DOES_NOT_EXIST", unknown),
         (get(&app, "get?secret_name=nope&workspace=ws", Some(READER)).await, 404, "RESOURCE_DOES_NOT_EXIST", "nope"),
-        (patch(&app, "update", Some(WRITER), &json!({"secret_id": unknown, "value": "v"}).to_string()).await, 404, "RESOURCE_DOES_NOT_EXIST", unknown),
-        (delete(&app, "unbind", Some(WRITER), &json!({"binding_id": unknown}).to_string()).await, 404, "RESOURCE_DOES_NOT_EXIST", unknown),
+        (patch_json(&app, "update", Some(WRITER), json!({"secret_id": unknown, "value": "v"})).await, 404, "RESOURCE_DOES_NOT_EXIST", unknown),
+        (delete_json(&app, "unbind", Some(WRITER), json!({"binding_id": unknown})).await, 404, "RESOURCE_DOES_NOT_EXIST", unknown),
         (get(&app, "list", None).await, 401, "UNAUTHENTICATED", "token"),
         (get(&app, "list", Some("mlss_wrong")).await, 401, "UNAUTHENTICATED", "token"),
         (post(&app, "create", Some(READER), r#"{"secret_name":"a","value":"x"}"#).await, 403, "PERMISSION_DENIED", "rita"),
@@ -270,10 +235,7 @@ async fn every_error_code_in_mlflow_shape() {
         StatusCode::OK
     );
     let r = post(&app, "bind", Some(WRITER), &bind("job-2")).await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::CONFLICT, "RESOURCE_CONFLICT")
-    );
+    r.assert_error(StatusCode::CONFLICT, "RESOURCE_CONFLICT");
 
     // 413: a body over the limit; 415: not JSON; 405: a method the path lacks.
     let big = format!(
@@ -281,21 +243,15 @@ async fn every_error_code_in_mlflow_shape() {
         "x".repeat(300 * 1024)
     );
     let r = post(&app, "create", Some(WRITER), &big).await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, "INVALID_PARAMETER_VALUE")
-    );
-    let r = post(
+    r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "INVALID_PARAMETER_VALUE");
+    let r = post_json(
         &app,
         "create",
         Some(WRITER),
-        &json!({"secret_name": "a", "value": "v".repeat(65 * 1024)}).to_string(),
+        json!({"secret_name": "a", "value": "v".repeat(65 * 1024)}),
     )
     .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE")
-    );
+    r.assert_error(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE");
     assert!(r.message().contains("larger than"), "{}", r.text);
     let req = axum::http::Request::post(format!("{API}/create"))
         .header("authorization", format!("Bearer {WRITER}"))
@@ -328,10 +284,7 @@ async fn internal_errors_are_generic_and_health_reports_them() {
         r#"{"secret_name":"a","value":"sk-some-value-1234"}"#,
     )
     .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
-    );
+    r.assert_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR");
     let m = r.message().to_lowercase();
     assert!(m.starts_with("internal error (incident "), "{m}");
     for leak in ["kek", "keystore", "sql", "loaded"] {
@@ -479,28 +432,24 @@ async fn added_fields_and_reserved_binding_names() {
         r#"{"secret_name":"azure","value":{"api_key":"k-1234567890abcdef","api_base":"https://x"},"is_shared":true,"provider":"azure"}"#).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["secret"]["provider"], "azure");
-    let id = r.json()["secret"]["secret_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = post(
+    let id = r.secret_id();
+    let r = post_json(
         &app,
         "bind",
         Some(WRITER),
-        &json!({"secret_id": id, "resource_id": "job-1", "binding_name": "AZURE_API_KEY",
-                "value_field": "api_key", "service_accounts": ["scorer"]})
-        .to_string(),
+        json!({"secret_id": id, "resource_id": "job-1", "binding_name": "AZURE_API_KEY",
+                "value_field": "api_key", "service_accounts": ["scorer"]}),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["binding"]["value_field"], "api_key");
     assert_eq!(r.json()["binding"]["service_accounts"], json!(["scorer"]));
     for name in ["LD_PRELOAD", "http_proxy", "PYTHONSTARTUP"] {
-        let r = post(
+        let r = post_json(
             &app,
             "bind",
             Some(WRITER),
-            &json!({"secret_id": id, "resource_id": "job-1", "binding_name": name}).to_string(),
+            json!({"secret_id": id, "resource_id": "job-1", "binding_name": name}),
         )
         .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name}: {}", r.text);

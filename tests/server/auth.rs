@@ -270,10 +270,7 @@ async fn rate_limit_answers_429_with_retry_after_then_recovers() {
         assert_eq!(r.status, StatusCode::OK, "request {i}");
     }
     let r = get(&app, "list", Some(READER)).await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::TOO_MANY_REQUESTS, "REQUEST_LIMIT_EXCEEDED")
-    );
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "REQUEST_LIMIT_EXCEEDED");
     let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&wait), "Retry-After {wait}");
     // Another principal has a bucket of its own.

@@ -53,6 +53,13 @@ fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Res
     Ok((status, body))
 }
 
+/// [`http`] that must answer 200; the body.
+fn http_ok(port: u16, method: &str, path: &str, body: Option<&str>) -> String {
+    let (status, body) = http(port, method, path, body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 fn wait_healthy(child: &mut Child, port: u16) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
@@ -60,18 +67,24 @@ fn wait_healthy(child: &mut Child, port: u16) {
             return;
         }
         if let Some(st) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            let err = take_stderr(child);
             panic!("serve exited with {st}: {err}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("serve did not become healthy");
+}
+
+/// Everything the (exited) child wrote to its piped stderr.
+fn take_stderr(child: &mut Child) -> String {
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
 }
 
 /// SIGTERM, then the exit status and stderr.
@@ -84,13 +97,7 @@ fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
     let start = Instant::now();
     loop {
         if let Some(st) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            let err = take_stderr(&mut child);
             return (st, err);
         }
         assert!(
@@ -114,16 +121,19 @@ fn fresh_machine_defaults_and_graceful_shutdown() {
             .spawn()
             .unwrap()
     };
-    let mut child = spawn();
-    wait_healthy(&mut child, port);
-    let (status, body) = http(
+    // Started and answering /health.
+    let start = || {
+        let mut child = spawn();
+        wait_healthy(&mut child, port);
+        child
+    };
+    let child = start();
+    let body = http_ok(
         port,
         "POST",
         "/api/2.0/mlflow/secrets/create",
         Some(r#"{"secret_name":"first","value":"sk-abcdefghijklmnopqrstuvwxyz"}"#),
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
+    );
     assert!(body.contains("\"created_by\":\"local\""), "{body}");
     let (st, err) = terminate(child);
     assert!(st.success(), "exit {st}: {err}");
@@ -147,16 +157,13 @@ fn fresh_machine_defaults_and_graceful_shutdown() {
     }
 
     // A second start reuses all of it: no new keystore, the secret is there.
-    let mut child = spawn();
-    wait_healthy(&mut child, port);
-    let (status, body) = http(
+    let child = start();
+    http_ok(
         port,
         "GET",
         "/api/2.0/mlflow/secrets/get?secret_name=first",
         None,
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
+    );
     let (st, err) = terminate(child);
     assert!(st.success(), "exit {st}: {err}");
     assert!(!err.contains("Created a keystore"), "{err}");

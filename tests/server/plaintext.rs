@@ -29,14 +29,7 @@ const C: [&str; 16] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_plaintext_in_responses_or_trace_logs() {
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .expect("the only subscriber in this test binary");
+    let logs = CapturedLogs::install_global_trace();
 
     let fx = Fixture::new().await;
     let app = fx.app(0);
@@ -50,10 +43,7 @@ async fn no_plaintext_in_responses_or_trace_logs() {
         &body(json!({"secret_name": "s", "value": C[0]})),
     )
     .await;
-    let id = r.json()["secret"]["secret_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = r.secret_id();
     let r = post(
         &app,
         "create",
@@ -63,10 +53,7 @@ async fn no_plaintext_in_responses_or_trace_logs() {
         ),
     )
     .await;
-    let oid = r.json()["secret"]["secret_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let oid = r.secret_id();
     patch(
         &app,
         "update",

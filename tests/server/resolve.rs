@@ -3,6 +3,7 @@
 //! read path gives for its one resource, and nothing else anywhere.
 
 use crate::support::*;
+use axum::Router;
 use axum::http::{Method, StatusCode};
 use mlflow_secrets::server::{AppState, AuthMode, ServeConfig, Server, TokenStore, router};
 use mlflow_secrets::store::{HttpStore, SecretsStore};
@@ -31,6 +32,11 @@ async fn bind(app: &axum::Router, secret: &str, resource: &str, name: &str) -> S
 
 fn resolve_body(ws: &str, resource: &str) -> String {
     json!({"workspace": ws, "resource_type": "SCORER_JOB", "resource_id": resource}).to_string()
+}
+
+/// `resolve` of `SCORER_JOB/<resource>` in `ws`, as `token`.
+async fn resolve_as(app: &Router, token: &str, ws: &str, resource: &str) -> Resp {
+    post(app, "resolve", Some(token), &resolve_body(ws, resource)).await
 }
 
 async fn runner_resolves_its_resource_only(backend: Backend) {
@@ -64,13 +70,7 @@ async fn runner_resolves_its_resource_only(backend: Backend) {
     bind(&app, &azure, RUNNER_RESOURCE, "AZURE").await;
     bind(&app, &key, "other-job", "OPENAI_API_KEY").await;
 
-    let r = post(
-        &app,
-        "resolve",
-        Some(RUNNER),
-        &resolve_body("team-a", RUNNER_RESOURCE),
-    )
-    .await;
+    let r = resolve_as(&app, RUNNER, "team-a", RUNNER_RESOURCE).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let got = r.json();
     // A string as it is; an object as compact JSON with sorted keys.
@@ -142,13 +142,7 @@ async fn runner_resolves_its_resource_only(backend: Backend) {
     }
     // Writers and admins, of every scope, may not resolve.
     for t in [WRITER, ADMIN, READER, TEAM_A_WRITER, TEAM_A_ADMIN] {
-        let r = post(
-            &app,
-            "resolve",
-            Some(t),
-            &resolve_body("team-a", RUNNER_RESOURCE),
-        )
-        .await;
+        let r = resolve_as(&app, t, "team-a", RUNNER_RESOURCE).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
         assert!(!r.text.contains(KEY));
     }
@@ -176,21 +170,9 @@ async fn runner_resolves_its_resource_only(backend: Backend) {
     assert!(!r.text.contains(KEY));
 
     // A revoked binding fails the whole call; no value comes back.
-    let r = post(
-        &app,
-        "revoke",
-        Some(WRITER),
-        &json!({"secret_id": azure}).to_string(),
-    )
-    .await;
+    let r = post_json(&app, "revoke", Some(WRITER), json!({"secret_id": azure})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let r = post(
-        &app,
-        "resolve",
-        Some(RUNNER),
-        &resolve_body("team-a", RUNNER_RESOURCE),
-    )
-    .await;
+    let r = resolve_as(&app, RUNNER, "team-a", RUNNER_RESOURCE).await;
     assert_eq!(
         (r.status, r.code().as_str()),
         (StatusCode::CONFLICT, "RESOURCE_CONFLICT"),
@@ -223,13 +205,7 @@ async fn resolve_needs_tls_off_loopback() {
     let mut state = AppState::new(fx.store.clone(), AuthMode::Tokens(Arc::new(ts)), 0);
     state.resolve_transport_ok = false;
     let app = router(state);
-    let r = post(
-        &app,
-        "resolve",
-        Some(RUNNER),
-        &resolve_body("team-a", RUNNER_RESOURCE),
-    )
-    .await;
+    let r = resolve_as(&app, RUNNER, "team-a", RUNNER_RESOURCE).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert!(r.message().contains("TLS"), "{}", r.text);
 }

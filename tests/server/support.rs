@@ -137,6 +137,25 @@ impl Resp {
         self.json()["message"].as_str().unwrap_or("").to_string()
     }
 
+    /// `secret.secret_id` of a create, update or revoke answer.
+    pub fn secret_id(&self) -> String {
+        self.json()["secret"]["secret_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no secret_id in {}", self.text))
+            .to_string()
+    }
+
+    /// The answer is an error with this status and MLflow error code.
+    #[track_caller]
+    pub fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(
+            (self.status, self.code().as_str()),
+            (status, code),
+            "{}",
+            self.text
+        );
+    }
+
     /// Everything a client sees, for the no-plaintext checks.
     pub fn everything(&self) -> String {
         let mut s = self.text.clone();
@@ -237,13 +256,25 @@ pub async fn delete(app: &Router, op: &str, token: Option<&str>, body: &str) -> 
     .await
 }
 
+/// [`post`] of a JSON body.
+pub async fn post_json(app: &Router, op: &str, token: Option<&str>, body: Value) -> Resp {
+    post(app, op, token, &body.to_string()).await
+}
+
+/// [`patch`] of a JSON body.
+pub async fn patch_json(app: &Router, op: &str, token: Option<&str>, body: Value) -> Resp {
+    patch(app, op, token, &body.to_string()).await
+}
+
+/// [`delete`] of a JSON body.
+pub async fn delete_json(app: &Router, op: &str, token: Option<&str>, body: Value) -> Resp {
+    delete(app, op, token, &body.to_string()).await
+}
+
 /// Create a secret as the writer; returns its id.
 pub async fn create(app: &Router, name: &str, value: &str, shared: bool) -> String {
     let body = serde_json::json!({"secret_name": name, "value": value, "is_shared": shared});
     let r = post(app, "create", Some(WRITER), &body.to_string()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    r.json()["secret"]["secret_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    r.secret_id()
 }

@@ -21,3 +21,21 @@ impl CapturedLogs {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
+
+impl CapturedLogs {
+    /// A new capture behind this process's global subscriber, at TRACE
+    /// level with no colours, so that everything any thread logs from now
+    /// on lands in it. Panics when a global subscriber is already set: one
+    /// test per binary may own it.
+    pub fn install_global_trace() -> Self {
+        let logs = Self::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("the only subscriber in this test binary");
+        logs
+    }
+}
