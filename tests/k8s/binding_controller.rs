@@ -2,7 +2,7 @@
 //! real SQLite store (docs/design.md §8): why a binding cannot bind
 //! (missing secret, another namespace, a private secret bound elsewhere, a
 //! secret not Ready) and how it unbinds when its MlflowSecret goes. Same
-//! in-process fixture as `k8s_controller.rs`.
+//! in-process fixture as `controller.rs`.
 
 use crate::support;
 use crate::support::controller::{Harness, binding_ready_is, cond, secret_ready_is, value_from};

@@ -2,7 +2,7 @@
 //! control plane and a real SQLite store (docs/design.md §8).
 //! The controllers run in-process, scoped by label to each test's objects;
 //! the operator process itself is tested elsewhere, and the binding
-//! controller's refusals in `k8s_binding_controller.rs`.
+//! controller's refusals in `binding_controller.rs`.
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! "true"`, or its value is never read; withdrawing consent stops
 //! re-imports; an imported value's mask is never in the status. Real
 //! control plane, in-process controllers, SQLite. The CRD fields that reach
-//! the store's columns are in `k8s_controller_columns.rs`.
+//! the store's columns are in `controller_columns.rs`.
 
 use mlflow_secrets::model::SecretFilter;
 use mlflow_secrets::store::SecretsStore;

@@ -7,7 +7,7 @@
 //! per-Job Secret), deny and namespace isolation, deletion with both
 //! policies, the Conflict rule, and the keystore hot reload through a real
 //! kubelet-style `..data` symlink swap. Failover and faults are in
-//! tests/k8s_operator_faults.rs.
+//! tests/k8s/operator_faults.rs.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,13 +51,7 @@ impl World {
         let tmp = tempfile::tempdir().unwrap();
         let ks = TestKeystore::new();
         let store_uri = format!("sqlite://{}", tmp.path().join("secrets.db").display());
-        let setup = OperatorSetup::new(
-            store_uri.clone(),
-            &ks.config.dir,
-            ks.config.passphrase.path(),
-            op_ns.name(),
-            tmp.path(),
-        );
+        let setup = OperatorSetup::for_keystore(store_uri.clone(), &ks, op_ns.name(), tmp.path());
         setup.select(env, &ns).await;
         let op = setup.start(env, "replica-a").await;
         op.wait_ready(READY).await;
@@ -355,13 +349,7 @@ async fn injection_isolation_deny_and_garbage_collection() {
             .iter()
             .find(|e| e.name == "OPENAI_API_KEY")
             .unwrap_or_else(|| panic!("container {} not injected: {pod_json}", c.name));
-        let r = e
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap();
+        let r = support::secret_key_ref(e);
         assert_eq!(r.name, secret_name);
         assert_eq!(r.key, "OPENAI_API_KEY");
         assert!(e.value.is_none());

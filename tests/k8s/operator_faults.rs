@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::support;
 use crate::support::operator::{
     OperatorSetup, TcpProxy, apply_secret_and_import, condition, crd_api, install_crds,
-    wait_condition,
+    operator_env, wait_condition,
 };
 use crate::support::{TestEnv, eventually, unique_name};
 use k8s_openapi::api::batch::v1::Job;
@@ -39,6 +39,25 @@ async fn apply_binding(
         .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&o))
         .await
         .unwrap();
+}
+
+/// Import `value` as the MlflowSecret `name` and bind it to `SCORER_JOB/<job>`
+/// as `bind`, both Ready; the MlflowSecret API of `ns`.
+async fn import_and_bind(
+    setup: &OperatorSetup,
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    value: &str,
+    job: &str,
+) -> Api<DynamicObject> {
+    apply_secret_and_import(setup, true, client, ns, name, value).await;
+    let secrets = crd_api(client.clone(), ns, "MlflowSecret");
+    wait_condition(&secrets, name, "Ready", "True", READY).await;
+    apply_binding(setup, client, ns, "bind", name, job).await;
+    let bindings = crd_api(client.clone(), ns, "MlflowSecretBinding");
+    wait_condition(&bindings, "bind", "Ready", "True", READY).await;
+    secrets
 }
 
 fn job(name: &str, rid: &str) -> Job {
@@ -126,23 +145,14 @@ fn addr(port: u16) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_to_the_second_replica_keeps_injecting() {
     support::skip_if_off!();
-    sqlx::any::install_default_drivers();
-    let env = TestEnv::get().await;
-    install_crds(env).await;
-    let client = env.client().await;
+    let (env, client) = operator_env().await;
     let ns = env.namespace("e2e-failover").await;
     let op_ns = env.namespace("e2e-failover-op").await;
     let tmp = tempfile::tempdir().unwrap();
     let ks = TestKeystore::new();
     let store_uri = format!("sqlite://{}", tmp.path().join("secrets.db").display());
     let proxy = TcpProxy::start(vec![]).await;
-    let mut setup = OperatorSetup::new(
-        store_uri,
-        &ks.config.dir,
-        ks.config.passphrase.path(),
-        op_ns.name(),
-        tmp.path(),
-    );
+    let mut setup = OperatorSetup::for_keystore(store_uri, &ks, op_ns.name(), tmp.path());
     setup.lease_duration_secs = 6;
     setup.webhook_url = Some(format!("https://127.0.0.1:{}/mutate", proxy.port));
     setup.select(env, &ns).await;
@@ -152,24 +162,13 @@ async fn failover_to_the_second_replica_keeps_injecting() {
     b.wait_ready(READY).await;
     proxy.set_backends(vec![addr(a.port), addr(b.port)]);
 
-    apply_secret_and_import(
+    let secrets = import_and_bind(
         &setup,
-        true,
         &client,
         ns.name(),
         "shared-key",
         "sk-failover-0001",
-    )
-    .await;
-    let secrets = crd_api(client.clone(), ns.name(), "MlflowSecret");
-    wait_condition(&secrets, "shared-key", "Ready", "True", READY).await;
-    apply_binding(&setup, &client, ns.name(), "bind", "shared-key", "job-f").await;
-    wait_condition(
-        &crd_api(client.clone(), ns.name(), "MlflowSecretBinding"),
-        "bind",
-        "Ready",
-        "True",
-        READY,
+        "job-f",
     )
     .await;
 
@@ -257,26 +256,17 @@ async fn database_down_denies_fast_and_recovers_by_itself() {
     let url = url_parts(&pg_url);
     let proxy = TcpProxy::start(vec![url.addr]).await;
     let proxied = pg_url.replacen(&url.host_port, &format!("127.0.0.1:{}", proxy.port), 1);
-    let setup = OperatorSetup::new(
-        proxied,
-        &ks.config.dir,
-        ks.config.passphrase.path(),
-        op_ns.name(),
-        tmp.path(),
-    );
+    let setup = OperatorSetup::for_keystore(proxied, &ks, op_ns.name(), tmp.path());
     setup.select(env, &ns).await;
     let op = setup.start(env, "replica-db").await;
     op.wait_ready(READY).await;
-    apply_secret_and_import(&setup, true, &client, ns.name(), "db-key", "sk-dbdown-0001").await;
-    let secrets = crd_api(client.clone(), ns.name(), "MlflowSecret");
-    wait_condition(&secrets, "db-key", "Ready", "True", READY).await;
-    apply_binding(&setup, &client, ns.name(), "bind", "db-key", "job-db").await;
-    wait_condition(
-        &crd_api(client.clone(), ns.name(), "MlflowSecretBinding"),
-        "bind",
-        "Ready",
-        "True",
-        READY,
+    let secrets = import_and_bind(
+        &setup,
+        &client,
+        ns.name(),
+        "db-key",
+        "sk-dbdown-0001",
+        "job-db",
     )
     .await;
 

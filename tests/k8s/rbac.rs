@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::support;
-use crate::support::operator::{OperatorSetup, crd_api, install_crds, wait_condition};
+use crate::support::operator::{OperatorSetup, crd_api, operator_env, wait_condition};
 use crate::support::{TestEnv, eventually, repo_root, unique_name};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::Job;
@@ -97,10 +97,7 @@ async fn can_i(env: &TestEnv, sa: &str, verb: &str, resource: &str, ns: Option<&
 }
 
 async fn runs_on_the_rendered_rbac(namespaced: bool) {
-    sqlx::any::install_default_drivers();
-    let env = TestEnv::get().await;
-    install_crds(env).await;
-    let client = env.client().await;
+    let (env, client) = operator_env().await;
     let op_ns = env.namespace("rbac-op").await;
     let ns = env.namespace("rbac-work").await;
     let elsewhere = env.namespace("rbac-elsewhere").await;
@@ -226,13 +223,7 @@ async fn runs_on_the_rendered_rbac(namespaced: bool) {
     // The operator, as the ServiceAccount, with the chart's names.
     let ks = TestKeystore::new();
     let store_uri = format!("sqlite://{}", tmp.path().join("secrets.db").display());
-    let mut setup = OperatorSetup::new(
-        store_uri,
-        &ks.config.dir,
-        ks.config.passphrase.path(),
-        op_ns.name(),
-        tmp.path(),
-    );
+    let mut setup = OperatorSetup::for_keystore(store_uri, &ks, op_ns.name(), tmp.path());
     setup.webhook_config = fullname.clone();
     setup.lease_name = Some(format!("{fullname}-operator"));
     setup.kubeconfig = Some(kubeconfig);

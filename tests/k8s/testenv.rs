@@ -134,18 +134,11 @@ async fn applied_crd_serves_custom_resources() {
     )
     .await
     .expect("apply CRD");
-    eventually(Duration::from_secs(30), "the CRD to be Established", || {
-        let crds = crds.clone();
-        async move {
-            let crd = crds.get("widgets.testenv.mlflow-secrets.test").await.ok()?;
-            let established = crd
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            established.then_some(())
-        }
-    })
+    support::wait_crd_established(
+        &client,
+        "widgets.testenv.mlflow-secrets.test",
+        Duration::from_secs(30),
+    )
     .await;
 
     let ar = ApiResource::from_gvk_with_plural(

@@ -5,7 +5,7 @@
 //! manager creates the Jobs' pods and garbage-collects per-Job Secrets.
 //! The store is a real SqlStore on SQLite with a real keystore.
 //! Certificate rotation and requests the configuration never sends are in
-//! `k8s_webhook_edges.rs`.
+//! `webhook_edges.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,9 @@ use serde_json::Value;
 use sqlx::Connection;
 
 use crate::support;
-use crate::support::webhook::{Opts, Webhook, create_job, events_of, job_json, job_pod, pod_json};
+use crate::support::webhook::{
+    Opts, Webhook, create_job, denied, events_of, job_json, job_pod, pod_json,
+};
 use crate::support::{eventually, unique_name};
 
 const VALUE: &str = "sk-PLAINTEXT-never-in-a-pod-7c1f";
@@ -64,13 +66,7 @@ async fn job_pods_get_secret_env_and_the_secret_is_collected_with_the_job() {
                 .find(|e| e.name == key)
                 .unwrap_or_else(|| panic!("{} lacks {key}", c.name));
             assert_eq!(e.value, None);
-            let r = e
-                .value_from
-                .as_ref()
-                .unwrap()
-                .secret_key_ref
-                .as_ref()
-                .unwrap();
+            let r = support::secret_key_ref(e);
             assert_eq!(
                 (r.name.as_str(), r.key.as_str()),
                 (secret_name.as_str(), key)
@@ -272,14 +268,12 @@ async fn another_namespace_claiming_the_resource_id_gets_nothing() {
     let job = unique_name("scorer");
     let uid = create_job(&w.client, t, &job_json(&job, RID, &[], true)).await;
     let pods: Api<Pod> = Api::namespaced(w.client.clone(), t);
-    let err = pods
-        .create(
-            &PostParams::default(),
-            &pod_json("thief", RID, Some((&job, &uid)), &[]),
-        )
-        .await
-        .expect_err("denied");
-    let text = err.to_string();
+    let text = denied(
+        &pods,
+        &pod_json("thief", RID, Some((&job, &uid)), &[]),
+        "denied",
+    )
+    .await;
     assert!(
         text.contains(&format!(
             "no secrets are bound to SCORER_JOB/{RID} in namespace '{t}'"
@@ -456,15 +450,13 @@ async fn a_hung_database_is_denied_within_the_deadline() {
         .unwrap();
     let pods: Api<Pod> = Api::namespaced(w.client.clone(), n);
     let t0 = Instant::now();
-    let err = pods
-        .create(
-            &PostParams::default(),
-            &pod_json("hang", RID, Some((&job, &uid)), &[]),
-        )
-        .await
-        .expect_err("denied");
+    let text = denied(
+        &pods,
+        &pod_json("hang", RID, Some((&job, &uid)), &[]),
+        "denied",
+    )
+    .await;
     let took = t0.elapsed();
-    let text = err.to_string();
     assert!(text.contains("store did not answer within 2s"), "{text}");
     assert!(took < Duration::from_secs(5), "answered in {took:?}");
     assert!(w.count(n, "error") >= 1);
@@ -501,14 +493,12 @@ async fn decrypts_are_rate_limited_per_namespace() {
         .await
         .unwrap_or_else(|e| panic!("pod {i}: {e}"));
     }
-    let err = pods
-        .create(
-            &PostParams::default(),
-            &pod_json("limited", RID, Some((&job, &uid)), &[]),
-        )
-        .await
-        .expect_err("the third decrypt in a minute is refused");
-    let text = err.to_string();
+    let text = denied(
+        &pods,
+        &pod_json("limited", RID, Some((&job, &uid)), &[]),
+        "the third decrypt in a minute is refused",
+    )
+    .await;
     assert!(
         text.contains(&format!("decrypt rate limit exceeded for workspace '{n}'")),
         "{text}"

@@ -2,7 +2,7 @@
 //! plane: the leader rotating the CA and serving
 //! certificate with the caBundle following, and requests the registered
 //! configuration never sends (no owning Job, no resource id, a bad mode,
-//! unlabelled pods posted directly). Same fixture as `k8s_webhook.rs`: the
+//! unlabelled pods posted directly). Same fixture as `webhook.rs`: the
 //! webhook in-process over TLS, a real SqlStore on SQLite.
 
 use std::time::Duration;

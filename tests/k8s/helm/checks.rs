@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //! What every rendering of the chart must satisfy, shared by the `helm
 //! template` tests and the check of the installed objects in
-//! tests/k8s_helm.rs: the restricted securityContext, the projected keystore
+//! tests/k8s/helm/mod.rs: the restricted securityContext, the projected keystore
 //! volume, the webhook's contract (docs/design.md §8) and least-privilege RBAC.
 
 use serde_json::{Value, json};

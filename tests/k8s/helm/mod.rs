@@ -34,7 +34,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::support;
-use crate::support::{TestEnv, eventually, unique_name};
+use crate::support::{TestEnv, unique_name};
 use checks::{
     WEBHOOK_NAME, check_deployment, check_rbac, check_webhook, env_var, kinds, one, parse_manifests,
 };
@@ -707,19 +707,7 @@ async fn helm_install_creates_the_chart_objects() {
         "mlflowsecrets.secrets.mlflow.org",
         "mlflowsecretbindings.secrets.mlflow.org",
     ] {
-        eventually(Duration::from_secs(30), name, || {
-            let crds = crds.clone();
-            async move {
-                let crd = crds.get_opt(name).await.ok().flatten()?;
-                let established = crd
-                    .status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                established.then_some(())
-            }
-        })
-        .await;
+        support::wait_crd_established(&client, name, Duration::from_secs(30)).await;
     }
     for file in [
         "namespace.yaml",

@@ -12,7 +12,6 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, CustomResourceExt};
 use mlflow_secrets::k8s::controller::{self, Context};
 use mlflow_secrets::k8s::crd::{Condition, MlflowSecret, MlflowSecretBinding};
@@ -22,7 +21,7 @@ use mlflow_secrets::store::SqlStore;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::{TestEnv, TestNamespace, eventually};
+use super::{TestEnv, TestNamespace, eventually, wait_crd_established};
 use testkit::{Backend, TestDb};
 
 /// Field manager of the test's own writes (CRDs, objects).
@@ -49,13 +48,7 @@ pub async fn install_crds(client: &Client) {
         )
         .await
         .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
-        tokio::time::timeout(
-            SETTLE,
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("CRD {name} not established within {SETTLE:?}"))
-        .unwrap();
+        wait_crd_established(client, &name, SETTLE).await;
     }
 }
 
@@ -345,15 +338,8 @@ impl Harness {
         what: &str,
         ok: impl Fn(&MlflowSecret) -> bool,
     ) -> MlflowSecret {
-        let api = self.secrets();
-        let what = format!("MlflowSecret {}/{name}: {what}", self.ns.name());
-        eventually(SETTLE, &what, || {
-            let api = api.clone();
-            let name = name.to_string();
-            let ok = &ok;
-            async move { api.get_opt(&name).await.ok().flatten().filter(|o| ok(o)) }
-        })
-        .await
+        self.wait_for(self.secrets(), "MlflowSecret", name, what, ok)
+            .await
     }
 
     /// Wait until the binding satisfies `ok`.
@@ -363,8 +349,22 @@ impl Harness {
         what: &str,
         ok: impl Fn(&MlflowSecretBinding) -> bool,
     ) -> MlflowSecretBinding {
-        let api = self.bindings();
-        let what = format!("MlflowSecretBinding {}/{name}: {what}", self.ns.name());
+        self.wait_for(self.bindings(), "MlflowSecretBinding", name, what, ok)
+            .await
+    }
+
+    async fn wait_for<K>(
+        &self,
+        api: Api<K>,
+        kind: &str,
+        name: &str,
+        what: &str,
+        ok: impl Fn(&K) -> bool,
+    ) -> K
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let what = format!("{kind} {}/{name}: {what}", self.ns.name());
         eventually(SETTLE, &what, || {
             let api = api.clone();
             let name = name.to_string();

@@ -41,10 +41,14 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    EnvVar, Event, Namespace, Pod, SecretKeySelector, ServiceAccount,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{Discovery, Scope, verbs};
+use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Config};
 
 /// Names a kubeconfig of a control plane that is already up.
@@ -144,6 +148,28 @@ pub(crate) use skip_if_off;
 /// The shared control plane, or why there is none. A failure is kept, so
 /// that every test reports it at once instead of trying to start again.
 static ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
+
+/// The Secret reference of an injected environment variable (panics when
+/// it has none).
+pub fn secret_key_ref(e: &EnvVar) -> &SecretKeySelector {
+    e.value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .unwrap_or_else(|| panic!("{} is not a secretKeyRef", e.name))
+}
+
+/// Wait until the CustomResourceDefinition `name` is served
+/// (`Established`).
+pub async fn wait_crd_established(client: &Client, name: &str, timeout: Duration) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    tokio::time::timeout(
+        timeout,
+        await_condition(crds, name, conditions::is_crd_established()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("CRD {name} not established within {timeout:?}"))
+    .unwrap();
+}
 
 /// The repository root (where Cargo.toml is).
 pub fn repo_root() -> PathBuf {

@@ -1,5 +1,5 @@
 //! The `mlflow-secrets operator` as a real process against the test control
-//! plane, for the end-to-end tests in tests/k8s_operator.rs.
+//! plane, for the end-to-end tests in tests/k8s/operator.rs.
 //!
 //! Each test gets its own operator namespace (Lease, certificate Secret),
 //! its own MutatingWebhookConfiguration name and a namespace label that the
@@ -15,7 +15,19 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 
+use testkit::TestKeystore;
+
 use super::{TestEnv, TestNamespace, eventually, repo_root, unique_name};
+
+/// The shared control plane with the CRDs installed and the database
+/// drivers loaded: where every operator test starts.
+pub async fn operator_env() -> (&'static TestEnv, kube::Client) {
+    sqlx::any::install_default_drivers();
+    let env = TestEnv::get().await;
+    install_crds(env).await;
+    let client = env.client().await;
+    (env, client)
+}
 
 /// Label key the operator's URL-based configuration selects namespaces by.
 pub const SELECTOR_KEY: &str = "mlflow-secrets.test/operator";
@@ -87,6 +99,23 @@ impl OperatorSetup {
             kubeconfig: None,
             extra_args: Vec::new(),
         }
+    }
+
+    /// [`OperatorSetup::new`] for a test keystore and its passphrase
+    /// directory.
+    pub fn for_keystore(
+        store_uri: String,
+        ks: &TestKeystore,
+        op_namespace: &str,
+        log_dir: &Path,
+    ) -> Self {
+        Self::new(
+            store_uri,
+            &ks.config.dir,
+            ks.config.passphrase.path(),
+            op_namespace,
+            log_dir,
+        )
     }
 
     /// Start one replica named `identity`.

@@ -503,6 +503,15 @@ impl Webhook {
 }
 
 /// `job` with its pod template running as ServiceAccount `sa`.
+/// Create `pod`, which the webhook must deny (`why` says so when it does
+/// not); the API server's error text.
+pub async fn denied(pods: &Api<Pod>, pod: &Pod, why: &str) -> String {
+    pods.create(&PostParams::default(), pod)
+        .await
+        .expect_err(why)
+        .to_string()
+}
+
 pub fn with_service_account(mut job: Job, sa: &str) -> Job {
     let spec = job.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
     spec.service_account_name = Some(sa.to_string());
