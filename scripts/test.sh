@@ -78,7 +78,7 @@ else
   started_k8s=1
   kubeconfig=$(scripts/testenv.sh up | tail -n 1)
   export MLFLOW_SECRETS_TEST_KUBECONFIG="$kubeconfig"
-  # Every control-plane test runs and fails without it (tests/k8s/mod.rs).
+  # Every control-plane test runs and fails without it (tests/k8s/support/env.rs).
   export MLFLOW_SECRETS_K8S=require
   PATH="$(scripts/testenv.sh bin-dir):$PATH"
   export PATH
