@@ -5,18 +5,15 @@
 //! each of which is audited.
 
 pub mod audit;
-pub mod audit_export;
-mod audit_writer;
 pub mod http;
 pub mod incident;
 mod limits;
 pub mod migrate;
 pub mod sql;
-mod sql_admin;
-mod sql_ops;
-mod sql_rows;
-mod sql_trait;
 pub mod validate;
+
+/// The head export's former path (`store::audit_export`).
+pub use audit::export as audit_export;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -32,9 +29,10 @@ use crate::value::SecretValue;
 
 pub use http::HttpStore;
 pub use limits::DecryptLimits;
-pub use sql::SqlStore;
-pub use sql_admin::{MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, VerifyFailure, VerifyReport};
-pub use sql_ops::{BoundMeta, BoundValue};
+pub use sql::{
+    BoundMeta, BoundValue, MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, SqlStore, VerifyFailure,
+    VerifyReport,
+};
 
 /// Errors of the store layer. Each message names the object and what is
 /// wrong, and none contains a value, key or passphrase.
