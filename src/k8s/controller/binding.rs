@@ -25,8 +25,8 @@ use super::{
     actor, created_by_object, namespace,
 };
 use crate::k8s::crd::{MlflowSecret, MlflowSecretBinding, MlflowSecretBindingStatus};
-use crate::model::{BindingFilter, NewBinding, SecretBinding, SecretState};
-use crate::store::{SecretsStore, StoreError};
+use crate::model::{NewBinding, SecretBinding, SecretState};
+use crate::store::StoreError;
 
 /// `created_by` tag of bindings made by an `MlflowSecretBinding`.
 const TAG: &str = "mlsecbind";
@@ -69,35 +69,27 @@ fn who(obj: &MlflowSecretBinding, ns: &str) -> String {
     actor(TAG, &uid(obj), ns, &obj.name_any())
 }
 
-/// The store binding with this object's key, if any (whoever made it).
+/// The store binding with this object's key, if any (whoever made it). A
+/// key the store cannot name has no binding.
 async fn existing(
     obj: &MlflowSecretBinding,
     ns: &str,
     ctx: &Context,
 ) -> Result<Option<SecretBinding>> {
-    let mut filter = BindingFilter {
-        workspace: Some(ns.to_string()),
-        resource_type: Some(obj.spec.resource_type.clone()),
-        resource_id: Some(obj.spec.resource_id.clone()),
-        ..Default::default()
-    };
-    loop {
-        let page = match ctx.store.list_bindings(&filter).await {
-            Ok(p) => p,
-            Err(StoreError::InvalidParameter(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(b) = page
-            .items
-            .into_iter()
-            .find(|b| b.binding_name == obj.spec.binding_name)
-        {
-            return Ok(Some(b));
-        }
-        match page.next_page_token {
-            Some(t) => filter.page_token = Some(t),
-            None => return Ok(None),
-        }
+    let spec = &obj.spec;
+    match ctx
+        .store
+        .get_binding_by_key(
+            ns,
+            &spec.resource_type,
+            &spec.resource_id,
+            &spec.binding_name,
+        )
+        .await
+    {
+        Ok(b) => Ok(b),
+        Err(StoreError::InvalidParameter(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -46,7 +46,7 @@ use super::FIELD_MANAGER;
 use super::crd::{MlflowSecret, MlflowSecretBinding};
 use super::metrics::OperatorMetrics;
 use super::scope::WatchScope;
-use crate::store::SqlStore;
+use crate::store::SecretsStore;
 
 /// `controller` label of the metrics, and the prefix of log lines.
 pub const SECRET_CONTROLLER: &str = "mlflowsecret";
@@ -93,7 +93,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// What the reconcilers share.
 pub struct Context {
     pub client: kube::Client,
-    pub store: Arc<SqlStore>,
+    pub store: Arc<dyn SecretsStore>,
     pub metrics: Arc<OperatorMetrics>,
     /// Who publishes the Events (see [`Context::event`]).
     reporter: Reporter,
@@ -113,7 +113,7 @@ impl Context {
     /// `reporter_instance` names this replica in Events (the pod name).
     pub fn new(
         client: kube::Client,
-        store: Arc<SqlStore>,
+        store: Arc<dyn SecretsStore>,
         metrics: Arc<OperatorMetrics>,
         reporter_instance: String,
     ) -> Self {

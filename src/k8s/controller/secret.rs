@@ -33,7 +33,7 @@ use crate::k8s::crd::{
     DeletionPolicy, ImportedSource, MlflowSecret, MlflowSecretStatus, SecretKeyRef,
 };
 use crate::model::{NewSecret, Secret, SecretState};
-use crate::store::{SecretsStore, StoreError};
+use crate::store::StoreError;
 use crate::value::SecretValue;
 
 /// `created_by` tag of rows made by an `MlflowSecret`.
@@ -582,11 +582,11 @@ async fn finish(
 ) -> Result<Action> {
     let generation = obj.meta().generation;
     let kek_version = match &out.row {
-        Some(row) => ctx
-            .store
-            .sealed_row(&row.secret_id)
-            .await?
-            .map(|s| s.kek_version),
+        Some(row) => match ctx.store.kek_version(&row.secret_id).await {
+            Ok(v) => Some(v),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        },
         None => None,
     };
     let mut conditions = vec![status::condition(

@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use futures::future::try_join_all;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
@@ -27,9 +26,8 @@ use crate::k8s::{
     ANNOTATION_INJECT_MODE, ANNOTATION_RESOURCE_ID, ANNOTATION_RESOURCE_TYPE,
     DEFAULT_RESOURCE_TYPE, LABEL_INJECT, LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED,
 };
-use crate::model::{BindingFilter, SecretState};
 use crate::store::audit::{AuditAction, AuditRecord};
-use crate::store::{BoundMeta, SecretsStore, StoreError, incident};
+use crate::store::{BoundMeta, StoreError, incident};
 
 /// Metric `result` label values.
 pub const RESULT_INJECTED: &str = "injected";
@@ -37,10 +35,6 @@ pub const RESULT_DRY_RUN: &str = "dry_run";
 pub const RESULT_DENIED: &str = "denied";
 pub const RESULT_SKIPPED: &str = "skipped";
 pub const RESULT_ERROR: &str = "error";
-
-/// Most bindings one resource may have injected: far above any real scorer,
-/// and it bounds the size of one admission's work.
-const MAX_BINDINGS: u32 = 1000;
 
 /// A refusal: the one-line reason and the metric result.
 #[derive(Debug)]
@@ -265,7 +259,7 @@ async fn decide(
     let actor = s.actor();
     let sa = service_account(pod);
     let mut containers = None;
-    let choose = |meta: &[BoundMeta<'_>]| -> Result<BTreeSet<String>, Deny> {
+    let mut choose = |meta: &[BoundMeta<'_>]| -> Result<BTreeSet<String>, Deny> {
         if meta.is_empty() {
             return Ok(BTreeSet::new());
         }
@@ -287,20 +281,28 @@ async fn decide(
         containers = c;
         Ok(chosen)
     };
+    // The store takes a boxed chooser; a refusal's reason waits here.
+    let mut refused = None;
+    let slot = &mut refused;
+    let pick =
+        Box::new(move |meta: &[BoundMeta<'_>]| choose(meta).map_err(|d| *slot = Some(d)).ok());
     let bound = within(
         deadline,
         state.deadline,
         "store",
         state
             .store
-            .get_chosen_bound_values(ns, rtype, resource_id, &actor, choose),
+            .choose_bound_values(ns, rtype, resource_id, &actor, pick),
     )
     .await?
     .map_err(|e| {
         let mut d = store_deny(&e);
         d.audited = true;
         d
-    })??;
+    })?;
+    let Some(bound) = bound else {
+        return Err(refused.unwrap_or_else(|| Deny::error("the store refused the read")));
+    };
     state
         .metrics
         .decrypts
@@ -454,9 +456,8 @@ async fn within<T>(
 }
 
 /// Bindings of the resource with their secrets' metadata, for a dryRun
-/// admission. Denies when there are none or one is revoked, without
-/// decrypting anything. (A real admission gets the same from the decrypting
-/// read itself: `SqlStore::get_all_bound_values`.)
+/// admission: the query of the decrypting read, nothing decrypted. Denies
+/// when there are none or one is revoked.
 #[allow(clippy::type_complexity)]
 async fn metadata(
     state: &WebhookState,
@@ -464,47 +465,34 @@ async fn metadata(
     rtype: &str,
     rid: &str,
 ) -> Result<(BTreeMap<String, InjectedBinding>, BTreeMap<String, Offered>), Deny> {
-    let page = state
+    let bound = state
         .store
-        .list_bindings(&BindingFilter {
-            workspace: Some(ns.to_string()),
-            resource_type: Some(rtype.to_string()),
-            resource_id: Some(rid.to_string()),
-            max_results: Some(MAX_BINDINGS),
-            ..Default::default()
-        })
+        .bound_metadata(ns, rtype, rid)
         .await
         .map_err(|e| store_deny(&e))?;
-    if page.items.is_empty() {
+    if bound.is_empty() {
         return Err(no_bindings(ns, rtype, rid));
     }
-    let secrets = try_join_all(
-        page.items
-            .iter()
-            .map(|b| state.store.get_secret(&b.secret_id)),
-    )
-    .await
-    .map_err(|e| store_deny(&e))?;
     let mut out = BTreeMap::new();
     let mut offered = BTreeMap::new();
-    for (b, s) in page.items.iter().zip(secrets) {
-        if s.state == SecretState::Revoked {
+    for b in bound {
+        if b.revoked {
             return Err(Deny::policy(format!(
                 "secret '{}' (bound as {}) in namespace '{ns}' is revoked",
-                s.secret_name, b.binding_name
+                b.secret_name, b.binding_name
             )));
         }
         out.insert(
             b.binding_name.clone(),
             InjectedBinding {
-                secret_id: s.secret_id,
-                version: s.last_updated_at,
+                secret_id: b.secret_id,
+                version: b.last_updated_at,
             },
         );
         offered.insert(
-            b.binding_name.clone(),
+            b.binding_name,
             Offered {
-                service_accounts: b.service_accounts.clone(),
+                service_accounts: b.service_accounts,
             },
         );
     }

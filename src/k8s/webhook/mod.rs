@@ -58,7 +58,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use self::admission::{RESULT_DRY_RUN, RESULT_INJECTED, RESULT_SKIPPED, Verdict};
 use crate::k8s::metrics::OperatorMetrics;
 use crate::k8s::scope::WatchScope;
-use crate::store::SqlStore;
+use crate::store::SecretsStore;
 
 /// Default time the webhook gives itself to answer: well under the
 /// configuration's `timeoutSeconds` (10), so that a hung database becomes a
@@ -81,7 +81,7 @@ pub const OTHER_NAMESPACES: &str = "_other";
 /// deadline, its view of the cluster and the per-ServiceAccount limit.
 pub struct WebhookState {
     pub(crate) client: kube::Client,
-    pub(crate) store: Arc<SqlStore>,
+    pub(crate) store: Arc<dyn SecretsStore>,
     pub(crate) metrics: Arc<OperatorMetrics>,
     pub(crate) deadline: Duration,
     pub(crate) view: cache::ClusterView,
@@ -97,7 +97,7 @@ impl WebhookState {
     /// runtime); they stop when the state is dropped.
     pub fn new(
         client: kube::Client,
-        store: Arc<SqlStore>,
+        store: Arc<dyn SecretsStore>,
         metrics: Arc<OperatorMetrics>,
         deadline: Duration,
     ) -> Self {
@@ -109,7 +109,7 @@ impl WebhookState {
     /// refused, and the caches would never fill.
     pub fn new_scoped(
         client: kube::Client,
-        store: Arc<SqlStore>,
+        store: Arc<dyn SecretsStore>,
         metrics: Arc<OperatorMetrics>,
         deadline: Duration,
         scope: &WatchScope,

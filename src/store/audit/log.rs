@@ -14,6 +14,7 @@ const SCAN_BATCH: u32 = 1000;
 impl SqlStore {
     /// Audit entries in `seq` order.
     pub async fn audit_entries(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        validate::audit_filter(f)?;
         let limit = validate::page_size(f.max_results)?;
         let mut sql = String::from(
             "SELECT seq, occurred_at, principal, action, workspace, secret_id, secret_name, resource, \

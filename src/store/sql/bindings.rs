@@ -149,7 +149,37 @@ impl SqlStore {
         binding_from_row(&row)
     }
 
+    /// The binding of `binding_name` on one resource, if any: the key
+    /// `unique_binding_per_resource` makes unique.
+    pub(super) async fn binding_by_key(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+        binding_name: &str,
+    ) -> Result<Option<SecretBinding>> {
+        validate::workspace(workspace)?;
+        validate::resource_type(resource_type)?;
+        validate::resource_id(resource_id)?;
+        validate::binding_name(binding_name)?;
+        let row = sqlx::query(self.dialect.q(concat!(
+            "SELECT ",
+            binding_cols!(),
+            " FROM secrets_bindings WHERE workspace = ? AND resource_type = ? \
+             AND resource_id = ? AND binding_name = ?"
+        )))
+        .bind(workspace)
+        .bind(resource_type)
+        .bind(resource_id)
+        .bind(binding_name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(binding_from_row).transpose()
+    }
+
     pub(super) async fn bindings_page(&self, f: &BindingFilter) -> Result<Page<SecretBinding>> {
+        validate::binding_filter(f)?;
         let limit = validate::page_size(f.max_results)?;
         let mut sql = String::from(concat!(
             "SELECT ",

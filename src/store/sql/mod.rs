@@ -29,7 +29,8 @@ use sqlx::{Any, AnyPool, Transaction};
 use super::audit::{AuditRecord, AuditWriter};
 use super::limits::DecryptLimiter;
 use super::{
-    AuditFilter, DecryptLimits, ResolvedResource, Result, SecretsStore, StoreError, incident,
+    AuditFilter, ChooseBound, DecryptLimits, ResolvedResource, Result, SecretsStore, StoreError,
+    incident,
 };
 use crate::crypto::{self, Aad};
 use crate::keystore::KeystoreHandle;
@@ -42,7 +43,7 @@ pub use dialect::Dialect;
 pub use maintenance::{MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, VerifyFailure, VerifyReport};
 pub(crate) use rows::{Arg, SealedRow, fetch_listing, push_workspaces_in};
 pub use sqlite::sqlite_path;
-pub use values::{BoundMeta, BoundValue};
+pub use values::{BoundInfo, BoundMeta, BoundValue};
 
 /// How long a caller waits for a pooled connection before the store is
 /// reported unavailable. Short, so that the webhook can deny within its own
@@ -326,6 +327,49 @@ impl SecretsStore for SqlStore {
 
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
         self.audit_entries(f).await
+    }
+
+    async fn append_audit(&self, rec: &AuditRecord) -> Result<()> {
+        SqlStore::append_audit(self, rec).await
+    }
+
+    async fn get_binding_by_key(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+        binding_name: &str,
+    ) -> Result<Option<SecretBinding>> {
+        self.binding_by_key(workspace, resource_type, resource_id, binding_name)
+            .await
+    }
+
+    async fn kek_version(&self, secret_id: &str) -> Result<u32> {
+        self.kek_version_of(secret_id).await
+    }
+
+    async fn bound_metadata(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> Result<Vec<BoundInfo>> {
+        self.bound_info(workspace, resource_type, resource_id).await
+    }
+
+    async fn choose_bound_values(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+        actor: &str,
+        choose: ChooseBound<'_>,
+    ) -> Result<Option<BTreeMap<String, BoundValue>>> {
+        let pick = |meta: &[BoundMeta<'_>]| choose(meta).ok_or(());
+        Ok(self
+            .get_chosen_bound_values(workspace, resource_type, resource_id, actor, pick)
+            .await?
+            .ok())
     }
 
     async fn resolve_resource(

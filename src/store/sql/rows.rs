@@ -96,6 +96,13 @@ pub(crate) fn join_service_accounts(sas: &[String]) -> Option<String> {
     (!sas.is_empty()).then(|| sas.join(","))
 }
 
+/// Column `kek_version` of a row.
+pub(super) fn kek_version_col(row: &AnyRow) -> Result<u32> {
+    let v: i64 = row.try_get("kek_version").map_err(db_err)?;
+    u32::try_from(v)
+        .map_err(|_| StoreError::Database(format!("secrets.kek_version {v} is out of range")))
+}
+
 /// The encrypted form of one row, as read for decryption.
 pub(crate) struct SealedRow {
     pub secret_id: String,
@@ -111,7 +118,6 @@ pub(crate) struct SealedRow {
 
 impl SealedRow {
     pub fn from_row(row: &AnyRow) -> Result<Self> {
-        let v: i64 = row.try_get("kek_version").map_err(db_err)?;
         Ok(Self {
             secret_id: row.try_get("secret_id").map_err(db_err)?,
             workspace: row.try_get("workspace").map_err(db_err)?,
@@ -120,9 +126,7 @@ impl SealedRow {
             ciphertext: row.try_get("ciphertext").map_err(db_err)?,
             iv: row.try_get("iv").map_err(db_err)?,
             wrapped_dek: row.try_get("wrapped_dek").map_err(db_err)?,
-            kek_version: u32::try_from(v).map_err(|_| {
-                StoreError::Database(format!("secrets.kek_version {v} is out of range"))
-            })?,
+            kek_version: kek_version_col(row)?,
             aad_hash: row.try_get("aad_hash").map_err(db_err)?,
         })
     }

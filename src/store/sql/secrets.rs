@@ -7,8 +7,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::rows::{
-    Arg, decode_token, encode_token, fetch_listing, page_of, push_workspaces_in, secret_cols,
-    secret_from_row,
+    Arg, decode_token, encode_token, fetch_listing, kek_version_col, page_of, push_workspaces_in,
+    secret_cols, secret_from_row,
 };
 use super::{Dialect, SqlStore, db_err};
 use crate::crypto;
@@ -140,6 +140,22 @@ impl SqlStore {
                 "secret '{secret_name}' does not exist in workspace '{workspace}'"
             ))
         })
+    }
+
+    /// The KEK version a secret's DEK is wrapped under: the one column of
+    /// the row the status reports, read without the ciphertext.
+    pub(super) async fn kek_version_of(&self, secret_id: &str) -> Result<u32> {
+        validate::uuid("secret_id", secret_id)?;
+        let row = sqlx::query(
+            self.dialect
+                .q("SELECT kek_version FROM secrets WHERE secret_id = ?"),
+        )
+        .bind(secret_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| not_found_secret(secret_id))?;
+        kek_version_col(&row)
     }
 
     async fn fetch_secret(&self, sql: &'static str, args: &[&str]) -> Result<Option<Secret>> {

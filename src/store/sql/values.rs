@@ -31,7 +31,7 @@ macro_rules! bound_select {
 
 impl SqlStore {
     /// Read the sealed row of a secret.
-    pub(crate) async fn sealed_row(&self, secret_id: &str) -> Result<Option<SealedRow>> {
+    async fn sealed_row(&self, secret_id: &str) -> Result<Option<SealedRow>> {
         let row = sqlx::query(self.dialect.q(concat!(
             "SELECT ",
             sealed_cols!(),
@@ -164,6 +164,31 @@ impl SqlStore {
         }
         .await;
         self.audit_failure(rec, r).await
+    }
+
+    /// The bindings of a resource with their secrets' metadata, from the
+    /// query the decrypting read uses (`resource_rows`), with nothing
+    /// decrypted, counted or audited: the webhook's dryRun.
+    pub(super) async fn bound_info(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> Result<Vec<BoundInfo>> {
+        let rows = self
+            .resource_rows(workspace, resource_type, resource_id, None)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| BoundInfo {
+                revoked: r.sealed.is_revoked(),
+                binding_name: r.binding_name,
+                secret_id: r.sealed.secret_id,
+                secret_name: r.sealed.secret_name,
+                last_updated_at: r.last_updated_at,
+                service_accounts: r.service_accounts,
+            })
+            .collect())
     }
 
     /// Bound rows of a resource (see `bound_select!`).
@@ -309,6 +334,19 @@ struct BoundRow {
 pub struct BoundValue {
     pub value: SecretValue,
     pub secret_id: String,
+    pub last_updated_at: i64,
+    pub service_accounts: Vec<String>,
+}
+
+/// A binding of a resource and its secret's metadata, as the webhook's
+/// dryRun reports it: nothing decrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundInfo {
+    pub binding_name: String,
+    pub secret_id: String,
+    pub secret_name: String,
+    pub revoked: bool,
+    /// The secret's version (epoch ms), as `injected` reports it.
     pub last_updated_at: i64,
     pub service_accounts: Vec<String>,
 }
