@@ -21,8 +21,8 @@ use super::reasons::{
 use super::scrub;
 use super::status::{self, Verdict};
 use super::{
-    BINDING_CONTROLLER, BINDING_FINALIZER, Context, RESYNC_READY, RESYNC_WAITING, Reconciled,
-    actor, created_by_object, namespace,
+    BINDING_CONTROLLER, BINDING_FINALIZER, Context, RESYNC_READY, RESYNC_WAITING, actor,
+    created_by_object, namespace, reconciled,
 };
 use crate::k8s::crd::{MlflowSecret, MlflowSecretBinding, MlflowSecretBindingStatus};
 use crate::model::{NewBinding, SecretBinding, SecretState};
@@ -48,18 +48,7 @@ pub(super) fn referencing_secret(
         .collect()
 }
 
-impl Reconciled for MlflowSecretBinding {
-    const CONTROLLER: &'static str = BINDING_CONTROLLER;
-    const FINALIZER: &'static str = BINDING_FINALIZER;
-
-    async fn apply(obj: &Self, api: &Api<Self>, ctx: &Context) -> Result<Action> {
-        apply(obj, api, ctx).await
-    }
-
-    async fn cleanup(obj: &Self, ctx: &Context) -> Result<Action> {
-        cleanup(obj, ctx).await
-    }
-}
+reconciled!(MlflowSecretBinding, BINDING_CONTROLLER, BINDING_FINALIZER);
 
 fn uid(obj: &MlflowSecretBinding) -> String {
     obj.uid().unwrap_or_default()

@@ -412,6 +412,26 @@ trait Reconciled:
     fn cleanup(obj: &Self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
 }
 
+/// `impl Reconciled` for a kind whose module defines `apply` and
+/// `cleanup` with the trait's signatures (`secret.rs`, `binding.rs`).
+macro_rules! reconciled {
+    ($kind:ty, $controller:expr, $finalizer:expr) => {
+        impl super::Reconciled for $kind {
+            const CONTROLLER: &'static str = $controller;
+            const FINALIZER: &'static str = $finalizer;
+
+            async fn apply(obj: &Self, api: &Api<Self>, ctx: &Context) -> Result<Action> {
+                apply(obj, api, ctx).await
+            }
+
+            async fn cleanup(obj: &Self, ctx: &Context) -> Result<Action> {
+                cleanup(obj, ctx).await
+            }
+        }
+    };
+}
+use reconciled;
+
 /// Times one reconcile from creation to drop, so a pass that fails, or is
 /// cancelled when the Lease is lost, is timed like one that succeeds; and
 /// counts `result="ok"` when told. Failures are counted in [`error_policy`],

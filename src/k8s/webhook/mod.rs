@@ -36,6 +36,7 @@ pub mod admission;
 pub mod cache;
 pub mod certs;
 pub mod inject;
+mod job;
 pub mod secret;
 pub mod server;
 
