@@ -13,6 +13,7 @@
 pub mod file;
 pub mod passphrase;
 mod versions;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -28,8 +28,10 @@ use super::chain::row_hash;
 use crate::model::now_ms;
 use crate::store::sql::{Dialect, db_err};
 use crate::store::{Result, StoreError};
+use crate::value::truncate_chars;
 
-/// Longest `detail` kept (the column is VARCHAR(2000)).
+/// Longest `detail` kept (the column is VARCHAR(2000)); longer ones end
+/// in `...`.
 const MAX_DETAIL_CHARS: usize = 2000;
 
 /// Most records in one transaction. Large enough that a burst from a busy
@@ -180,7 +182,10 @@ pub(crate) async fn append_many(
     let mut rows = Vec::with_capacity(recs.len());
     for (i, rec) in recs.iter().enumerate() {
         let seq = last_seq - n + 1 + i as i64;
-        let detail = rec.detail.as_deref().map(truncate_detail);
+        let detail = rec
+            .detail
+            .as_deref()
+            .map(|d| truncate_chars(d.to_string(), MAX_DETAIL_CHARS));
         let hash = row_hash(
             &prev,
             seq,
@@ -246,16 +251,4 @@ pub(crate) async fn append_many(
             .map_err(db_err)?;
     }
     Ok(last_seq)
-}
-
-/// Details are capped at [`MAX_DETAIL_CHARS`] characters.
-fn truncate_detail(d: &str) -> String {
-    if d.chars().count() > MAX_DETAIL_CHARS {
-        d.chars()
-            .take(MAX_DETAIL_CHARS - 3)
-            .chain("...".chars())
-            .collect()
-    } else {
-        d.to_string()
-    }
 }
