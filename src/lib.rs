@@ -6,7 +6,8 @@
 //! SQL implementation and the REST client, the audit log), then the front
 //! ends: [`server`] (the REST API of `serve`), [`k8s`] (CRDs, controllers,
 //! the injecting webhook and the `operator` process) and [`cli`] (the
-//! `mlflow-secrets` command, which starts the other two). [`wire`] is the
+//! `mlflow-secrets` command, which starts the other two); [`net`] holds the
+//! TLS listener and shutdown signal both servers use. [`wire`] is the
 //! REST contract both the server and the REST client store use.
 //!
 //! docs/architecture.md maps each concern to its module and traces the
@@ -21,6 +22,7 @@ pub mod crypto;
 pub mod k8s;
 pub mod keystore;
 pub mod model;
+pub mod net;
 pub mod server;
 pub mod store;
 pub mod value;

@@ -282,7 +282,8 @@ fn mask_within(value: &str, budget: usize) -> (String, usize) {
     (out, reveal)
 }
 
-fn truncate_chars(s: String, max: usize) -> String {
+/// `s` cut to `max` characters, the last three `...` when it was longer.
+pub(crate) fn truncate_chars(s: String, max: usize) -> String {
     if s.chars().count() <= max {
         return s;
     }

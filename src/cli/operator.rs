@@ -165,7 +165,7 @@ pub(super) async fn run(ctx: &Ctx, a: OperatorArgs) -> Result<ExitCode> {
         migrate: a.migrate,
         watch_scope: a.watch_namespaces.unwrap_or_default(),
     };
-    let result = run_operator(cfg, crate::server::shutdown_signal()).await;
+    let result = run_operator(cfg, crate::net::shutdown_signal()).await;
     if let Some(h) = head_export {
         h.abort();
     }

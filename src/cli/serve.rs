@@ -18,13 +18,14 @@ use clap::Args;
 use secrecy::SecretString;
 
 use super::{Ctx, home};
+use crate::keystore::watch::{self as keywatch, KEYSTORE_RELOAD_CHECK};
 use crate::keystore::{
     self, Keystore, KeystoreConfig, KeystoreHandle, NewKekOptions, PASSPHRASE_FILE_ENV,
 };
+use crate::net::shutdown_signal;
+use crate::net::tls::CERT_RELOAD_CHECK;
 use crate::server::config::{DEFAULT_LISTEN, DEFAULT_RATE_LIMIT_PER_MINUTE};
-use crate::server::keywatch::{self, KEYSTORE_RELOAD_CHECK};
-use crate::server::tls::CERT_RELOAD_CHECK;
-use crate::server::{ServeConfig, Server, TlsFiles, shutdown_signal};
+use crate::server::{ServeConfig, Server, TlsFiles};
 use crate::store::audit_export::{HeadCadence, log_head, spawn_head_export};
 use crate::store::sql::Dialect;
 use crate::store::{DecryptLimits, SqlStore};

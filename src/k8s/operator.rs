@@ -428,7 +428,7 @@ async fn keystore_task(keys: KeystoreHandle, cfg: KeystoreConfig, health: Arc<He
             }
         }
     }
-    if let Some(task) = crate::server::keywatch::spawn(keys, cfg, KEYSTORE_RELOAD_CHECK) {
+    if let Some(task) = crate::keystore::watch::spawn(keys, cfg, KEYSTORE_RELOAD_CHECK) {
         let _ = task.await;
     }
 }

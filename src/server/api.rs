@@ -359,36 +359,8 @@ pub async fn list_bindings(
     if let Some(id) = &q.secret_id {
         rec = rec.secret_id(id);
     }
-    let checked = (|| {
-        q.workspace
-            .as_deref()
-            .map(validate::workspace)
-            .transpose()?;
-        q.resource_type
-            .as_deref()
-            .map(validate::resource_type)
-            .transpose()?;
-        q.resource_id
-            .as_deref()
-            .map(validate::resource_id)
-            .transpose()?;
-        q.secret_id
-            .as_deref()
-            .map(|id| validate::uuid("secret_id", id))
-            .transpose()?;
-        Ok::<(), StoreError>(())
-    })();
-    if let Err(e) = checked {
-        return Err(fail(&st, rec, e).await);
-    }
-    if let (Some(t), Some(id)) = (&q.resource_type, &q.resource_id) {
-        rec = rec.resource(t, id);
-    }
-    if let Some(ws) = &q.workspace {
-        check_named(&st, &p, &rec, ws).await?;
-    }
-    let filter = BindingFilter {
-        workspaces: p.workspace_filter(),
+    let mut filter = BindingFilter {
+        workspaces: None,
         workspace: q.workspace,
         resource_type: q.resource_type,
         resource_id: q.resource_id,
@@ -396,6 +368,18 @@ pub async fn list_bindings(
         page_token: q.page_token,
         max_results: q.max_results,
     };
+    // The store checks these too; here they come first so that a bad
+    // name is an invalid parameter, not an out-of-scope refusal.
+    if let Err(e) = validate::binding_filter(&filter) {
+        return Err(fail(&st, rec, e).await);
+    }
+    if let (Some(t), Some(id)) = (&filter.resource_type, &filter.resource_id) {
+        rec = rec.resource(t, id);
+    }
+    if let Some(ws) = &filter.workspace {
+        check_named(&st, &p, &rec, ws).await?;
+    }
+    filter.workspaces = p.workspace_filter();
     let read = st.store.list_bindings(&filter).await;
     let page = audited(&st, rec, read, |rec, page| {
         (rec.detail(format!("returned={}", page.items.len())), None)
@@ -413,37 +397,22 @@ pub async fn list_audit(
     ApiQuery(q): ApiQuery<ListAuditQuery>,
 ) -> ApiResult<AuditPage> {
     let rec = AuditRecord::new(AuditAction::ListAudit, &p.name);
-    let checked = (|| {
-        q.workspace
-            .as_deref()
-            .map(validate::workspace)
-            .transpose()?;
-        q.secret_id
-            .as_deref()
-            .map(|id| validate::uuid("secret_id", id))
-            .transpose()?;
-        if q.after_seq.is_some_and(|s| s < 0) {
-            return Err(StoreError::InvalidParameter(
-                "after_seq must be 0 or more".into(),
-            ));
-        }
-        Ok(())
-    })();
-    if let Err(e) = checked {
-        return Err(fail(&st, rec, e).await);
-    }
-    if let Some(ws) = &q.workspace {
-        check_named(&st, &p, &rec, ws).await?;
-    }
-    let filter = AuditFilter {
-        // A scoped admin sees its workspaces' rows only (not the rows
-        // without a workspace, such as refused logins).
-        workspaces: p.workspace_filter(),
+    let mut filter = AuditFilter {
+        workspaces: None,
         secret_id: q.secret_id,
         workspace: q.workspace,
         after_seq: q.after_seq,
         max_results: q.max_results,
     };
+    if let Err(e) = validate::audit_filter(&filter) {
+        return Err(fail(&st, rec, e).await);
+    }
+    if let Some(ws) = &filter.workspace {
+        check_named(&st, &p, &rec, ws).await?;
+    }
+    // A scoped admin sees its workspaces' rows only (not the rows without
+    // a workspace, such as refused logins).
+    filter.workspaces = p.workspace_filter();
     // Recorded after the read, so a caller paging with after_seq is not
     // handed its own listing rows forever.
     let read = st.store.list_audit(&filter).await;

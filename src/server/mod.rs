@@ -17,15 +17,18 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod guard;
-pub mod keywatch;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod requests;
 pub mod state;
-pub mod tls;
 pub mod tokens_file;
+
+/// Keystore hot reload and TLS, shared with the operator; at their former
+/// paths.
+pub use crate::keystore::watch as keywatch;
+pub use crate::net::{shutdown_signal, tls};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -286,27 +289,4 @@ async fn serve_connections<L>(
     let _ = close_tx.send(());
     // Every connection task holds a permit until it is done.
     let _ = permits.acquire_many(max as u32).await;
-}
-
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
 }

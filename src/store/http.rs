@@ -24,7 +24,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{AuditFilter, ResolvedResource, Result, SecretsStore, StoreError};
+use super::audit::AuditRecord;
+use super::{
+    AuditFilter, BoundInfo, BoundValue, ChooseBound, ResolvedResource, Result, SecretsStore,
+    StoreError,
+};
 use crate::model::{
     AuditEntry, BindingFilter, NewBinding, NewSecret, Page, Secret, SecretBinding, SecretFilter,
 };
@@ -431,6 +435,96 @@ impl SecretsStore for HttpStore {
         opt(&mut q, "max_results", f.max_results);
         let r: AuditPage = self.call(Method::GET, "list-audit", &q, None).await?;
         Ok(r.entries)
+    }
+
+    /// The server audits its own requests; a client cannot write rows.
+    async fn append_audit(&self, _rec: &AuditRecord) -> Result<()> {
+        Err(StoreError::PermissionDenied(
+            "the audit log is written by the server; a REST client cannot append to it".into(),
+        ))
+    }
+
+    async fn get_binding_by_key(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+        binding_name: &str,
+    ) -> Result<Option<SecretBinding>> {
+        let all = self
+            .resource_bindings(workspace, resource_type, resource_id)
+            .await?;
+        Ok(all.into_iter().find(|b| b.binding_name == binding_name))
+    }
+
+    /// Not part of the REST API: a secret's crypto columns never leave the
+    /// database layer (docs/design.md §10 rule 1).
+    async fn kek_version(&self, _secret_id: &str) -> Result<u32> {
+        Err(StoreError::PermissionDenied(
+            "the REST API does not report KEK versions; read them with direct database access (`kek status`)".into(),
+        ))
+    }
+
+    /// `list-bindings` of the resource, then `get` of each bound secret.
+    async fn bound_metadata(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> Result<Vec<BoundInfo>> {
+        let mut out = Vec::new();
+        for b in self
+            .resource_bindings(workspace, resource_type, resource_id)
+            .await?
+        {
+            let s = self.get_secret(&b.secret_id).await?;
+            out.push(BoundInfo {
+                binding_name: b.binding_name,
+                revoked: s.state == crate::model::SecretState::Revoked,
+                secret_id: s.secret_id,
+                secret_name: s.secret_name,
+                last_updated_at: s.last_updated_at,
+                service_accounts: b.service_accounts,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn choose_bound_values(
+        &self,
+        _workspace: &str,
+        _resource_type: &str,
+        _resource_id: &str,
+        _actor: &str,
+        _choose: ChooseBound<'_>,
+    ) -> Result<Option<BTreeMap<String, BoundValue>>> {
+        Err(no_values())
+    }
+}
+
+impl HttpStore {
+    /// Every binding of one resource, all pages.
+    async fn resource_bindings(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> Result<Vec<SecretBinding>> {
+        let mut filter = BindingFilter {
+            workspace: Some(workspace.to_string()),
+            resource_type: Some(resource_type.to_string()),
+            resource_id: Some(resource_id.to_string()),
+            ..Default::default()
+        };
+        let mut all = Vec::new();
+        loop {
+            let page = self.list_bindings(&filter).await?;
+            all.extend(page.items);
+            match page.next_page_token {
+                Some(t) => filter.page_token = Some(t),
+                None => return Ok(all),
+            }
+        }
     }
 }
 

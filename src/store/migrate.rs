@@ -6,22 +6,9 @@
 //! would be a disaster, so `migrate` stops with a clear message instead.
 
 use sqlx::Row;
-use sqlx::migrate::Migrator;
 
-use super::sql::{Dialect, SqlStore, db_err};
+use super::sql::{SqlStore, db_err};
 use super::{Result, StoreError};
-
-static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
-static MYSQL: Migrator = sqlx::migrate!("migrations/mysql");
-
-fn migrator(d: Dialect) -> &'static Migrator {
-    match d {
-        Dialect::Sqlite => &SQLITE,
-        Dialect::Postgres => &POSTGRES,
-        Dialect::Mysql => &MYSQL,
-    }
-}
 
 /// Columns that only MLflow's gateway-secrets table has. (`provider` is in
 /// both since our migration 20261201000001, so it does not tell them apart.)
@@ -32,7 +19,8 @@ impl SqlStore {
     pub async fn migrate(&self) -> Result<usize> {
         self.refuse_foreign_secrets_table().await?;
         let before = self.applied_migrations().await?;
-        migrator(self.dialect)
+        self.dialect
+            .migrator()
             .run(&self.pool)
             .await
             .map_err(|e| StoreError::Schema(super::incident::record("migration failed", &e)))?;
@@ -41,7 +29,9 @@ impl SqlStore {
 
     /// Number of migrations of this build not yet applied.
     pub async fn pending_migrations(&self) -> Result<usize> {
-        let known = migrator(self.dialect)
+        let known = self
+            .dialect
+            .migrator()
             .iter()
             .filter(|m| m.migration_type.is_up_migration())
             .count();
@@ -83,17 +73,7 @@ impl SqlStore {
     }
 
     async fn refuse_foreign_secrets_table(&self) -> Result<()> {
-        let sql = match self.dialect {
-            Dialect::Sqlite => "SELECT name AS column_name FROM pragma_table_info('secrets')",
-            Dialect::Postgres => {
-                "SELECT column_name::text AS column_name FROM information_schema.columns \
-                 WHERE table_name = 'secrets' AND table_schema = current_schema()"
-            }
-            Dialect::Mysql => {
-                "SELECT CAST(column_name AS CHAR) AS column_name FROM information_schema.columns \
-                 WHERE table_name = 'secrets' AND table_schema = DATABASE()"
-            }
-        };
+        let sql = self.dialect.secrets_columns_sql();
         let rows = sqlx::query(self.dialect.q(sql))
             .fetch_all(&self.pool)
             .await

@@ -5,20 +5,17 @@
 //! each of which is audited.
 
 pub mod audit;
-pub mod audit_export;
-mod audit_writer;
 pub mod http;
 pub mod incident;
 mod limits;
 pub mod migrate;
 pub mod sql;
-mod sql_admin;
-mod sql_ops;
-mod sql_rows;
-mod sql_trait;
 pub mod validate;
 
-use std::collections::BTreeMap;
+/// The head export's former path (`store::audit_export`).
+pub use audit::export as audit_export;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,12 +26,14 @@ use crate::model::{
     AuditEntry, BindingFilter, NewBinding, NewSecret, Page, Secret, SecretBinding, SecretFilter,
 };
 use crate::value::SecretValue;
+use audit::AuditRecord;
 
 pub use http::HttpStore;
 pub use limits::DecryptLimits;
-pub use sql::SqlStore;
-pub use sql_admin::{MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, VerifyFailure, VerifyReport};
-pub use sql_ops::{BoundMeta, BoundValue};
+pub use sql::{
+    BoundInfo, BoundMeta, BoundValue, MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, SqlStore,
+    VerifyFailure, VerifyReport,
+};
 
 /// Errors of the store layer. Each message names the object and what is
 /// wrong, and none contains a value, key or passphrase.
@@ -151,6 +150,13 @@ impl std::fmt::Debug for ResolvedResource {
     }
 }
 
+/// Picks, from the metadata of a resource's bound rows, the bindings to
+/// decrypt (docs/design.md §8: the webhook decides a pod's consent before
+/// anything is decrypted). `None` refuses the read: nothing is decrypted,
+/// counted against a limit or audited, and the caller records its refusal.
+pub type ChooseBound<'a> =
+    Box<dyn FnOnce(&[BoundMeta<'_>]) -> Option<BTreeSet<String>> + Send + 'a>;
+
 /// The store operations of docs/design.md §6.
 ///
 /// `actor` is the authenticated principal recorded in `created_by`,
@@ -256,6 +262,48 @@ pub trait SecretsStore: Send + Sync {
     ) -> Result<BTreeMap<String, SecretValue>>;
 
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+
+    /// Append a record a front end writes on its own (a refusal, a
+    /// metadata read): the webhook's denies and dryRuns, the operator's
+    /// scrubs. Returns once the row is committed.
+    async fn append_audit(&self, rec: &AuditRecord) -> Result<()>;
+
+    /// The binding of `binding_name` on one resource, if any.
+    async fn get_binding_by_key(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+        binding_name: &str,
+    ) -> Result<Option<SecretBinding>>;
+
+    /// The KEK version a secret's DEK is wrapped under (an
+    /// `MlflowSecret`'s status reports it). Not a value read.
+    async fn kek_version(&self, secret_id: &str) -> Result<u32>;
+
+    /// Every binding of a resource with its secret's metadata, nothing
+    /// decrypted: the webhook's dryRun. The same query as
+    /// [`SecretsStore::choose_bound_values`].
+    async fn bound_metadata(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> Result<Vec<BoundInfo>>;
+
+    /// The values bound to a resource that `choose` picks from the rows'
+    /// metadata, read and decrypted in one query: the webhook's read.
+    /// Audited (one `READ_RESOURCE_VALUES` row naming the chosen rows),
+    /// rate limited, and refused as a whole if a chosen secret is revoked
+    /// or undecryptable. `Ok(None)`: `choose` refused.
+    async fn choose_bound_values(
+        &self,
+        workspace: &str,
+        resource_type: &str,
+        resource_id: &str,
+        actor: &str,
+        choose: ChooseBound<'_>,
+    ) -> Result<Option<BTreeMap<String, BoundValue>>>;
 
     /// Exactly what the webhook would inject for one resource: every
     /// binding's string and where it came from. Audited; fails as a whole

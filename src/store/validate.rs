@@ -1,7 +1,8 @@
 //! Input validation shared by every front end. Errors name the field and
 //! the rule, and quote the offending identifier (never a value).
 
-use super::{Result, StoreError};
+use super::{AuditFilter, Result, StoreError};
+use crate::model::BindingFilter;
 
 /// Default and maximum page sizes of the listings.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -272,6 +273,34 @@ pub fn uuid(field: &str, id: &str) -> Result<()> {
             printable_id(id)
         )))
     }
+}
+
+/// The filters of a binding listing. The store checks them for every front
+/// end (CLI, controllers, REST), so each gets the same one-line error.
+pub fn binding_filter(f: &BindingFilter) -> Result<()> {
+    f.workspace.as_deref().map(workspace).transpose()?;
+    f.resource_type.as_deref().map(resource_type).transpose()?;
+    f.resource_id.as_deref().map(resource_id).transpose()?;
+    f.secret_id
+        .as_deref()
+        .map(|id| uuid("secret_id", id))
+        .transpose()?;
+    Ok(())
+}
+
+/// The filters of an audit listing (see [`binding_filter`]).
+pub fn audit_filter(f: &AuditFilter) -> Result<()> {
+    f.workspace.as_deref().map(workspace).transpose()?;
+    f.secret_id
+        .as_deref()
+        .map(|id| uuid("secret_id", id))
+        .transpose()?;
+    if f.after_seq.is_some_and(|s| s < 0) {
+        return Err(StoreError::InvalidParameter(
+            "after_seq must be 0 or more".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Clamp a requested page size.

@@ -21,12 +21,12 @@ use super::reasons::{
 use super::scrub;
 use super::status::{self, Verdict};
 use super::{
-    BINDING_CONTROLLER, BINDING_FINALIZER, Context, RESYNC_READY, RESYNC_WAITING, Reconciled,
-    actor, created_by_object, namespace,
+    BINDING_CONTROLLER, BINDING_FINALIZER, Context, RESYNC_READY, RESYNC_WAITING, actor,
+    created_by_object, namespace, reconciled,
 };
 use crate::k8s::crd::{MlflowSecret, MlflowSecretBinding, MlflowSecretBindingStatus};
-use crate::model::{BindingFilter, NewBinding, SecretBinding, SecretState};
-use crate::store::{SecretsStore, StoreError};
+use crate::model::{NewBinding, SecretBinding, SecretState};
+use crate::store::StoreError;
 
 /// `created_by` tag of bindings made by an `MlflowSecretBinding`.
 const TAG: &str = "mlsecbind";
@@ -48,18 +48,7 @@ pub(super) fn referencing_secret(
         .collect()
 }
 
-impl Reconciled for MlflowSecretBinding {
-    const CONTROLLER: &'static str = BINDING_CONTROLLER;
-    const FINALIZER: &'static str = BINDING_FINALIZER;
-
-    async fn apply(obj: &Self, api: &Api<Self>, ctx: &Context) -> Result<Action> {
-        apply(obj, api, ctx).await
-    }
-
-    async fn cleanup(obj: &Self, ctx: &Context) -> Result<Action> {
-        cleanup(obj, ctx).await
-    }
-}
+reconciled!(MlflowSecretBinding, BINDING_CONTROLLER, BINDING_FINALIZER);
 
 fn uid(obj: &MlflowSecretBinding) -> String {
     obj.uid().unwrap_or_default()
@@ -69,35 +58,27 @@ fn who(obj: &MlflowSecretBinding, ns: &str) -> String {
     actor(TAG, &uid(obj), ns, &obj.name_any())
 }
 
-/// The store binding with this object's key, if any (whoever made it).
+/// The store binding with this object's key, if any (whoever made it). A
+/// key the store cannot name has no binding.
 async fn existing(
     obj: &MlflowSecretBinding,
     ns: &str,
     ctx: &Context,
 ) -> Result<Option<SecretBinding>> {
-    let mut filter = BindingFilter {
-        workspace: Some(ns.to_string()),
-        resource_type: Some(obj.spec.resource_type.clone()),
-        resource_id: Some(obj.spec.resource_id.clone()),
-        ..Default::default()
-    };
-    loop {
-        let page = match ctx.store.list_bindings(&filter).await {
-            Ok(p) => p,
-            Err(StoreError::InvalidParameter(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(b) = page
-            .items
-            .into_iter()
-            .find(|b| b.binding_name == obj.spec.binding_name)
-        {
-            return Ok(Some(b));
-        }
-        match page.next_page_token {
-            Some(t) => filter.page_token = Some(t),
-            None => return Ok(None),
-        }
+    let spec = &obj.spec;
+    match ctx
+        .store
+        .get_binding_by_key(
+            ns,
+            &spec.resource_type,
+            &spec.resource_id,
+            &spec.binding_name,
+        )
+        .await
+    {
+        Ok(b) => Ok(b),
+        Err(StoreError::InvalidParameter(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -46,7 +46,7 @@ use super::FIELD_MANAGER;
 use super::crd::{MlflowSecret, MlflowSecretBinding};
 use super::metrics::OperatorMetrics;
 use super::scope::WatchScope;
-use crate::store::SqlStore;
+use crate::store::SecretsStore;
 
 /// `controller` label of the metrics, and the prefix of log lines.
 pub const SECRET_CONTROLLER: &str = "mlflowsecret";
@@ -93,7 +93,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// What the reconcilers share.
 pub struct Context {
     pub client: kube::Client,
-    pub store: Arc<SqlStore>,
+    pub store: Arc<dyn SecretsStore>,
     pub metrics: Arc<OperatorMetrics>,
     /// Who publishes the Events (see [`Context::event`]).
     reporter: Reporter,
@@ -113,7 +113,7 @@ impl Context {
     /// `reporter_instance` names this replica in Events (the pod name).
     pub fn new(
         client: kube::Client,
-        store: Arc<SqlStore>,
+        store: Arc<dyn SecretsStore>,
         metrics: Arc<OperatorMetrics>,
         reporter_instance: String,
     ) -> Self {
@@ -411,6 +411,26 @@ trait Reconciled:
     /// before the finalizer is removed.
     fn cleanup(obj: &Self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
 }
+
+/// `impl Reconciled` for a kind whose module defines `apply` and
+/// `cleanup` with the trait's signatures (`secret.rs`, `binding.rs`).
+macro_rules! reconciled {
+    ($kind:ty, $controller:expr, $finalizer:expr) => {
+        impl super::Reconciled for $kind {
+            const CONTROLLER: &'static str = $controller;
+            const FINALIZER: &'static str = $finalizer;
+
+            async fn apply(obj: &Self, api: &Api<Self>, ctx: &Context) -> Result<Action> {
+                apply(obj, api, ctx).await
+            }
+
+            async fn cleanup(obj: &Self, ctx: &Context) -> Result<Action> {
+                cleanup(obj, ctx).await
+            }
+        }
+    };
+}
+use reconciled;
 
 /// Times one reconcile from creation to drop, so a pass that fails, or is
 /// cancelled when the Lease is lost, is timed like one that succeeds; and

@@ -39,8 +39,8 @@ use crate::k8s::webhook::secret::{
 };
 use crate::k8s::{ANNOTATION_RESOURCE_ID, ANNOTATION_RESOURCE_TYPE, DEFAULT_RESOURCE_TYPE};
 use crate::model::{BindingFilter, SecretState};
+use crate::store::StoreError;
 use crate::store::audit::{AuditAction, AuditRecord};
-use crate::store::{SecretsStore, StoreError};
 
 /// Principal of the audit rows the sweep writes.
 pub const SWEEP_ACTOR: &str = "k8s:operator:revocation-sweep";

@@ -11,25 +11,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use futures::future::try_join_all;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
 use super::WebhookState;
-use super::cache::JobFacts;
 use super::inject::{
     InjectMode, InjectedBinding, Injection, Offered, build_patch, consent, service_account,
 };
+use super::job::verify_job;
 use super::secret::{self, OwningJob};
 use crate::k8s::{
     ANNOTATION_INJECT_MODE, ANNOTATION_RESOURCE_ID, ANNOTATION_RESOURCE_TYPE,
     DEFAULT_RESOURCE_TYPE, LABEL_INJECT, LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED,
 };
-use crate::model::{BindingFilter, SecretState};
 use crate::store::audit::{AuditAction, AuditRecord};
-use crate::store::{BoundMeta, SecretsStore, StoreError, incident};
+use crate::store::{BoundMeta, StoreError, incident};
 
 /// Metric `result` label values.
 pub const RESULT_INJECTED: &str = "injected";
@@ -37,10 +33,6 @@ pub const RESULT_DRY_RUN: &str = "dry_run";
 pub const RESULT_DENIED: &str = "denied";
 pub const RESULT_SKIPPED: &str = "skipped";
 pub const RESULT_ERROR: &str = "error";
-
-/// Most bindings one resource may have injected: far above any real scorer,
-/// and it bounds the size of one admission's work.
-const MAX_BINDINGS: u32 = 1000;
 
 /// A refusal: the one-line reason and the metric result.
 #[derive(Debug)]
@@ -54,7 +46,7 @@ pub(super) struct Deny {
 }
 
 impl Deny {
-    fn policy(reason: impl Into<String>) -> Self {
+    pub(super) fn policy(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
             result: RESULT_DENIED,
@@ -62,7 +54,7 @@ impl Deny {
         }
     }
 
-    fn error(reason: impl Into<String>) -> Self {
+    pub(super) fn error(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
             result: RESULT_ERROR,
@@ -265,7 +257,7 @@ async fn decide(
     let actor = s.actor();
     let sa = service_account(pod);
     let mut containers = None;
-    let choose = |meta: &[BoundMeta<'_>]| -> Result<BTreeSet<String>, Deny> {
+    let mut choose = |meta: &[BoundMeta<'_>]| -> Result<BTreeSet<String>, Deny> {
         if meta.is_empty() {
             return Ok(BTreeSet::new());
         }
@@ -287,20 +279,28 @@ async fn decide(
         containers = c;
         Ok(chosen)
     };
+    // The store takes a boxed chooser; a refusal's reason waits here.
+    let mut refused = None;
+    let slot = &mut refused;
+    let pick =
+        Box::new(move |meta: &[BoundMeta<'_>]| choose(meta).map_err(|d| *slot = Some(d)).ok());
     let bound = within(
         deadline,
         state.deadline,
         "store",
         state
             .store
-            .get_chosen_bound_values(ns, rtype, resource_id, &actor, choose),
+            .choose_bound_values(ns, rtype, resource_id, &actor, pick),
     )
     .await?
     .map_err(|e| {
         let mut d = store_deny(&e);
         d.audited = true;
         d
-    })??;
+    })?;
+    let Some(bound) = bound else {
+        return Err(refused.unwrap_or_else(|| Deny::error("the store refused the read")));
+    };
     state
         .metrics
         .decrypts
@@ -362,80 +362,6 @@ async fn decide(
     })
 }
 
-/// The owning Job must be real (docs/design.md §8, "The Job is real"): it exists in
-/// the pod's namespace with the owner reference's uid, its pod template
-/// carries the inject label, and the pod's injection annotations and
-/// ServiceAccount are the template's. The watch cache answers when it
-/// knows the Job with that uid; otherwise (a Job created a moment ago, or
-/// a forged reference) one GET decides.
-async fn verify_job(
-    state: &WebhookState,
-    ns: &str,
-    job: &OwningJob,
-    pod: &Pod,
-) -> Result<(), Deny> {
-    let facts = match state.view.job(ns, &job.name).filter(|f| f.uid == job.uid) {
-        Some(f) => Some(f),
-        None => {
-            let api: Api<Job> = Api::namespaced(state.client.clone(), ns);
-            let got = api.get_opt(&job.name).await.map_err(|e| {
-                Deny::error(format!(
-                    "could not read Job {ns}/{}: {}",
-                    job.name,
-                    kube_reason(&e)
-                ))
-            })?;
-            match got {
-                None => {
-                    return Err(Deny::policy(format!(
-                        "Job {ns}/{} named in the pod's owner reference does not exist",
-                        job.name
-                    )));
-                }
-                Some(j) if j.metadata.uid.as_deref() != Some(job.uid.as_str()) => {
-                    return Err(Deny::policy(format!(
-                        "Job {ns}/{} has another uid than the pod's owner reference ({})",
-                        job.name, job.uid
-                    )));
-                }
-                Some(j) => JobFacts::of(&j),
-            }
-        }
-    };
-    let Some(facts) = facts else {
-        return Err(Deny::policy(format!(
-            "Job {ns}/{}'s pod template does not carry the label {LABEL_INJECT}=true",
-            job.name
-        )));
-    };
-    match_template(&facts, pod).map_err(|why| {
-        Deny::policy(format!(
-            "pod does not match the pod template of Job {ns}/{}: {why}",
-            job.name
-        ))
-    })
-}
-
-/// The pod's injection annotations and ServiceAccount against its Job's
-/// template (pure). `Err` names the first difference.
-fn match_template(facts: &JobFacts, pod: &Pod) -> Result<(), String> {
-    let ann = pod.metadata.annotations.as_ref();
-    for (key, want) in &facts.annotations {
-        let have = ann.and_then(|a| a.get(*key));
-        if have != want.as_ref() {
-            return Err(format!("annotation {key} differs"));
-        }
-    }
-    let sa = service_account(pod);
-    if sa != facts.service_account {
-        return Err(format!(
-            "ServiceAccount {sa}, the template's is {}",
-            facts.service_account
-        ));
-    }
-    Ok(())
-}
-
 /// Run `fut` until `deadline`; past it, deny naming what did not answer.
 async fn within<T>(
     deadline: Instant,
@@ -454,9 +380,8 @@ async fn within<T>(
 }
 
 /// Bindings of the resource with their secrets' metadata, for a dryRun
-/// admission. Denies when there are none or one is revoked, without
-/// decrypting anything. (A real admission gets the same from the decrypting
-/// read itself: `SqlStore::get_all_bound_values`.)
+/// admission: the query of the decrypting read, nothing decrypted. Denies
+/// when there are none or one is revoked.
 #[allow(clippy::type_complexity)]
 async fn metadata(
     state: &WebhookState,
@@ -464,47 +389,34 @@ async fn metadata(
     rtype: &str,
     rid: &str,
 ) -> Result<(BTreeMap<String, InjectedBinding>, BTreeMap<String, Offered>), Deny> {
-    let page = state
+    let bound = state
         .store
-        .list_bindings(&BindingFilter {
-            workspace: Some(ns.to_string()),
-            resource_type: Some(rtype.to_string()),
-            resource_id: Some(rid.to_string()),
-            max_results: Some(MAX_BINDINGS),
-            ..Default::default()
-        })
+        .bound_metadata(ns, rtype, rid)
         .await
         .map_err(|e| store_deny(&e))?;
-    if page.items.is_empty() {
+    if bound.is_empty() {
         return Err(no_bindings(ns, rtype, rid));
     }
-    let secrets = try_join_all(
-        page.items
-            .iter()
-            .map(|b| state.store.get_secret(&b.secret_id)),
-    )
-    .await
-    .map_err(|e| store_deny(&e))?;
     let mut out = BTreeMap::new();
     let mut offered = BTreeMap::new();
-    for (b, s) in page.items.iter().zip(secrets) {
-        if s.state == SecretState::Revoked {
+    for b in bound {
+        if b.revoked {
             return Err(Deny::policy(format!(
                 "secret '{}' (bound as {}) in namespace '{ns}' is revoked",
-                s.secret_name, b.binding_name
+                b.secret_name, b.binding_name
             )));
         }
         out.insert(
             b.binding_name.clone(),
             InjectedBinding {
-                secret_id: s.secret_id,
-                version: s.last_updated_at,
+                secret_id: b.secret_id,
+                version: b.last_updated_at,
             },
         );
         offered.insert(
-            b.binding_name.clone(),
+            b.binding_name,
             Offered {
-                service_accounts: b.service_accounts.clone(),
+                service_accounts: b.service_accounts,
             },
         );
     }
@@ -538,7 +450,7 @@ fn store_deny(e: &StoreError) -> Deny {
 }
 
 /// A kube error in one line, without echoing a request body.
-fn kube_reason(e: &kube::Error) -> String {
+pub(super) fn kube_reason(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
         other => other
@@ -618,38 +530,6 @@ mod tests {
             );
             assert!(d.reason.contains("incident "), "{}", d.reason);
         }
-    }
-
-    #[test]
-    fn a_pod_must_match_its_jobs_template() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"annotations": {ANNOTATION_RESOURCE_ID: "r"}},
-            "spec": {"containers": [{"name": "c"}]}
-        }))
-        .unwrap();
-        let mut facts = JobFacts {
-            uid: "u".into(),
-            annotations: super::super::cache::MATCHED_ANNOTATIONS
-                .iter()
-                .map(|k| (*k, None))
-                .collect(),
-            service_account: "default".into(),
-        };
-        facts.annotations[0].1 = Some("r".into());
-        match_template(&facts, &pod).unwrap();
-        facts.annotations[0].1 = Some("other".into());
-        let e = match_template(&facts, &pod).unwrap_err();
-        assert!(e.contains(ANNOTATION_RESOURCE_ID), "{e}");
-        facts.annotations[0].1 = Some("r".into());
-        facts.annotations[3].1 = Some("A".into());
-        assert!(
-            match_template(&facts, &pod).is_err(),
-            "bindings annotation differs"
-        );
-        facts.annotations[3].1 = None;
-        facts.service_account = "scorer-sa".into();
-        let e = match_template(&facts, &pod).unwrap_err();
-        assert!(e.contains("ServiceAccount default"), "{e}");
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod admission;
 pub mod cache;
 pub mod certs;
 pub mod inject;
+mod job;
 pub mod secret;
 pub mod server;
 
@@ -58,7 +59,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use self::admission::{RESULT_DRY_RUN, RESULT_INJECTED, RESULT_SKIPPED, Verdict};
 use crate::k8s::metrics::OperatorMetrics;
 use crate::k8s::scope::WatchScope;
-use crate::store::SqlStore;
+use crate::store::SecretsStore;
 
 /// Default time the webhook gives itself to answer: well under the
 /// configuration's `timeoutSeconds` (10), so that a hung database becomes a
@@ -81,7 +82,7 @@ pub const OTHER_NAMESPACES: &str = "_other";
 /// deadline, its view of the cluster and the per-ServiceAccount limit.
 pub struct WebhookState {
     pub(crate) client: kube::Client,
-    pub(crate) store: Arc<SqlStore>,
+    pub(crate) store: Arc<dyn SecretsStore>,
     pub(crate) metrics: Arc<OperatorMetrics>,
     pub(crate) deadline: Duration,
     pub(crate) view: cache::ClusterView,
@@ -97,7 +98,7 @@ impl WebhookState {
     /// runtime); they stop when the state is dropped.
     pub fn new(
         client: kube::Client,
-        store: Arc<SqlStore>,
+        store: Arc<dyn SecretsStore>,
         metrics: Arc<OperatorMetrics>,
         deadline: Duration,
     ) -> Self {
@@ -109,7 +110,7 @@ impl WebhookState {
     /// refused, and the caches would never fill.
     pub fn new_scoped(
         client: kube::Client,
-        store: Arc<SqlStore>,
+        store: Arc<dyn SecretsStore>,
         metrics: Arc<OperatorMetrics>,
         deadline: Duration,
         scope: &WatchScope,

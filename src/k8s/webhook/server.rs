@@ -21,7 +21,7 @@ use rustls::server::danger::ClientCertVerifier;
 use tokio::net::TcpListener;
 
 use super::certs::WebhookCerts;
-use crate::server::tls::TlsListener;
+use crate::net::tls::TlsListener;
 
 /// The verifier for `--webhook-client-ca FILE`: client certificates must
 /// chain to one of the PEM certificates in `path`. The error names the file

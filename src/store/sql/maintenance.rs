@@ -1,5 +1,5 @@
 //! Maintenance operations that only make sense with direct database access:
-//! `verify`, `rewrap`, KEK usage counts and the audit log. They work in
+//! `verify`, `rewrap` and KEK usage counts. They work in
 //! batches with keyset pagination, so memory stays flat at any table size
 //! and an interrupted run can simply be started again.
 
@@ -7,16 +7,15 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use super::audit::{self, AuditAction, AuditRecord, AuditVerifyReport, ChainChecker, ExportedHead};
-use super::sql::{SqlStore, db_err};
-use super::sql_ops::shredded_dek;
-use super::sql_rows::{SealedRow, sealed_cols};
-use super::{AuditFilter, Result, StoreError};
+use super::rows::{SealedRow, sealed_cols};
+use super::secrets::shredded_dek;
+use super::{SqlStore, db_err};
 use crate::crypto;
 use crate::keystore::KeystoreError;
-use crate::model::AuditEntry;
+use crate::store::audit::{self, AuditAction, AuditRecord};
+use crate::store::{Result, StoreError};
 
-/// Rows read per batch by `verify` and the audit check.
+/// Rows read per batch by `verify`.
 const SCAN_BATCH: i64 = 1000;
 /// Upper bound of `rewrap --batch-size`: one transaction should stay short.
 pub const MAX_REWRAP_BATCH: u32 = 10_000;
@@ -174,20 +173,14 @@ impl SqlStore {
             to_version: to,
             ..Default::default()
         };
-        let select = match (target, self.dialect) {
-            (RewrapTarget::All, super::sql::Dialect::Sqlite) => {
+        let select = self.dialect.q_locking(match target {
+            RewrapTarget::All => {
                 "SELECT secret_id, workspace, secret_name, state, wrapped_dek, kek_version FROM secrets WHERE kek_version <> ? AND secret_id > ? ORDER BY secret_id LIMIT ?"
             }
-            (RewrapTarget::All, _) => {
-                "SELECT secret_id, workspace, secret_name, state, wrapped_dek, kek_version FROM secrets WHERE kek_version <> ? AND secret_id > ? ORDER BY secret_id LIMIT ? FOR UPDATE"
-            }
-            (RewrapTarget::Version(_), super::sql::Dialect::Sqlite) => {
+            RewrapTarget::Version(_) => {
                 "SELECT secret_id, workspace, secret_name, state, wrapped_dek, kek_version FROM secrets WHERE kek_version = ? AND secret_id > ? ORDER BY secret_id LIMIT ?"
             }
-            (RewrapTarget::Version(_), _) => {
-                "SELECT secret_id, workspace, secret_name, state, wrapped_dek, kek_version FROM secrets WHERE kek_version = ? AND secret_id > ? ORDER BY secret_id LIMIT ? FOR UPDATE"
-            }
-        };
+        });
         let version_arg = match target {
             RewrapTarget::All => i64::from(to),
             RewrapTarget::Version(v) => i64::from(v),
@@ -195,7 +188,7 @@ impl SqlStore {
         let mut after = String::new();
         loop {
             let mut tx = self.begin_write().await?;
-            let rows = sqlx::query(self.dialect.q(select))
+            let rows = sqlx::query(select.clone())
                 .bind(version_arg)
                 .bind(&after)
                 .bind(i64::from(batch_size))
@@ -264,111 +257,6 @@ impl SqlStore {
             progress(report.rewrapped);
         }
         Ok(report)
-    }
-
-    /// Audit entries in `seq` order.
-    pub async fn audit_entries(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
-        let limit = super::validate::page_size(f.max_results)?;
-        let mut sql = String::from(
-            "SELECT seq, occurred_at, principal, action, workspace, secret_id, secret_name, resource, \
-             outcome, detail, prev_hash, row_hash FROM secrets_audit_log WHERE seq > ?",
-        );
-        let mut args = Vec::new();
-        if let Some(id) = &f.secret_id {
-            sql.push_str(" AND secret_id = ?");
-            args.push(id.clone());
-        }
-        if let Some(ws) = &f.workspace {
-            sql.push_str(" AND workspace = ?");
-            args.push(ws.clone());
-        }
-        super::sql_trait::push_workspaces_in(&mut sql, &mut args, f.workspaces.as_deref())?;
-        sql.push_str(" ORDER BY seq LIMIT ?");
-        let mut q = sqlx::query(self.dialect.q_composed(sql)).bind(f.after_seq.unwrap_or(0));
-        for a in args {
-            q = q.bind(a);
-        }
-        let rows = q
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    seq: r.try_get("seq").map_err(db_err)?,
-                    occurred_at: r.try_get("occurred_at").map_err(db_err)?,
-                    principal: r.try_get("principal").map_err(db_err)?,
-                    action: r.try_get("action").map_err(db_err)?,
-                    workspace: r.try_get("workspace").map_err(db_err)?,
-                    secret_id: r.try_get("secret_id").map_err(db_err)?,
-                    secret_name: r.try_get("secret_name").map_err(db_err)?,
-                    resource: r.try_get("resource").map_err(db_err)?,
-                    outcome: r.try_get("outcome").map_err(db_err)?,
-                    detail: r.try_get("detail").map_err(db_err)?,
-                    prev_hash: r.try_get("prev_hash").map_err(db_err)?,
-                    row_hash: r.try_get("row_hash").map_err(db_err)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Check the whole hash chain and the head row.
-    pub async fn audit_verify(&self) -> Result<AuditVerifyReport> {
-        self.audit_verify_from(ChainChecker::default()).await
-    }
-
-    /// [`SqlStore::audit_verify`], and the chain must still reach `head`
-    /// (exported earlier, outside the database) unchanged.
-    pub async fn audit_verify_head(&self, head: ExportedHead) -> Result<AuditVerifyReport> {
-        self.audit_verify_from(ChainChecker::anchored(head)).await
-    }
-
-    /// The head row: the last sequence number and its hash, for export.
-    pub async fn audit_head(&self) -> Result<ExportedHead> {
-        let head = sqlx::query(
-            self.dialect
-                .q("SELECT seq, last_hash FROM secrets_audit_head WHERE id = 1"),
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(ExportedHead {
-            seq: head.try_get("seq").map_err(db_err)?,
-            hash: head.try_get("last_hash").map_err(db_err)?,
-        })
-    }
-
-    async fn audit_verify_from(&self, mut checker: ChainChecker) -> Result<AuditVerifyReport> {
-        // Read the head first: rows appended while we scan are then beyond
-        // it, and the check stops at the head's sequence number.
-        let ExportedHead {
-            seq: head_seq,
-            hash: head_hash,
-        } = self.audit_head().await?;
-        let mut after = 0i64;
-        'scan: loop {
-            let batch = self
-                .audit_entries(&AuditFilter {
-                    after_seq: Some(after),
-                    max_results: Some(SCAN_BATCH as u32),
-                    ..Default::default()
-                })
-                .await?;
-            if batch.is_empty() {
-                break;
-            }
-            for e in &batch {
-                if e.seq > head_seq {
-                    break 'scan;
-                }
-                if !checker.push(e) {
-                    break 'scan;
-                }
-                after = e.seq;
-            }
-        }
-        Ok(checker.finish(head_seq, &head_hash))
     }
 }
 

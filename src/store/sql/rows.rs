@@ -1,13 +1,18 @@
-//! Row <-> entity mapping for the SQL store, and the column lists shared by
-//! its queries. Crypto columns are read only by `SealedRow`, which never
+//! Row <-> entity mapping for the SQL store, the column lists shared by
+//! its queries, and the pieces of a listing (scope filter, page tokens).
+//! Crypto columns are read only by `SealedRow`, which never
 //! leaves `store::sql*`.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 
-use super::sql::db_err;
-use super::{Result, StoreError};
-use crate::model::{Secret, SecretBinding, SecretState};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+
+use super::{Dialect, db_err};
+use crate::model::{Page, Secret, SecretBinding, SecretState};
+use crate::store::validate;
+use crate::store::{Result, StoreError};
 
 /// Metadata columns of `secrets`. `is_shared` is normalised to an integer so
 /// that one decode works on SQLite, PostgreSQL (BOOLEAN) and MySQL (TINYINT).
@@ -91,6 +96,13 @@ pub(crate) fn join_service_accounts(sas: &[String]) -> Option<String> {
     (!sas.is_empty()).then(|| sas.join(","))
 }
 
+/// Column `kek_version` of a row.
+pub(super) fn kek_version_col(row: &AnyRow) -> Result<u32> {
+    let v: i64 = row.try_get("kek_version").map_err(db_err)?;
+    u32::try_from(v)
+        .map_err(|_| StoreError::Database(format!("secrets.kek_version {v} is out of range")))
+}
+
 /// The encrypted form of one row, as read for decryption.
 pub(crate) struct SealedRow {
     pub secret_id: String,
@@ -106,7 +118,6 @@ pub(crate) struct SealedRow {
 
 impl SealedRow {
     pub fn from_row(row: &AnyRow) -> Result<Self> {
-        let v: i64 = row.try_get("kek_version").map_err(db_err)?;
         Ok(Self {
             secret_id: row.try_get("secret_id").map_err(db_err)?,
             workspace: row.try_get("workspace").map_err(db_err)?,
@@ -115,9 +126,7 @@ impl SealedRow {
             ciphertext: row.try_get("ciphertext").map_err(db_err)?,
             iv: row.try_get("iv").map_err(db_err)?,
             wrapped_dek: row.try_get("wrapped_dek").map_err(db_err)?,
-            kek_version: u32::try_from(v).map_err(|_| {
-                StoreError::Database(format!("secrets.kek_version {v} is out of range"))
-            })?,
+            kek_version: kek_version_col(row)?,
             aad_hash: row.try_get("aad_hash").map_err(db_err)?,
         })
     }
@@ -125,4 +134,88 @@ impl SealedRow {
     pub fn is_revoked(&self) -> bool {
         self.state == SecretState::Revoked.as_str()
     }
+}
+
+/// A page token: the sort key of the last row, base64url JSON. Opaque to
+/// callers; a malformed one is a clean 400.
+pub(super) fn encode_token(key: &[&str]) -> String {
+    B64URL.encode(serde_json::to_vec(key).expect("token"))
+}
+
+pub(super) fn decode_token(token: &str, parts: usize) -> Result<Vec<String>> {
+    let bad = || StoreError::InvalidParameter("page_token is invalid".into());
+    let bytes = B64URL.decode(token).map_err(|_| bad())?;
+    let v: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if v.len() != parts {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
+/// The page of a listing that fetched `limit + 1` rows: the extra row, if
+/// any, only says there is a next page, whose token is the sort key of the
+/// last row kept.
+pub(super) fn page_of<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
+    let next_page_token = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(key)
+    } else {
+        None
+    };
+    Page {
+        items,
+        next_page_token,
+    }
+}
+
+/// `AND workspace IN (?, ...)` for a scope filter: one placeholder per
+/// (validated) name, bound as arguments. An empty set matches nothing.
+pub(crate) fn push_workspaces_in(
+    sql: &mut String,
+    args: &mut Vec<Arg>,
+    workspaces: Option<&[String]>,
+) -> Result<()> {
+    let Some(set) = workspaces else {
+        return Ok(());
+    };
+    if set.is_empty() {
+        sql.push_str(" AND 1 = 0");
+        return Ok(());
+    }
+    for w in set {
+        validate::workspace(w)?;
+    }
+    sql.push_str(" AND workspace IN (");
+    sql.push_str(&vec!["?"; set.len()].join(", "));
+    sql.push(')');
+    args.extend(set.iter().cloned().map(Arg::Text));
+    Ok(())
+}
+
+/// A bind parameter of a listing composed at run time.
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+    Flag(bool),
+}
+
+/// Run a listing composed at run time from literal fragments: bind `args`
+/// in order (the `LIMIT` is the caller's last one) and map every row.
+pub(crate) async fn fetch_listing<T>(
+    pool: &AnyPool,
+    dialect: Dialect,
+    sql: String,
+    args: Vec<Arg>,
+    from_row: impl Fn(&AnyRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut q = sqlx::query(dialect.q_composed(sql));
+    for a in args {
+        q = match a {
+            Arg::Text(s) => q.bind(s),
+            Arg::Int(i) => q.bind(i),
+            Arg::Flag(b) => q.bind(b),
+        };
+    }
+    let rows = q.fetch_all(pool).await.map_err(db_err)?;
+    rows.iter().map(from_row).collect()
 }

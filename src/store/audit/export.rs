@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::SqlStore;
-use super::audit::ExportedHead;
+use super::ExportedHead;
+use crate::store::SqlStore;
 
 /// When a head is exported.
 #[derive(Debug, Clone, Copy)]
