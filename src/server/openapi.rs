@@ -5,7 +5,7 @@
 //! validation rules of the store (the patterns and lengths of
 //! `store::validate`, the value size of `value.rs`): clients and contract
 //! testers (schemathesis, in `scripts/schemathesis.sh`) then generate what
-//! the server accepts. `tests/server_api.rs` checks that every operation
+//! the server accepts. `tests/server/api.rs` checks that every operation
 //! here is routed, and every route is described.
 
 use serde_json::{Map, Value, json};
