@@ -47,18 +47,6 @@ impl ApiError {
         Self::of(ErrorKind::InvalidParameter, message)
     }
 
-    pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::of(ErrorKind::Unauthenticated, message)
-    }
-
-    pub fn permission_denied(message: impl Into<String>) -> Self {
-        Self::of(ErrorKind::PermissionDenied, message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::of(ErrorKind::NotFound, message)
-    }
-
     pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Self {
         Self {
             retry_after: Some(retry_after),
