@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod k8s;
 pub mod keystore;
 pub mod model;
+pub mod ops;
 pub mod server;
 pub mod store;
 pub mod value;

@@ -82,7 +82,7 @@ impl SqlStore {
         }
     }
 
-    async fn refuse_foreign_secrets_table(&self) -> Result<()> {
+    pub(crate) async fn refuse_foreign_secrets_table(&self) -> Result<()> {
         let sql = match self.dialect {
             Dialect::Sqlite => "SELECT name AS column_name FROM pragma_table_info('secrets')",
             Dialect::Postgres => {
