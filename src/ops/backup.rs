@@ -232,7 +232,7 @@ pub fn native_commands(dialect: Dialect, store_uri: &str) -> (Option<String>, Op
             let m = MysqlTarget::parse(store_uri);
             (
                 Some(format!(
-                    "mysqldump --single-transaction --hex-blob --triggers --routines --no-tablespaces --default-character-set=utf8mb4 {} {} > mlflow-secrets.sql",
+                    "mysqldump --single-transaction --hex-blob --triggers --no-tablespaces --default-character-set=utf8mb4 {} {} > mlflow-secrets.sql",
                     m.flags(),
                     m.database
                 )),
