@@ -76,6 +76,12 @@ pub struct DoctorArgs {
         value_name = "NS"
     )]
     pub operator_namespace: String,
+    /// The operator's MutatingWebhookConfiguration
+    #[arg(long, default_value = crate::k8s::WEBHOOK_CONFIGURATION_NAME, value_name = "NAME")]
+    pub webhook_configuration: String,
+    /// The Secret holding the webhook's CA and serving certificate
+    #[arg(long, default_value = crate::k8s::webhook::certs::DEFAULT_SECRET_NAME, value_name = "NAME")]
+    pub webhook_secret: String,
     /// Report an active KEK older than this for rotation
     #[arg(long, default_value_t = 365, value_name = "DAYS")]
     pub max_kek_age_days: u64,
@@ -213,9 +219,12 @@ pub(super) async fn doctor(ctx: &Ctx, a: DoctorArgs) -> Result<ExitCode> {
         store_uri: ctx.store_uri.clone(),
         tokens_file: a.tokens_file,
         max_kek_age_days: a.max_kek_age_days,
-        kube: a
-            .kubeconfig
-            .map(|k| KubeTarget::new(Some(k), a.operator_namespace)),
+        kube: a.kubeconfig.map(|k| KubeTarget {
+            kubeconfig: Some(k),
+            namespace: a.operator_namespace,
+            secret_name: a.webhook_secret,
+            webhook_config_name: a.webhook_configuration,
+        }),
     };
     let report = doctor::run(&cfg).await;
     if ctx.json() {

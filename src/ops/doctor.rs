@@ -121,7 +121,7 @@ pub async fn run(cfg: &DoctorConfig) -> DoctorReport {
         Some(k) => checks.extend(super::doctor_k8s::checks(k).await),
         None => checks.push(Check::skip(
             "k8s",
-            "no kubeconfig given (--kubeconfig or KUBECONFIG): cluster checks skipped",
+            "no --kubeconfig given: cluster checks skipped",
         )),
     }
     DoctorReport {

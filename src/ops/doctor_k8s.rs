@@ -14,10 +14,8 @@ use kube::{CustomResourceExt, ResourceExt};
 
 use super::doctor::Check;
 use crate::k8s::crd::{MlflowSecret, MlflowSecretBinding};
-use crate::k8s::webhook::certs::{DEFAULT_SECRET_NAME, Material, material::unix_now};
-use crate::k8s::{
-    LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED, WEBHOOK_CONFIGURATION_NAME,
-};
+use crate::k8s::webhook::certs::{Material, material::unix_now};
+use crate::k8s::{LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED};
 
 /// A serving certificate closer than this to expiry is reported (the
 /// operator renews 30 days ahead, so this means renewal is not happening).
@@ -31,19 +29,11 @@ pub struct KubeTarget {
     pub kubeconfig: Option<std::path::PathBuf>,
     /// The operator's namespace (where its certificate Secret lives).
     pub namespace: String,
+    /// The Secret with the CA and serving certificate (the operator's
+    /// `--webhook-secret`, by default `mlflow-secrets-webhook-tls`).
     pub secret_name: String,
+    /// The MutatingWebhookConfiguration (by default `mlflow-secrets`).
     pub webhook_config_name: String,
-}
-
-impl KubeTarget {
-    pub fn new(kubeconfig: Option<std::path::PathBuf>, namespace: impl Into<String>) -> Self {
-        Self {
-            kubeconfig,
-            namespace: namespace.into(),
-            secret_name: DEFAULT_SECRET_NAME.to_string(),
-            webhook_config_name: WEBHOOK_CONFIGURATION_NAME.to_string(),
-        }
-    }
 }
 
 async fn client(t: &KubeTarget) -> Result<kube::Client, String> {
