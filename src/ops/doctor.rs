@@ -289,7 +289,7 @@ async fn store_checks(cfg: &DoctorConfig, active: Option<u32>, out: &mut Vec<Che
             out.push(Check::fail(
                 "store.foreign_table",
                 e.to_string(),
-                "give mlflow-secrets its own database or schema (docs/databases.md); never the MLflow tracking database",
+                "give mlflow-secrets its own database or schema (docs/operations.md); never the MLflow tracking database",
             ));
             return;
         }
