@@ -133,7 +133,7 @@ async fn main() {
         n + audited
     );
     println!(
-        "  database file (WAL checkpointed): {:8.1} MiB",
+        "  live database files (db + WAL):   {:8.1} MiB",
         mib(db_bytes)
     );
     println!(

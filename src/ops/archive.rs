@@ -154,7 +154,7 @@ pub fn write(
     let inner = tar.into_inner().map_err(io_err(out))?;
     let file = inner.into_inner().map_err(|e| OpsError::Io {
         path: out.to_path_buf(),
-        source: e.into_error(),
+        cause: e.into_error(),
     })?;
     file.sync_all().map_err(io_err(out))?;
     Ok(())

@@ -411,14 +411,16 @@ fn tokens_check(path: Option<&Path>) -> Check {
     }
 }
 
-/// `path` must exist, be owned by this user, not be a symbolic link and
-/// not be writable by group or others (the rules `serve` applies to a
-/// home); a group- or world-readable KEK or tokens file is a warning.
+/// `path` must exist, be owned by this user and not be writable by group
+/// or others (the rules `serve` applies to a home); a group- or
+/// world-readable KEK or tokens file is a warning.
 pub fn private_path_check(name: &str, path: &Path, what: &str) -> Check {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let meta = match std::fs::symlink_metadata(path) {
+        // Follow links: a Kubernetes projected volume's files are links
+        // into its `..data` directory, and what matters is their target.
+        let meta = match std::fs::metadata(path) {
             Ok(m) => m,
             Err(e) => {
                 return Check::fail(

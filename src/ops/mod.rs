@@ -32,11 +32,12 @@ use crate::store::StoreError;
 /// is about and what is wrong; none carries a value or a passphrase.
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
-    #[error("{path}: {source}")]
+    /// The cause is part of the message (not a `source`), so the CLI's
+    /// one-line error does not print it twice.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{0} already exists: choose another --out file or move the old one away")]
     OutputExists(PathBuf),
@@ -70,9 +71,9 @@ pub type Result<T, E = OpsError> = std::result::Result<T, E>;
 
 /// An `io::Error` tagged with the path it is about.
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OpsError + '_ {
-    move |source| OpsError::Io {
+    move |cause| OpsError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

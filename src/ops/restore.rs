@@ -131,6 +131,11 @@ pub async fn restore(
         }
         None => {
             let store = SqlStore::connect_existing(&target.store_uri, keys.clone()).await?;
+            if !super::facts::store_has_table(&store, "secrets_audit_head").await? {
+                return Err(OpsError::RestoredMismatch(
+                    "the target database has no mlflow-secrets tables: restore the native dump into it first (docs/operations.md)".into(),
+                ));
+            }
             let facts = StoreFacts::read(&store).await?;
             compare_dumped(&manifest, &facts)?;
             (Some(store), facts)
