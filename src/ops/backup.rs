@@ -284,3 +284,47 @@ impl MysqlTarget {
         format!("--host={} --port={}{user}", self.host, self.port)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_commands_spell_out_the_target_and_never_the_password() {
+        let m = MysqlTarget::parse(
+            "mysql://secrets:hunter2-pw@db.internal:3307/mlflow_secrets?ssl-mode=required",
+        );
+        assert_eq!((m.host.as_str(), m.port.as_str()), ("db.internal", "3307"));
+        assert_eq!(
+            (m.user.as_str(), m.database.as_str()),
+            ("secrets", "mlflow_secrets")
+        );
+        let (dump, restore) = native_commands(
+            Dialect::Mysql,
+            "mysql://secrets:hunter2-pw@db.internal:3307/mlflow_secrets",
+        );
+        let (dump, restore) = (dump.unwrap(), restore.unwrap());
+        assert!(
+            dump.contains("--single-transaction") && dump.contains("--hex-blob"),
+            "{dump}"
+        );
+        assert!(!dump.contains("hunter2") && !restore.contains("hunter2"));
+        let m = MysqlTarget::parse("mysql://db/x");
+        assert_eq!(
+            (m.host.as_str(), m.port.as_str(), m.user.as_str()),
+            ("db", "3306", "")
+        );
+    }
+
+    #[test]
+    fn postgres_commands_leave_the_uri_in_the_environment() {
+        let (dump, restore) = native_commands(Dialect::Postgres, "postgres://u:pw-secret@h/db");
+        let (dump, restore) = (dump.unwrap(), restore.unwrap());
+        assert!(dump.contains("\"$MLFLOW_SECRETS_STORE_URI\"") && !dump.contains("pw-secret"));
+        assert!(restore.contains("--single-transaction"));
+        assert_eq!(
+            native_commands(Dialect::Sqlite, "sqlite://x.db"),
+            (None, None)
+        );
+    }
+}

@@ -298,3 +298,20 @@ async fn namespaces_check(client: &kube::Client) -> Check {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::pem_bodies;
+
+    #[test]
+    fn certificates_compare_by_body_whatever_the_line_breaks() {
+        let a = "-----BEGIN CERTIFICATE-----\nQUJD\nREVG\n-----END CERTIFICATE-----\n";
+        let b = "  -----BEGIN CERTIFICATE-----\r\nQUJDREVG\r\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nWFla\n-----END CERTIFICATE-----";
+        assert_eq!(pem_bodies(a), vec!["QUJDREVG".to_string()]);
+        assert_eq!(
+            pem_bodies(b),
+            vec!["QUJDREVG".to_string(), "WFla".to_string()]
+        );
+        assert!(pem_bodies("not a pem").is_empty());
+    }
+}
