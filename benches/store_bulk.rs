@@ -8,22 +8,18 @@
 //! Under `cargo test --all-targets` (no `--bench` argument) it runs on 300
 //! secrets, so the script itself stays tested.
 
+#[path = "support/bulk_seed.rs"]
+mod bulk_seed;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use mlflow_secrets::crypto::{self, Aad};
 use mlflow_secrets::keystore::{
     self, KeystoreConfig, KeystoreHandle, NewKekOptions, PassphraseSource,
 };
-use mlflow_secrets::model::now_ms;
 use mlflow_secrets::store::SqlStore;
-use mlflow_secrets::value::SecretValue;
 use secrecy::SecretString;
-use sqlx::Connection;
-
-/// Rows per seeding transaction.
-const SEED_BATCH: usize = 2000;
 
 fn cli(args: &[&str], store: &str, ks: &Path, pass: &Path) -> f64 {
     let start = Instant::now();
@@ -77,37 +73,7 @@ async fn main() {
     // one-transaction-per-create path would dominate the run).
     let seed_start = Instant::now();
     let kek = handle.current().active().unwrap().clone();
-    let mut conn = sqlx::AnyConnection::connect(&uri).await.unwrap();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(SEED_BATCH) {
-        sqlx::raw_sql("BEGIN").execute(&mut conn).await.unwrap();
-        for i in chunk {
-            let id = uuid::Uuid::new_v4().to_string();
-            let name = format!("bench-{i:07}");
-            let v = SecretValue::from_string(format!("sk-bench-{i:07}-abcdefghijklmnop")).unwrap();
-            let sealed =
-                crypto::seal(&kek, &Aad::new("default", &id, &name), &v.to_plaintext()).unwrap();
-            sqlx::query(
-                "INSERT INTO secrets (secret_id, workspace, secret_name, ciphertext, iv, wrapped_dek, \
-                 kek_version, aad_hash, masked_value, is_shared, state, created_at, last_updated_at) \
-                 VALUES (?, 'default', ?, ?, ?, ?, ?, ?, ?, FALSE, 'ACTIVE', ?, ?)",
-            )
-            .bind(id)
-            .bind(name)
-            .bind(sealed.ciphertext)
-            .bind(sealed.iv.to_vec())
-            .bind(sealed.wrapped_dek)
-            .bind(i64::from(sealed.kek_version))
-            .bind(sealed.aad_hash)
-            .bind(v.mask())
-            .bind(now_ms())
-            .bind(now_ms())
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        }
-        sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
-    }
-    drop(conn);
+    bulk_seed::seed(&uri, &kek, n).await;
     let seed = seed_start.elapsed().as_secs_f64();
 
     keystore::rotate(
@@ -131,7 +97,10 @@ async fn main() {
     );
 
     println!("store_bulk: {n} secrets on SQLite");
-    println!("  seed (library, {SEED_BATCH}/txn):   {seed:8.2} s");
+    println!(
+        "  seed (library, {}/txn):   {seed:8.2} s",
+        bulk_seed::SEED_BATCH
+    );
     println!(
         "  rewrap --all (CLI, end to end): {rewrap:8.2} s  ({:.0} secrets/s)",
         n as f64 / rewrap

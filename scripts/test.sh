@@ -66,6 +66,17 @@ started_db=1
 eval "$db_env"
 export MLFLOW_SECRETS_REQUIRE_ALL_BACKENDS=1
 
+# --- backup/restore drill (tests/ops_backup.rs) ---
+# It dumps and restores PostgreSQL and MariaDB with their native tools,
+# which come with the packages scripts/db.sh installs.
+for tool in pg_dump pg_restore mysqldump mysql; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "scripts/test.sh: $tool is missing; tests/ops_backup.rs needs it" >&2
+    exit 1
+  fi
+done
+# --- end of the backup/restore drill block ---
+
 if [ "${MLFLOW_SECRETS_SKIP_K8S:-0}" = 1 ]; then
   export MLFLOW_SECRETS_K8S="${MLFLOW_SECRETS_K8S:-off}"
 else

@@ -23,6 +23,7 @@ pub mod k8s;
 pub mod keystore;
 pub mod model;
 pub mod net;
+pub mod ops;
 pub mod server;
 pub mod store;
 pub mod value;

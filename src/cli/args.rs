@@ -199,6 +199,12 @@ SQLite is migrated automatically; PostgreSQL and MySQL only by this command.
 EXAMPLES:
   MLFLOW_SECRETS_STORE_URI=postgres://secrets@db/secrets mlflow-secrets migrate")]
     Migrate,
+    /// Back up the store and the keystore (never a passphrase) into one archive
+    Backup(super::ops::BackupArgs),
+    /// Restore a backup into an empty store, then verify it
+    Restore(super::ops::RestoreArgs),
+    /// Check the installation and print a remedy for each problem
+    Doctor(super::ops::DoctorArgs),
     /// Run the REST server (MLflow REST conventions, bearer tokens, TLS)
     Serve(super::serve::ServeArgs),
     /// API tokens for `serve`

@@ -20,6 +20,7 @@ mod input;
 mod kek;
 mod logging;
 mod operator;
+mod ops;
 pub mod output;
 mod secrets;
 mod serve;
@@ -122,6 +123,9 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         },
         Command::Completion(a) => admin::completion(a.shell),
         Command::Serve(a) => serve::serve(ctx, a).await,
+        Command::Backup(a) => ops::backup(ctx, a).await,
+        Command::Restore(a) => ops::restore(ctx, a).await,
+        Command::Doctor(a) => ops::doctor(ctx, a).await,
         Command::Token(t) => token::run(ctx, t),
         Command::Operator(a) => operator::run(ctx, *a).await,
         Command::Crdgen(_) => unreachable!("crdgen runs before the runtime starts"),

@@ -324,6 +324,24 @@ pub(crate) fn derive_checked(
     }
 }
 
+/// Check the passphrase of one version against its file's check value,
+/// without loading the rest of the keystore (`doctor` checks each version
+/// on its own, so one wrong passphrase does not hide the others).
+pub fn check_passphrase(config: &KeystoreConfig, version: u32) -> Result<(), KeystoreError> {
+    let path = file::path_for(&config.dir, version);
+    let f = file::read(&path)?;
+    let pass = config.passphrase.read(version)?;
+    derive_checked(
+        version,
+        &pass,
+        &f.salt_bytes(&path)?,
+        f.iterations,
+        &f,
+        &path,
+    )
+    .map(|_| ())
+}
+
 /// Every `kek-v<N>.json` in `dir`, by version. A missing directory is an
 /// empty keystore. Other files (the kubelet's `..data` links) are ignored.
 pub(crate) fn list_files(dir: &Path) -> Result<BTreeMap<u32, KekFile>, KeystoreError> {

@@ -72,7 +72,7 @@ impl SqlStore {
         }
     }
 
-    async fn refuse_foreign_secrets_table(&self) -> Result<()> {
+    pub(crate) async fn refuse_foreign_secrets_table(&self) -> Result<()> {
         let sql = self.dialect.secrets_columns_sql();
         let rows = sqlx::query(self.dialect.q(sql))
             .fetch_all(&self.pool)

@@ -6,3 +6,5 @@
 mod commands;
 mod crds_committed;
 mod no_plaintext_logs;
+mod ops_backup;
+mod ops_doctor;

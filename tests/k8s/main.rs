@@ -14,6 +14,7 @@ mod controller_import;
 mod helm;
 mod operator;
 mod operator_faults;
+mod ops_doctor;
 mod rbac;
 mod support;
 mod testenv;

@@ -12,6 +12,7 @@ mod db;
 mod keystore;
 mod logs;
 pub mod notice;
+pub mod ops;
 mod values;
 
 pub use db::{Backend, TestDb, drop_audit_triggers, empty_database, init, run_case};
