@@ -20,6 +20,7 @@ pub mod cli;
 pub mod crypto;
 pub mod k8s;
 pub mod keystore;
+pub mod mlflow;
 pub mod model;
 pub mod server;
 pub mod store;
