@@ -6,9 +6,9 @@ benchmark (run with the pinned venv: scripts/mlflow-env.sh python).
            SqlAlchemyStore.create_gateway_secret; the specs come as JSON on stdin
            ([{"name", "value": {k: v}, "provider"}]) unless --count is given
            (N random OpenAI keys); prints [{"name", "secret_id"}] as JSON
-  decrypt  --db-uri URI --name NAME --out FILE   MLflow's decrypt path
-           (SqlAlchemyStore._get_decrypted_secret) writes the value as JSON to
-           FILE, so the value never reaches a test's output
+  decrypt  --db-uri URI --out FILE                MLflow's decrypt path
+           (SqlAlchemyStore._get_decrypted_secret) writes {name: value} of every
+           gateway secret as JSON to FILE, so no value reaches a test's output
   list     --db-uri URI                          [{"name", "secret_id", "provider"}]
 
 The KEK comes from MLFLOW_CRYPTO_KEK_PASSPHRASE, as in MLflow's server. It
@@ -38,7 +38,6 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("command", choices=["seed", "decrypt", "list"])
     p.add_argument("--db-uri", required=True)
-    p.add_argument("--name")
     p.add_argument("--out")
     p.add_argument("--count", type=int)
     p.add_argument("--prefix", default="bench")
@@ -61,10 +60,10 @@ def main():
             out.append({"name": info.secret_name, "secret_id": info.secret_id})
         json.dump(out, sys.stdout)
     elif a.command == "decrypt":
-        info = s.get_secret_info(secret_name=a.name)
-        value = s._get_decrypted_secret(info.secret_id)
+        values = {i.secret_name: s._get_decrypted_secret(i.secret_id)
+                  for i in s.list_secret_infos()}
         with open(a.out, "w", encoding="utf-8") as f:
-            json.dump(value, f)
+            json.dump(values, f)
     else:
         json.dump([{"name": i.secret_name, "secret_id": i.secret_id, "provider": i.provider}
                    for i in s.list_secret_infos()], sys.stdout)
