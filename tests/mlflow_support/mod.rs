@@ -289,3 +289,83 @@ pub fn run(mut cmd: Command, forbidden: &[&str]) -> Run {
     }
     r
 }
+
+/// A real `mlflow server` on loopback with a SQLite backend and
+/// `MLFLOW_CRYPTO_KEK_PASSPHRASE` set; killed on drop.
+pub struct MlflowServer {
+    child: std::process::Child,
+    pub url: String,
+    pub db_uri: String,
+    _dir: tempfile::TempDir,
+}
+
+impl MlflowServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (db_uri, _) = mlflow_sqlite(dir.path());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mlflow = python().with_file_name("mlflow");
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut cmd = Command::new(mlflow);
+        // Its own process group: `mlflow server` runs uvicorn as a child,
+        // and drop must stop both.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
+            .args(["server", "--host", "127.0.0.1", "--workers", "1"])
+            .args(["--port", &port.to_string(), "--backend-store-uri", &db_uri])
+            .arg("--default-artifact-root")
+            .arg(dir.path().join("artifacts"))
+            .env("MLFLOW_CRYPTO_KEK_PASSPHRASE", MLFLOW_PASS)
+            .current_dir(dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start mlflow server");
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            db_uri,
+            _dir: dir,
+        };
+        server.wait_ready(port).await;
+        server
+    }
+
+    async fn wait_ready(&self, port: u16) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+        loop {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                let req = format!(
+                    "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+                );
+                if s.write_all(req.as_bytes()).await.is_ok() {
+                    let mut buf = Vec::new();
+                    let _ = s.read_to_end(&mut buf).await;
+                    if buf.starts_with(b"HTTP/1.1 200") {
+                        return;
+                    }
+                }
+            }
+            let log =
+                std::fs::read_to_string(self._dir.path().join("server.log")).unwrap_or_default();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mlflow server did not become ready in 240 s; its log:\n{log}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
