@@ -139,6 +139,9 @@ pub struct GatewayClient {
     auth: MlflowAuth,
     workspace: String,
     client: HttpsClient,
+    /// Whether requests carry `X-MLFLOW-WORKSPACE`: learnt once from
+    /// MLflow's `server-info` (see [`GatewayClient::list`]).
+    send_workspace: std::sync::OnceLock<bool>,
 }
 
 impl std::fmt::Debug for GatewayClient {
@@ -170,6 +173,7 @@ impl GatewayClient {
             auth,
             workspace: workspace.to_string(),
             client,
+            send_workspace: std::sync::OnceLock::new(),
         })
     }
 
@@ -178,10 +182,55 @@ impl GatewayClient {
         &self.base
     }
 
-    /// Every gateway secret of the workspace.
+    /// Every gateway secret of the workspace. The first call asks MLflow's
+    /// `server-info` whether it has workspaces: a server without them
+    /// refuses `X-MLFLOW-WORKSPACE` (FEATURE_DISABLED) and has a single
+    /// workspace, which every workspace of ours then maps onto; with them,
+    /// the header names ours. A server too old to answer gets the header
+    /// only for a workspace other than `default`, as MLflow's clients do.
     pub async fn list(&self) -> Result<Vec<GatewaySecretInfo>> {
+        if self.send_workspace.get().is_none() {
+            let enabled = self.workspaces_enabled().await?;
+            let send = enabled.unwrap_or(self.workspace != crate::model::DEFAULT_WORKSPACE);
+            let _ = self.send_workspace.set(send);
+        }
         let r: ListResponse = self.call(Method::GET, "list", None, None).await?;
         Ok(r.secrets)
+    }
+
+    /// `server-info`'s `workspaces_enabled`; `None` when the server does not
+    /// say (no such endpoint). Unreachable is an error.
+    async fn workspaces_enabled(&self) -> Result<Option<bool>> {
+        #[derive(Deserialize)]
+        struct Info {
+            workspaces_enabled: Option<bool>,
+        }
+        let uri = format!("{}/api/3.0/mlflow/server-info", self.base);
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(&uri)
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| MlflowError::InvalidUri(format!("{}: not a valid URL", self.base)))?;
+        let unreachable = |why: String| MlflowError::Unreachable {
+            url: self.base.clone(),
+            why,
+        };
+        let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
+            .await
+            .map_err(|_| unreachable("no answer in time".into()))?
+            .map_err(|e| unreachable(connect_error_text(&e)))?;
+        if !resp.status().is_success() {
+            return Ok(None);
+        }
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(format!("reading the response: {e}")))?
+            .to_bytes();
+        Ok(serde_json::from_slice::<Info>(&bytes)
+            .ok()
+            .and_then(|i| i.workspaces_enabled))
     }
 
     /// Create a gateway secret holding `value`.
@@ -223,10 +272,11 @@ impl GatewayClient {
         if let Some(h) = self.auth.header()? {
             req = req.header(hyper::header::AUTHORIZATION, h);
         }
-        // MLflow refuses the header (FEATURE_DISABLED) on a server without
-        // workspaces, and its clients send it only for a workspace they
-        // chose, so the default workspace goes without it.
-        if self.workspace != crate::model::DEFAULT_WORKSPACE {
+        // See `list`: only a server with workspaces gets the header.
+        let send = *self
+            .send_workspace
+            .get_or_init(|| self.workspace != crate::model::DEFAULT_WORKSPACE);
+        if send {
             req = req.header(WORKSPACE_HEADER, &self.workspace);
         }
         let req = match body {
