@@ -95,6 +95,17 @@ else
   export PATH
 fi
 
+# --- MLflow (tests/mlflow_*.rs, tests/k8s_mlflow_sync.rs) ---------------
+# The pinned MLflow venv, installed once here (cached) so the MLflow tests
+# never race to install it; MLFLOW_SECRETS_MLFLOW=off skips them instead.
+if [ "${MLFLOW_SECRETS_MLFLOW:-}" != off ]; then
+  step "preparing the pinned MLflow virtualenv (cached after the first run)"
+  python3 -c 'import ensurepip' 2>/dev/null || apt-get install -y -qq python3-venv >/dev/null
+  scripts/mlflow-env.sh >/dev/null
+  export MLFLOW_SECRETS_MLFLOW=require
+fi
+# ---------------------------------------------------------------------------
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod crypto;
 pub mod k8s;
 pub mod keystore;
+pub mod mlflow;
 pub mod model;
 pub mod net;
 pub mod ops;

@@ -175,6 +175,10 @@ pub struct AuditEntry {
 
 /// The default resource type of bindings and injection.
 pub const DEFAULT_RESOURCE_TYPE: &str = "SCORER_JOB";
+/// The resource type of `mlflow push`'s link to an MLflow gateway secret
+/// (resource id: MLflow's secret id). A record of where a value went, not
+/// a consumer: it does not count toward the private-secret rule (§6).
+pub const MLFLOW_GATEWAY_RESOURCE_TYPE: &str = "MLFLOW_GATEWAY";
 /// The default workspace (namespace `default` in Kubernetes).
 pub const DEFAULT_WORKSPACE: &str = "default";
 

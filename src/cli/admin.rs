@@ -19,7 +19,7 @@ use super::{Ctx, actor};
 
 /// A progress bar on stderr, for people only: hidden without a terminal,
 /// with `-q` and with `-o json`.
-fn progress_bar(ctx: &Ctx, total: u64, what: &str) -> ProgressBar {
+pub(super) fn progress_bar(ctx: &Ctx, total: u64, what: &str) -> ProgressBar {
     if !ctx.chatty() || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

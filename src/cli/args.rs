@@ -210,6 +210,9 @@ EXAMPLES:
     /// API tokens for `serve`
     #[command(subcommand)]
     Token(super::token::TokenCommand),
+    /// MLflow AI Gateway secrets: import them from MLflow's database, push ours to an MLflow server
+    #[command(subcommand)]
+    Mlflow(super::mlflow::MlflowCommand),
     /// Run the Kubernetes operator: CRD controllers (leader only) and the injecting webhook
     #[command(after_help = "\
 EXAMPLES:

@@ -19,6 +19,7 @@ mod home;
 mod input;
 mod kek;
 mod logging;
+mod mlflow;
 mod operator;
 mod ops;
 pub mod output;
@@ -84,7 +85,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let rt = rt.enable_all().build()?;
     let creates_db = matches!(
         command,
-        Command::Create(_) | Command::Migrate | Command::Serve(_) | Command::Operator(_)
+        Command::Create(_)
+            | Command::Migrate
+            | Command::Serve(_)
+            | Command::Operator(_)
+            | Command::Mlflow(mlflow::MlflowCommand::Import(_))
     );
     let ctx = Ctx::new(global, creates_db)?;
     rt.block_on(dispatch(&ctx, command))
@@ -127,6 +132,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Restore(a) => ops::restore(ctx, a).await,
         Command::Doctor(a) => ops::doctor(ctx, a).await,
         Command::Token(t) => token::run(ctx, t),
+        Command::Mlflow(c) => mlflow::run(ctx, c).await,
         Command::Operator(a) => operator::run(ctx, *a).await,
         Command::Crdgen(_) => unreachable!("crdgen runs before the runtime starts"),
     }

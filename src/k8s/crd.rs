@@ -86,6 +86,10 @@ pub struct MlflowSecretSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = PROVIDER_PATTERN))]
     pub provider: Option<String>,
+    /// Keep a gateway secret of a running MLflow server equal to this value
+    /// (docs/mlflow.md); reported by the condition `MlflowSynced`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow_gateway: Option<MlflowGateway>,
     /// Revoke the secret: values can no longer be read. One-way.
     #[serde(default)]
     pub revoked: bool,
@@ -111,6 +115,35 @@ pub struct SecretKeyRef {
     /// Key in the Secret's `data`.
     #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
     pub key: String,
+}
+
+/// Where the operator pushes the value: an MLflow server's gateway secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MlflowGateway {
+    /// The MLflow server: `https://...`, or `http://` to a loopback host.
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^https?://[^@/\s]+(/\S*)?$")
+    )]
+    pub tracking_uri: String,
+    /// Name of the gateway secret in MLflow. Defaults to the store name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub secret_name: Option<String>,
+    /// A Kubernetes Secret of this namespace with MLflow's credentials: key
+    /// `token`, or keys `username` and `password`. It must carry the
+    /// annotation `secrets.mlflow.org/importable: "true"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<LocalSecretRef>,
+}
+
+/// A Kubernetes Secret of the object's namespace, by name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalSecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// `Delete` removes the store row (and its bindings) with the object;

@@ -43,7 +43,7 @@ pub const TOKEN_ENV: &str = "MLFLOW_SECRETS_TOKEN";
 /// A request that takes longer than this fails as `Unavailable`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The REST client store.
 pub struct HttpStore {
@@ -63,7 +63,7 @@ impl std::fmt::Debug for HttpStore {
 
 /// True for `localhost`, `127.0.0.0/8` and `[::1]`: the host as
 /// `http::Uri` parses it (the one hyper connects to), brackets dropped.
-fn is_loopback_host(host: &str) -> bool {
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -104,49 +104,56 @@ fn check_base_url(base: &str) -> Result<()> {
     }
 }
 
+/// A hyper client over rustls (ring) trusting the system's roots plus the
+/// PEM CA in `ca_pem`; also used by the MLflow gateway client
+/// (`crate::mlflow::client`), so both speak TLS the same way.
+pub(crate) fn https_client(ca_pem: Option<&Path>) -> Result<HttpsClient> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_pem {
+        let pem = std::fs::read(path).map_err(|e| {
+            StoreError::InvalidParameter(format!("CA certificate {}: {e}", path.display()))
+        })?;
+        let mut n = 0;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| {
+                StoreError::InvalidParameter(format!("CA certificate {}: {e}", path.display()))
+            })?;
+            roots.add(cert).map_err(|e| {
+                StoreError::InvalidParameter(format!("CA certificate {}: {e}", path.display()))
+            })?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(StoreError::InvalidParameter(format!(
+                "CA certificate {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::InvalidParameter(format!("TLS configuration: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
 impl HttpStore {
     /// A client for the server at `base_url` (`https://host[:port]`, or
     /// `http://` on loopback). `ca_pem` adds a private CA to the system roots.
     pub fn new(base_url: &str, token: Option<SecretString>, ca_pem: Option<&Path>) -> Result<Self> {
         let base = base_url.trim_end_matches('/').to_string();
         check_base_url(&base)?;
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
-        if let Some(path) = ca_pem {
-            let pem = std::fs::read(path).map_err(|e| {
-                StoreError::InvalidParameter(format!("CA certificate {}: {e}", path.display()))
-            })?;
-            let mut n = 0;
-            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| {
-                    StoreError::InvalidParameter(format!("CA certificate {}: {e}", path.display()))
-                })?;
-                roots.add(cert).map_err(|e| {
-                    StoreError::InvalidParameter(format!("CA certificate {}: {e}", path.display()))
-                })?;
-                n += 1;
-            }
-            if n == 0 {
-                return Err(StoreError::InvalidParameter(format!(
-                    "CA certificate {} holds no PEM certificate",
-                    path.display()
-                )));
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| StoreError::InvalidParameter(format!("TLS configuration: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new()).build(https);
+        let client = https_client(ca_pem)?;
         Ok(Self {
             base,
             token,

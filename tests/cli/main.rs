@@ -5,6 +5,8 @@
 
 mod commands;
 mod crds_committed;
+mod mlflow_import;
+mod mlflow_push;
 mod no_plaintext_logs;
 mod ops_backup;
 mod ops_doctor;

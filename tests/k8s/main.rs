@@ -12,6 +12,7 @@ mod controller_columns;
 mod controller_copies;
 mod controller_import;
 mod helm;
+mod mlflow_sync;
 mod operator;
 mod operator_faults;
 mod ops_doctor;

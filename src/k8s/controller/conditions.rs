@@ -8,3 +8,6 @@ pub const READY: &str = "Ready";
 /// `MlflowSecret` only: `True` while a store row of its name exists that it
 /// did not create (its reason is then [`super::reasons::CONFLICT`]).
 pub const CONFLICT: &str = "Conflict";
+/// `MlflowSecret` with `spec.mlflowGateway` only: whether the MLflow
+/// server's gateway secret holds this value (src/k8s/controller/mlflow_sync.rs).
+pub const MLFLOW_SYNCED: &str = "MlflowSynced";

@@ -16,6 +16,7 @@ mod binding;
 pub mod conditions;
 pub mod error;
 pub mod import;
+mod mlflow_sync;
 pub mod reasons;
 pub mod scrub;
 mod secret;

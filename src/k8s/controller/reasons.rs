@@ -43,3 +43,25 @@ pub const SECRET_NOT_READY: &str = "SecretNotReady";
 pub const CROSS_NAMESPACE_REF: &str = "CrossNamespaceRef";
 /// Ready=False: the secret is private and bound to another resource.
 pub const ALREADY_BOUND: &str = "AlreadyBound";
+
+// MlflowSecret, condition MlflowSynced (spec.mlflowGateway).
+/// MlflowSynced=True: the gateway secret holds the current version.
+pub const MLFLOW_PUSHED: &str = "Pushed";
+/// MlflowSynced=False: there is no active value to push (no row yet, or revoked).
+pub const MLFLOW_NO_VALUE: &str = "NoValue";
+/// MlflowSynced=False: the MLflow server cannot be reached or timed out.
+pub const MLFLOW_UNREACHABLE: &str = "MlflowUnreachable";
+/// MlflowSynced=False: the MLflow server refused the credentials (401/403).
+pub const MLFLOW_AUTH_FAILED: &str = "MlflowAuthFailed";
+/// MlflowSynced=False: a gateway secret of that name exists that the
+/// operator did not create; it is never overwritten.
+pub const MLFLOW_CONFLICT: &str = "MlflowConflict";
+/// MlflowSynced=False: the MLflow server answered with an error (its
+/// error_code is in the message).
+pub const MLFLOW_ERROR: &str = "MlflowError";
+/// MlflowSynced=False: the credentials Secret or its keys do not exist.
+pub const MLFLOW_CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
+/// MlflowSynced=False: the credentials Secret lacks the importable annotation.
+pub const MLFLOW_CREDENTIALS_NOT_IMPORTABLE: &str = "CredentialsNotImportable";
+/// MlflowSynced=False: `trackingUri` is not https:// nor loopback http://.
+pub const MLFLOW_INVALID_URI: &str = "InvalidTrackingUri";

@@ -66,14 +66,19 @@ impl SqlStore {
                     ))
                 })?;
             }
-            if shared == 0 {
+            // An MLFLOW_GATEWAY link records where `mlflow push` sent the
+            // value; it is not a second consumer, on either side of the rule.
+            let gateway = crate::model::MLFLOW_GATEWAY_RESOURCE_TYPE;
+            if shared == 0 && resource_type != gateway {
                 let other = sqlx::query(self.dialect.q(
                     "SELECT resource_type, resource_id FROM secrets_bindings \
-                     WHERE secret_id = ? AND NOT (resource_type = ? AND resource_id = ?)",
+                     WHERE secret_id = ? AND NOT (resource_type = ? AND resource_id = ?) \
+                     AND resource_type <> ?",
                 ))
                 .bind(secret_id)
                 .bind(resource_type)
                 .bind(resource_id)
+                .bind(gateway)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err)?;

@@ -11,6 +11,7 @@
 mod db;
 mod keystore;
 mod logs;
+pub mod mlflow;
 pub mod notice;
 pub mod ops;
 mod values;

@@ -346,6 +346,15 @@ async fn finish(
         &conflict,
         generation,
     ));
+    let mut requeue = out.requeue;
+    let active = out.row.as_ref().filter(|_| !out.conflict);
+    if let Some(v) =
+        super::mlflow_sync::sync(obj, ctx, &who.ns, active, &who.actor, &old.conditions).await
+    {
+        requeue = requeue.min(super::mlflow_sync::RESYNC);
+        let c = status::condition(&old.conditions, conditions::MLFLOW_SYNCED, &v, generation);
+        conditions.push(c);
+    }
     let row = out.row.as_ref();
     let new = MlflowSecretStatus {
         secret_name: Some(who.store_name.clone()),
@@ -387,7 +396,7 @@ async fn finish(
         }
         status::apply(api, &who.name, &new).await?;
     }
-    Ok(Action::requeue(out.requeue))
+    Ok(Action::requeue(requeue))
 }
 
 /// Finalizer cleanup: `Delete` removes the row if this object created it.

@@ -1,0 +1,222 @@
+//! `mlflow push` against a real `mlflow server` 3.17.2 (loopback, SQLite
+//! backend, `MLFLOW_CRYPTO_KEK_PASSPHRASE` set; docs/design.md §13): MLflow's
+//! own decrypt path reads our value; the link is an `MLFLOW_GATEWAY`
+//! binding that does not count against a private secret; `update` + `push
+//! --all` re-pushes only what changed; a same-name gateway secret made in
+//! MLflow by hand is a conflict and is left alone; MLflow's errors come
+//! back with their `error_code` and never with the value.
+
+
+use std::io::Write;
+use std::process::Stdio;
+
+use testkit::mlflow::{MLFLOW_PASS, MlflowServer, Ours, mlflow_decrypt_all, mlflow_list, run};
+use serde_json::{Value, json};
+
+const V1: &str = "sk-push-first-value-0123456789";
+const V2: &str = "sk-push-second-value-9876543210";
+const HAND: &str = "sk-made-by-hand-in-mlflow-4242";
+const OURS_HAND: &str = "sk-ours-for-the-same-name-777";
+const AZURE: &str = "azure-push-key-0123456789abc";
+
+const FORBIDDEN: &[&str] = &[V1, V2, HAND, OURS_HAND, AZURE, MLFLOW_PASS];
+
+fn with_stdin(mut c: std::process::Command, input: &str) -> mlflow_support::Run {
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r = mlflow_support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r
+}
+
+fn create(ours: &Ours, name: &str, extra: &[&str], value: &str) {
+    let mut c = ours.cmd();
+    c.args(["create", name]).args(extra);
+    with_stdin(c, value);
+}
+
+fn push(ours: &Ours, server: &MlflowServer, args: &[&str]) -> mlflow_support::Run {
+    let mut c = ours.cmd();
+    c.args([
+        "mlflow",
+        "push",
+        "--tracking-uri",
+        &server.url,
+        "-o",
+        "json",
+    ])
+    .args(args);
+    run(c, FORBIDDEN)
+}
+
+fn links(ours: &Ours) -> Vec<Value> {
+    let mut c = ours.cmd();
+    c.args([
+        "list-bindings",
+        "--resource-type",
+        "MLFLOW_GATEWAY",
+        "-o",
+        "json",
+    ]);
+    let r = run(c, FORBIDDEN);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    match r.json() {
+        Value::Array(a) => a,
+        Value::Object(mut o) => match o.remove("bindings") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_create_update_conflict_and_errors_against_real_mlflow() {
+    testkit::mlflow_skip_if_off!();
+    let server = MlflowServer::start().await;
+    let ours = Ours::new(env!("CARGO_BIN_EXE_mlflow-secrets"));
+
+    // A private string secret with a provider: created in MLflow as
+    // {"api_key": value}.
+    create(
+        &ours,
+        "openai-key",
+        &["--provider", "openai", "--value-stdin"],
+        V1,
+    );
+    let r = push(&ours, &server, &["openai-key"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pushed = r.json();
+    assert_eq!(pushed["action"], "created");
+    let mlflow_id = pushed["mlflow_secret_id"].as_str().unwrap().to_string();
+    assert!(mlflow_id.starts_with("s-"), "{mlflow_id}");
+    let theirs = mlflow_decrypt_all(&server.db_uri);
+    assert!(
+        theirs["openai-key"] == json!({"api_key": V1}),
+        "MLflow's own decrypt path must read our value"
+    );
+    let listed = mlflow_list(&server.db_uri);
+    assert!(listed.contains(&(
+        "openai-key".to_string(),
+        mlflow_id.clone(),
+        Some("openai".to_string())
+    )));
+
+    // The link: an MLFLOW_GATEWAY binding to MLflow's id, recording the
+    // version; it does not stop the private secret from serving one job.
+    let l = links(&ours);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0]["resource_id"], json!(mlflow_id));
+    assert_eq!(
+        l[0]["binding_name"],
+        json!(format!("PUSHED_V{}", pushed["version"]))
+    );
+    let mut c = ours.cmd();
+    c.args([
+        "bind",
+        "openai-key",
+        "--resource-type",
+        "SCORER_JOB",
+        "--resource-id",
+        "job-1",
+        "--name",
+        "OPENAI_API_KEY",
+    ]);
+    let r = run(c, FORBIDDEN);
+    assert_eq!(r.code, 0, "the link is not a second resource: {}", r.stderr);
+
+    // Nothing changed: --all leaves it alone.
+    let r = push(&ours, &server, &["--all"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let all = r.json();
+    assert_eq!(all["pushed"][0]["action"], "unchanged", "{all}");
+
+    // update + push --all: MLflow holds the new value, and the link the
+    // new version.
+    let mut c = ours.cmd();
+    c.args(["update", "openai-key", "--value-stdin"]);
+    with_stdin(c, V2);
+    let all = push(&ours, &server, &["--all"]).json();
+    assert_eq!(all["pushed"][0]["action"], "updated", "{all}");
+    assert_eq!(all["pushed"][0]["mlflow_secret_id"], json!(mlflow_id));
+    assert!(all["failed"].as_array().unwrap().is_empty(), "{all}");
+    assert!(mlflow_decrypt_all(&server.db_uri)["openai-key"] == json!({"api_key": V2}));
+    let l = links(&ours);
+    assert_eq!(l.len(), 1, "the old version's link is replaced: {l:?}");
+    assert_eq!(
+        l[0]["binding_name"],
+        json!(format!("PUSHED_V{}", all["pushed"][0]["version"]))
+    );
+
+    // A gateway secret of the same name made in MLflow by hand: a
+    // conflict, and MLflow's value is untouched.
+    mlflow_support::mlflow_seed(
+        &server.db_uri,
+        &json!([{"name": "hand-made", "value": {"api_key": HAND}, "provider": "openai"}]),
+    );
+    create(&ours, "hand-made", &["--value-stdin"], OURS_HAND);
+    let r = push(&ours, &server, &["hand-made"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("already exists and mlflow-secrets did not create it"),
+        "{}",
+        r.stderr
+    );
+    assert!(mlflow_decrypt_all(&server.db_uri)["hand-made"] == json!({"api_key": HAND}));
+
+    // MLflow refuses 'api_base' inside secret_value (it steers egress): the
+    // error carries MLflow's error_code, never the value.
+    create(
+        &ours,
+        "azure-creds",
+        &["--json-file", "/dev/stdin"],
+        &json!({"api_key": AZURE, "api_base": "https://x.openai.azure.com"}).to_string(),
+    );
+    let r = push(&ours, &server, &["azure-creds"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("HTTP 400 INVALID_PARAMETER_VALUE"),
+        "{}",
+        r.stderr
+    );
+
+    // An unreachable server is named as such.
+    let mut c = ours.cmd();
+    c.args([
+        "mlflow",
+        "push",
+        "openai-key",
+        "--tracking-uri",
+        "http://127.0.0.1:9",
+    ]);
+    let r = run(c, FORBIDDEN);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("is unreachable"), "{}", r.stderr);
+
+    // Plain http to a non-loopback host is refused before anything is sent.
+    let mut c = ours.cmd();
+    c.args([
+        "mlflow",
+        "push",
+        "openai-key",
+        "--tracking-uri",
+        "http://mlflow.invalid:5000",
+    ]);
+    let r = run(c, FORBIDDEN);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("only to a loopback host"), "{}", r.stderr);
+}

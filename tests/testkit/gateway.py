@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""MLflow's own code, driven by the mlflow import/push tests and the import
+benchmark (run with the pinned venv: scripts/mlflow-env.sh python).
+
+  seed     --db-uri URI [--count N --prefix P]   create gateway secrets through
+           SqlAlchemyStore.create_gateway_secret; the specs come as JSON on stdin
+           ([{"name", "value": {k: v}, "provider"}]) unless --count is given
+           (N random OpenAI keys); prints [{"name", "secret_id"}] as JSON
+  decrypt  --db-uri URI --out FILE                MLflow's decrypt path
+           (SqlAlchemyStore._get_decrypted_secret) writes {name: value} of every
+           gateway secret as JSON to FILE, so no value reaches a test's output
+  list     --db-uri URI                          [{"name", "secret_id", "provider"}]
+
+The KEK comes from MLFLOW_CRYPTO_KEK_PASSPHRASE, as in MLflow's server. It
+is derived once per process (the store would derive it on every call, as
+scripts/bench/mlflow_store_seed.py explains).
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import mlflow.store.tracking.gateway.sqlalchemy_mixin as gateway_mixin
+import mlflow.store.tracking.sqlalchemy_store as sqlalchemy_store_mod
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from mlflow.utils.crypto import KEKManager
+
+
+def store(db_uri):
+    kek = KEKManager()
+    gateway_mixin.KEKManager = lambda *a, **k: kek
+    sqlalchemy_store_mod.KEKManager = lambda *a, **k: kek
+    return SqlAlchemyStore(db_uri, tempfile.mkdtemp(prefix="mlflow-artifacts-"))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("command", choices=["seed", "decrypt", "list"])
+    p.add_argument("--db-uri", required=True)
+    p.add_argument("--out")
+    p.add_argument("--count", type=int)
+    p.add_argument("--prefix", default="bench")
+    a = p.parse_args()
+    s = store(a.db_uri)
+    if a.command == "seed":
+        if a.count is not None:
+            specs = ({"name": f"{a.prefix}-{i:05d}",
+                      "value": {"api_key": "sk-" + os.urandom(24).hex()},
+                      "provider": "openai"} for i in range(a.count))
+        else:
+            specs = json.load(sys.stdin)
+        out = []
+        for spec in specs:
+            info = s.create_gateway_secret(
+                secret_name=spec["name"],
+                secret_value=spec["value"],
+                provider=spec.get("provider"),
+            )
+            out.append({"name": info.secret_name, "secret_id": info.secret_id})
+        json.dump(out, sys.stdout)
+    elif a.command == "decrypt":
+        values = {i.secret_name: s._get_decrypted_secret(i.secret_id)
+                  for i in s.list_secret_infos()}
+        with open(a.out, "w", encoding="utf-8") as f:
+            json.dump(values, f)
+    else:
+        json.dump([{"name": i.secret_name, "secret_id": i.secret_id, "provider": i.provider}
+                   for i in s.list_secret_infos()], sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

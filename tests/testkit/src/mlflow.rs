@@ -1,0 +1,374 @@
+//! Fixtures of the tests against real MLflow (tests/cli/mlflow_import.rs,
+//! tests/cli/mlflow_push.rs, tests/k8s/mlflow_sync.rs): the pinned MLflow
+//! venv (`scripts/mlflow-env.sh`), MLflow's own store code
+//! (tests/testkit/gateway.py), a scratch keystore and store of ours, and the
+//! binary (the caller passes `env!("CARGO_BIN_EXE_mlflow-secrets")`, which
+//! only an integration test of the main crate can name).
+//!
+//! `MLFLOW_SECRETS_MLFLOW=off` skips these tests with one line;
+//! `scripts/test.sh` sets `require`, and otherwise the venv is installed on
+//! first use.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use mlflow_secrets::keystore::{self, KeystoreConfig, KeystoreHandle, NewKekOptions};
+use mlflow_secrets::store::{SecretsStore, SqlStore};
+use mlflow_secrets::value::SecretValue;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+/// The passphrase of the MLflow installations under test.
+pub const MLFLOW_PASS: &str = "mlflow gateway test passphrase";
+/// Our own keystore's passphrase.
+pub const OUR_PASS: &str = "our keystore test passphrase";
+
+/// Skip the calling test (one line on stderr) when MLflow tests are off.
+#[macro_export]
+macro_rules! mlflow_skip_if_off {
+    () => {
+        if !$crate::mlflow::enabled() {
+            return;
+        }
+    };
+}
+
+pub fn enabled() -> bool {
+    if std::env::var("MLFLOW_SECRETS_MLFLOW").as_deref() == Ok("off") {
+        eprintln!("skipping: MLFLOW_SECRETS_MLFLOW=off (tests against real MLflow are disabled)");
+        return false;
+    }
+    true
+}
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// The pinned venv's python3 (installed on first use, then cached).
+pub fn python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new(repo().join("scripts/mlflow-env.sh"))
+            .arg("python")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/mlflow-env.sh");
+        assert!(
+            out.status.success(),
+            "scripts/mlflow-env.sh python failed (set MLFLOW_SECRETS_MLFLOW=off to skip MLflow tests)"
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+/// Run gateway.py (MLflow's store code) with MLflow's passphrase.
+pub fn gateway_py(args: &[&str], stdin: Option<&Value>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(python())
+        .arg(repo().join("tests/testkit/gateway.py"))
+        .args(args)
+        .env("MLFLOW_CRYPTO_KEK_PASSPHRASE", MLFLOW_PASS)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gateway.py");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(v) = stdin {
+        input.write_all(v.to_string().as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "gateway.py {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Create gateway secrets with MLflow's `SqlAlchemyStore.create_gateway_secret`;
+/// returns (name, MLflow secret id) in order.
+pub fn mlflow_seed(db_uri: &str, specs: &Value) -> Vec<(String, String)> {
+    let out = gateway_py(&["seed", "--db-uri", db_uri], Some(specs));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["secret_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// What MLflow's own decrypt path (`SqlAlchemyStore._get_decrypted_secret`)
+/// reads for every gateway secret, by name, via a file so no value is
+/// printed.
+pub fn mlflow_decrypt_all(db_uri: &str) -> serde_json::Map<String, Value> {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("values.json");
+    gateway_py(
+        &[
+            "decrypt",
+            "--db-uri",
+            db_uri,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    match serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap() {
+        Value::Object(m) => m,
+        other => panic!("gateway.py decrypt wrote {}", other.to_string().len()),
+    }
+}
+
+/// MLflow's gateway secrets: (name, id, provider).
+pub fn mlflow_list(db_uri: &str) -> Vec<(String, String, Option<String>)> {
+    let out = gateway_py(&["list", "--db-uri", db_uri], None);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["secret_id"].as_str().unwrap().to_string(),
+                e["provider"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// A fresh SQLite file for MLflow: (SQLAlchemy URI, path).
+pub fn mlflow_sqlite(dir: &Path) -> (String, PathBuf) {
+    let path = dir.join("mlflow.db");
+    (format!("sqlite:///{}", path.display()), path)
+}
+
+/// A fresh PostgreSQL database for MLflow, as SQLAlchemy names it, or `None`
+/// when `MLFLOW_SECRETS_TEST_POSTGRES_URL` is unset (and not required).
+pub async fn mlflow_postgres() -> Option<String> {
+    let Ok(admin) = std::env::var("MLFLOW_SECRETS_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("MLFLOW_SECRETS_REQUIRE_ALL_BACKENDS").as_deref() != Ok("1"),
+            "MLFLOW_SECRETS_TEST_POSTGRES_URL is not set but all backends are required"
+        );
+        eprintln!("skipping PostgreSQL: MLFLOW_SECRETS_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("mlf_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    // SQLAlchemy 2.1 defaults postgresql:// to psycopg 3; the venv has psycopg2.
+    let base = base.replacen("postgres://", "postgresql+psycopg2://", 1);
+    Some(format!("{base}/{name}"))
+}
+
+/// Our side: a keystore, a passphrase file and a SQLite store.
+pub struct Ours {
+    pub bin: &'static str,
+    pub tmp: tempfile::TempDir,
+    pub keystore: PathBuf,
+    pub pass_file: PathBuf,
+    pub store_uri: String,
+    pub db_path: PathBuf,
+}
+
+impl Ours {
+    /// `bin`: `env!("CARGO_BIN_EXE_mlflow-secrets")` of the calling test.
+    pub fn new(bin: &'static str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let pass_file = tmp.path().join("pass");
+        std::fs::write(&pass_file, format!("{OUR_PASS}\n")).unwrap();
+        let ks = tmp.path().join("keystore");
+        keystore::generate(&ks, &SecretString::from(OUR_PASS), NewKekOptions::default()).unwrap();
+        let db_path = tmp.path().join("ours.db");
+        Self {
+            bin,
+            store_uri: format!("sqlite://{}", db_path.display()),
+            keystore: ks,
+            pass_file,
+            db_path,
+            tmp,
+        }
+    }
+
+    /// The binary, pointed at this keystore and store, with a clean MLflow
+    /// environment.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(self.bin);
+        c.env("MLFLOW_SECRETS_KEYSTORE_PATH", &self.keystore)
+            .env("MLFLOW_SECRETS_KEK_PASSPHRASE_FILE", &self.pass_file)
+            .env("MLFLOW_SECRETS_STORE_URI", &self.store_uri)
+            .env("USER", "tester")
+            .env_remove("MLFLOW_SECRETS_TEST_MODE")
+            .env_remove("MLFLOW_CRYPTO_KEK_PASSPHRASE")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("MLFLOW_TRACKING_TOKEN")
+            .env_remove("MLFLOW_TRACKING_USERNAME")
+            .env_remove("MLFLOW_TRACKING_PASSWORD")
+            .current_dir(self.tmp.path());
+        c
+    }
+
+    /// Our store, opened through the library (to read values back).
+    pub async fn store(&self) -> SqlStore {
+        let cfg = KeystoreConfig {
+            dir: self.keystore.clone(),
+            passphrase: keystore::PassphraseSource::new(self.pass_file.clone()),
+            test_mode: false,
+        };
+        let ks = keystore::Keystore::load(&cfg).unwrap();
+        let store = SqlStore::connect(&self.store_uri, KeystoreHandle::new(ks))
+            .await
+            .unwrap();
+        store.ensure_schema(true).await.unwrap();
+        store
+    }
+
+    /// Our value of `name` in `default`, as MLflow-style JSON (a string
+    /// value as `{"value": s}`).
+    pub async fn value_json(&self, name: &str) -> Value {
+        let store = self.store().await;
+        let s = store.get_secret_by_name("default", name).await.unwrap();
+        let v = store.get_secret_value(&s.secret_id, "test").await.unwrap();
+        value_json(&v)
+    }
+}
+
+/// A value as JSON (`{"value": s}` for a string), for comparisons.
+pub fn value_json(v: &SecretValue) -> Value {
+    match v {
+        SecretValue::String(s) => serde_json::json!({ "value": s.expose_secret() }),
+        SecretValue::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_string())))
+                .collect(),
+        ),
+    }
+}
+
+/// The outcome of one run of the binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+/// Run `cmd`, and check that none of `forbidden` (values, passphrases)
+/// appears in what it printed.
+pub fn run(mut cmd: Command, forbidden: &[&str]) -> Run {
+    let out = cmd.output().expect("run mlflow-secrets");
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    for f in forbidden {
+        assert!(
+            !r.stdout.contains(f) && !r.stderr.contains(f),
+            "a value or passphrase was printed"
+        );
+    }
+    r
+}
+
+/// A real `mlflow server` on loopback with a SQLite backend and
+/// `MLFLOW_CRYPTO_KEK_PASSPHRASE` set; killed on drop.
+pub struct MlflowServer {
+    child: std::process::Child,
+    pub url: String,
+    pub db_uri: String,
+    _dir: tempfile::TempDir,
+}
+
+impl MlflowServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (db_uri, _) = mlflow_sqlite(dir.path());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mlflow = python().with_file_name("mlflow");
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut cmd = Command::new(mlflow);
+        // Its own process group: `mlflow server` runs uvicorn as a child,
+        // and drop must stop both.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
+            .args(["server", "--host", "127.0.0.1", "--workers", "1"])
+            .args(["--port", &port.to_string(), "--backend-store-uri", &db_uri])
+            .arg("--default-artifact-root")
+            .arg(dir.path().join("artifacts"))
+            .env("MLFLOW_CRYPTO_KEK_PASSPHRASE", MLFLOW_PASS)
+            .current_dir(dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start mlflow server");
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            db_uri,
+            _dir: dir,
+        };
+        server.wait_ready(port).await;
+        server
+    }
+
+    async fn wait_ready(&self, port: u16) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+        loop {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                let req = format!(
+                    "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+                );
+                if s.write_all(req.as_bytes()).await.is_ok() {
+                    let mut buf = Vec::new();
+                    let _ = s.read_to_end(&mut buf).await;
+                    if buf.starts_with(b"HTTP/1.1 200") {
+                        return;
+                    }
+                }
+            }
+            let log =
+                std::fs::read_to_string(self._dir.path().join("server.log")).unwrap_or_default();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mlflow server did not become ready in 240 s; its log:\n{log}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
