@@ -23,5 +23,6 @@ pub mod keystore;
 pub mod model;
 pub mod server;
 pub mod store;
+pub mod ui;
 pub mod value;
 pub mod wire;

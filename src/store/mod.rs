@@ -16,6 +16,7 @@ mod sql_admin;
 mod sql_ops;
 mod sql_rows;
 mod sql_trait;
+pub mod ui_queries;
 pub mod validate;
 
 use std::collections::BTreeMap;

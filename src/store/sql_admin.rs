@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::audit::{self, AuditAction, AuditRecord, AuditVerifyReport, ChainChecker, ExportedHead};
 use super::sql::{SqlStore, db_err};
 use super::sql_ops::shredded_dek;
-use super::sql_rows::{SealedRow, sealed_cols};
+use super::sql_rows::{SealedRow, audit_entry_from_row, sealed_cols};
 use super::{AuditFilter, Result, StoreError};
 use crate::crypto;
 use crate::keystore::KeystoreError;
@@ -293,24 +293,7 @@ impl SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    seq: r.try_get("seq").map_err(db_err)?,
-                    occurred_at: r.try_get("occurred_at").map_err(db_err)?,
-                    principal: r.try_get("principal").map_err(db_err)?,
-                    action: r.try_get("action").map_err(db_err)?,
-                    workspace: r.try_get("workspace").map_err(db_err)?,
-                    secret_id: r.try_get("secret_id").map_err(db_err)?,
-                    secret_name: r.try_get("secret_name").map_err(db_err)?,
-                    resource: r.try_get("resource").map_err(db_err)?,
-                    outcome: r.try_get("outcome").map_err(db_err)?,
-                    detail: r.try_get("detail").map_err(db_err)?,
-                    prev_hash: r.try_get("prev_hash").map_err(db_err)?,
-                    row_hash: r.try_get("row_hash").map_err(db_err)?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_entry_from_row).collect()
     }
 
     /// Check the whole hash chain and the head row.

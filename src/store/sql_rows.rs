@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::sql::db_err;
 use super::{Result, StoreError};
-use crate::model::{Secret, SecretBinding, SecretState};
+use crate::model::{AuditEntry, Secret, SecretBinding, SecretState};
 
 /// Metadata columns of `secrets`. `is_shared` is normalised to an integer so
 /// that one decode works on SQLite, PostgreSQL (BOOLEAN) and MySQL (TINYINT).
@@ -125,4 +125,30 @@ impl SealedRow {
     pub fn is_revoked(&self) -> bool {
         self.state == SecretState::Revoked.as_str()
     }
+}
+
+/// Columns of `secrets_audit_log`, in the order of [`AuditEntry`].
+macro_rules! audit_cols {
+    () => {
+        "seq, occurred_at, principal, action, workspace, secret_id, secret_name, resource, \
+         outcome, detail, prev_hash, row_hash"
+    };
+}
+pub(crate) use audit_cols;
+
+pub(crate) fn audit_entry_from_row(r: &AnyRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.try_get("seq").map_err(db_err)?,
+        occurred_at: r.try_get("occurred_at").map_err(db_err)?,
+        principal: r.try_get("principal").map_err(db_err)?,
+        action: r.try_get("action").map_err(db_err)?,
+        workspace: r.try_get("workspace").map_err(db_err)?,
+        secret_id: r.try_get("secret_id").map_err(db_err)?,
+        secret_name: r.try_get("secret_name").map_err(db_err)?,
+        resource: r.try_get("resource").map_err(db_err)?,
+        outcome: r.try_get("outcome").map_err(db_err)?,
+        detail: r.try_get("detail").map_err(db_err)?,
+        prev_hash: r.try_get("prev_hash").map_err(db_err)?,
+        row_hash: r.try_get("row_hash").map_err(db_err)?,
+    })
 }

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use super::audit::{AuditAction, AuditRecord};
 use super::sql::{SqlStore, db_err, decode_token, encode_token};
 use super::sql_ops::{not_found_binding, not_found_secret};
-use super::sql_rows::{binding_cols, binding_from_row, secret_cols, secret_from_row};
+use super::sql_rows::{binding_cols, binding_from_row, secret_cols};
+use super::ui_queries::SecretSearch;
 use super::validate;
 use super::{AuditFilter, ResolvedResource, Result, SecretsStore, StoreError};
 use crate::model::{
@@ -79,59 +80,11 @@ impl SecretsStore for SqlStore {
     }
 
     async fn list_secrets(&self, f: &SecretFilter) -> Result<Page<Secret>> {
-        let limit = validate::page_size(f.max_results)?;
-        let mut sql = String::from(concat!(
-            "SELECT ",
-            secret_cols!(),
-            " FROM secrets WHERE 1 = 1"
-        ));
-        let mut args: Vec<String> = Vec::new();
-        if let Some(ws) = &f.workspace {
-            validate::workspace(ws)?;
-            sql.push_str(" AND workspace = ?");
-            args.push(ws.clone());
-        }
-        push_workspaces_in(&mut sql, &mut args, f.workspaces.as_deref())?;
-        if let Some(state) = f.state {
-            sql.push_str(" AND state = ?");
-            args.push(state.as_str().to_string());
-        }
-        if let Some(token) = &f.page_token {
-            let key = decode_token(token, 2)?;
-            sql.push_str(" AND (workspace > ? OR (workspace = ? AND secret_name > ?))");
-            args.extend([key[0].clone(), key[0].clone(), key[1].clone()]);
-        }
-        if f.is_shared.is_some() {
-            sql.push_str(" AND is_shared = ?");
-        }
-        sql.push_str(" ORDER BY workspace, secret_name LIMIT ?");
-        let mut q = sqlx::query(self.dialect.q_composed(sql));
-        for a in args {
-            q = q.bind(a);
-        }
-        if let Some(shared) = f.is_shared {
-            q = q.bind(shared);
-        }
-        let rows = q
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let mut items = rows
-            .iter()
-            .map(secret_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let next_page_token = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|s| encode_token(&[&s.workspace, &s.secret_name]))
-        } else {
-            None
-        };
+        // One listing query for the API and the UI (`ui_queries`).
+        let page = self.search_secrets(&SecretSearch::from(f)).await?;
         Ok(Page {
-            items,
-            next_page_token,
+            items: page.items.into_iter().map(|l| l.secret).collect(),
+            next_page_token: page.next_page_token,
         })
     }
 
