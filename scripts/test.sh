@@ -84,6 +84,21 @@ else
   export PATH
 fi
 
+# --- Web UI browser tests (tests/ui_browser.rs) ---------------------------
+# Debian's headless Chromium, no browser download; the tests fail instead
+# of skipping when it is required and missing.
+ui_browser=$(command -v chromium-headless-shell || command -v chromium || true)
+if [ -z "$ui_browser" ]; then
+  step "installing chromium-headless-shell for the UI browser tests"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    chromium-headless-shell >/dev/null
+  ui_browser=$(command -v chromium-headless-shell)
+fi
+export MLFLOW_SECRETS_UI_BROWSER=require
+export MLFLOW_SECRETS_UI_BROWSER_PATH="$ui_browser"
+# --- end of the web UI block -------------------------------------------------
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -21,6 +21,7 @@ mod ui_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use mlflow_secrets::model::NewSecret;
 use mlflow_secrets::server::{ServeConfig, Server, TlsFiles};
 use mlflow_secrets::store::SecretsStore;
 use mlflow_secrets::value::SecretValue;
@@ -213,7 +214,6 @@ fn full_flow_never_exposes_the_value() {
     let mut c = Chrome::launch(&browser);
     c.goto(&s.url("/login"));
     check_page(&mut c, &base, "login");
-    shoot(&mut c, "login");
     sign_in(&mut c, &s, ADMIN);
 
     // The session cookie's flags, as the browser stored them.
@@ -279,15 +279,27 @@ fn full_flow_never_exposes_the_value() {
 
     // A few secrets for the list's screenshot, then the audit and key pages.
     let v = SecretValue::from_string(VALUE.into()).unwrap();
-    for (name, shared) in [
-        ("anthropic-judge", true),
-        ("azure-openai", true),
-        ("eval-private", false),
+    for (name, shared, provider) in [
+        ("anthropic-judge", true, "anthropic"),
+        ("azure-openai", true, "azure"),
+        ("eval-private", false, "openai"),
     ] {
-        s.rt.block_on(
-            s.fx.store
-                .create_secret("default", name, &v, shared, "alice"),
-        )
+        let new = NewSecret {
+            workspace: "default",
+            secret_name: name,
+            is_shared: shared,
+            provider: Some(provider),
+        };
+        let made =
+            s.rt.block_on(s.fx.store.create_secret_with(&new, &v, "alice"))
+                .unwrap();
+        s.rt.block_on(s.fx.store.bind_secret(
+            &made.secret_id,
+            "SCORER_JOB",
+            "nightly-eval",
+            &name.to_uppercase().replace('-', "_"),
+            "alice",
+        ))
         .unwrap();
     }
     c.goto(&s.url("/secrets"));

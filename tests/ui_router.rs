@@ -24,6 +24,15 @@ async fn create(fx: &Fixture, b: &Browser, name: &str, extra: &[(&str, &str)]) -
     fx.post(b, "/secrets/new", &f).await
 }
 
+/// A shared secret made through the store.
+async fn seed(fx: &Fixture, ws: &str, name: &str) -> mlflow_secrets::model::Secret {
+    let v = SecretValue::from_string(VALUE.into()).unwrap();
+    fx.store
+        .create_secret(ws, name, &v, true, "t")
+        .await
+        .unwrap()
+}
+
 fn assert_ui_headers(r: &Resp, tls: bool) {
     assert_eq!(r.header("content-security-policy"), Some(CSP), "{r:?}");
     assert_eq!(r.header("cache-control"), Some("no-store"));
@@ -481,16 +490,8 @@ async fn key_value_rows_make_an_object_value() {
 #[tokio::test]
 async fn a_team_a_session_gets_404_for_a_team_b_secret() {
     let fx = Fixture::new(false).await;
-    let v = SecretValue::from_string(VALUE.into()).unwrap();
-    let b_secret = fx
-        .store
-        .create_secret("team-b", "b-key", &v, true, "t")
-        .await
-        .unwrap();
-    fx.store
-        .create_secret("team-a", "a-key", &v, true, "t")
-        .await
-        .unwrap();
+    let b_secret = seed(&fx, "team-b", "b-key").await;
+    seed(&fx, "team-a", "a-key").await;
     let a = fx.sign_in(TEAM_A_WRITER).await;
     let seen = fx
         .get(&a, &format!("/secrets/{}", b_secret.secret_id))
@@ -555,12 +556,7 @@ async fn a_team_a_session_gets_404_for_a_team_b_secret() {
 #[tokio::test]
 async fn a_reader_sees_no_write_forms_and_cannot_post() {
     let fx = Fixture::new(false).await;
-    let v = SecretValue::from_string(VALUE.into()).unwrap();
-    let s = fx
-        .store
-        .create_secret("default", "k", &v, true, "t")
-        .await
-        .unwrap();
+    let s = seed(&fx, "default", "k").await;
     fx.store
         .bind_secret(&s.secret_id, "SCORER_JOB", "eval", "K", "t")
         .await
@@ -834,4 +830,48 @@ async fn pages_are_accessible_by_construction() {
             "{path}: inline style or script"
         );
     }
+}
+
+#[tokio::test]
+async fn an_old_active_kek_gets_a_banner_with_the_rotate_command() {
+    use mlflow_secrets::keystore::{self, KeystoreConfig, NewKekOptions, PassphraseSource};
+    let tmp = tempfile::tempdir().unwrap();
+    let pass = tmp.path().join("pass");
+    std::fs::write(&pass, "ui banner passphrase").unwrap();
+    let dir = tmp.path().join("keystore");
+    keystore::generate(
+        &dir,
+        &secrecy::SecretString::from("ui banner passphrase"),
+        NewKekOptions::default(),
+    )
+    .unwrap();
+    let cfg = KeystoreConfig {
+        dir,
+        passphrase: PassphraseSource::new(&pass),
+        test_mode: false,
+    };
+    let load = || mlflow_secrets::keystore::Keystore::load(&cfg).unwrap();
+
+    let fx = Fixture::anonymous_with(load(), std::time::Duration::ZERO).await;
+    let b = fx.anonymous_browser().await;
+    let page = fx.get(&b, "/secrets").await;
+    assert!(
+        page.text.contains("Old key-encryption key."),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains("mlflow-secrets kek rotate")
+            && page.text.contains("mlflow-secrets rewrap --all")
+    );
+    assert!(!page.text.contains("Test mode."));
+
+    let fx = Fixture::anonymous_with(load(), mlflow_secrets::ui::DEFAULT_KEK_MAX_AGE).await;
+    let b = fx.anonymous_browser().await;
+    assert!(
+        !fx.get(&b, "/secrets")
+            .await
+            .text
+            .contains("Old key-encryption key.")
+    );
 }

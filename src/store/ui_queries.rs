@@ -97,6 +97,18 @@ fn like_pattern(s: &str) -> String {
     out
 }
 
+/// A page of `limit` rows out of `limit + 1` fetched, and the key of the
+/// next page when there is one more row.
+fn cut<T, K>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> (Vec<T>, Option<K>) {
+    if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        let next = items.last().map(key);
+        (items, next)
+    } else {
+        (items, None)
+    }
+}
+
 impl SqlStore {
     /// The `/secrets` page and the API's `list_secrets`: secrets in name
     /// order, with their KEK version and binding count, one page at a time
@@ -155,7 +167,7 @@ impl SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(|r| {
                 let kek: i64 = r.try_get("kek_version").map_err(db_err)?;
@@ -167,14 +179,9 @@ impl SqlStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let next_page_token = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|s| encode_token(&[&s.secret.workspace, &s.secret.secret_name]))
-        } else {
-            None
-        };
+        let (items, next_page_token) = cut(items, limit, |s| {
+            encode_token(&[&s.secret.workspace, &s.secret.secret_name])
+        });
         Ok(Page {
             items,
             next_page_token,
@@ -280,17 +287,11 @@ impl SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(audit_entry_from_row)
             .collect::<Result<Vec<_>>>()?;
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|e| e.seq)
-        } else {
-            None
-        };
-        Ok((items, next))
+        Ok(cut(items, limit, |e| e.seq))
     }
 }
 

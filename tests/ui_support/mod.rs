@@ -63,18 +63,28 @@ pub struct Fixture {
 impl Fixture {
     /// Token auth; `tls` as if the listener spoke TLS.
     pub async fn new(tls: bool) -> Self {
-        Self::build(tls, false).await
+        Self::build(tls, false, Keystore::test_mode(), None).await
     }
 
     /// Anonymous loopback mode.
     pub async fn anonymous() -> Self {
-        Self::build(false, true).await
+        Self::build(false, true, Keystore::test_mode(), None).await
     }
 
-    async fn build(tls: bool, anonymous: bool) -> Self {
+    /// Anonymous loopback mode on `keys`, with the UI's KEK age limit.
+    pub async fn anonymous_with(keys: Keystore, kek_max_age: std::time::Duration) -> Self {
+        Self::build(false, true, keys, Some(kek_max_age)).await
+    }
+
+    async fn build(
+        tls: bool,
+        anonymous: bool,
+        keys: Keystore,
+        kek_max_age: Option<std::time::Duration>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let uri = format!("sqlite://{}", dir.path().join("ui.db").display());
-        let store = SqlStore::connect(&uri, KeystoreHandle::new(Keystore::test_mode()))
+        let store = SqlStore::connect(&uri, KeystoreHandle::new(keys))
             .await
             .unwrap();
         store.ensure_schema(true).await.unwrap();
@@ -87,6 +97,9 @@ impl Fixture {
         };
         let mut state = AppState::new(store.clone(), auth, 0);
         state.ui.tls = tls;
+        if let Some(age) = kek_max_age {
+            state.ui.kek_max_age = age;
+        }
         let app = router(state.clone());
         Self {
             dir,

@@ -15,6 +15,7 @@ use crate::server::auth::Role;
 use crate::store::SecretsStore;
 use crate::store::StoreError;
 use crate::store::audit::AuditAction;
+use crate::ui::form::UiForm;
 use crate::ui::guard::{Ctx, Posted, UiError, see_other};
 use crate::ui::layout::{self, csrf_field};
 
@@ -75,15 +76,27 @@ pub fn forms(ctx: &Ctx, s: &Secret, bindings: &[SecretBinding], total: u64) -> M
     }
 }
 
+/// What every write form starts with: a writer, and a secret the
+/// session may see.
+async fn target(
+    st: &AppState,
+    p: Posted,
+    id: &str,
+    action: AuditAction,
+) -> Result<(Ctx, UiForm, Secret), UiError> {
+    let Posted { ctx, form } = p;
+    ctx.require(Role::Writer)?;
+    let s = visible_secret(st, &ctx, id, action).await?;
+    Ok((ctx, form, s))
+}
+
 /// `POST /secrets/{secret_id}/rotate`.
 pub async fn rotate(
     State(st): State<AppState>,
     Path(id): Path<String>,
     p: Posted,
 ) -> Result<Response, UiError> {
-    let Posted { ctx, form } = p;
-    ctx.require(Role::Writer)?;
-    let s = visible_secret(&st, &ctx, &id, AuditAction::Update).await?;
+    let (ctx, form, s) = target(&st, p, &id, AuditAction::Update).await?;
     let value = match value_of(&form) {
         Ok(v) => v,
         Err(m) => return Ok(redo(&ctx, &s, &m)),
@@ -122,9 +135,7 @@ pub async fn revoke(
     Path(id): Path<String>,
     p: Posted,
 ) -> Result<Response, UiError> {
-    let Posted { ctx, form } = p;
-    ctx.require(Role::Writer)?;
-    let s = visible_secret(&st, &ctx, &id, AuditAction::Revoke).await?;
+    let (ctx, form, s) = target(&st, p, &id, AuditAction::Revoke).await?;
     if form.get("confirm") != Some("yes") {
         return Ok(redo(&ctx, &s, "tick the box that confirms the revocation"));
     }
@@ -154,9 +165,7 @@ pub async fn delete(
     Path(id): Path<String>,
     p: Posted,
 ) -> Result<Response, UiError> {
-    let Posted { ctx, form } = p;
-    ctx.require(Role::Writer)?;
-    let s = visible_secret(&st, &ctx, &id, AuditAction::Delete).await?;
+    let (ctx, form, s) = target(&st, p, &id, AuditAction::Delete).await?;
     if form.get("confirm_name") != Some(s.secret_name.as_str()) {
         return Ok(redo(
             &ctx,
