@@ -40,3 +40,6 @@ run kek list
 run verify
 run audit verify
 printf '\nAll state is in %s\n' "$DIR"
+# The web UI of the same store (docs/ui.md): `serve` prints its address.
+printf 'Web UI of this store: run\n  MLFLOW_SECRETS_STORE_URI=%s MLFLOW_SECRETS_KEYSTORE_PATH=%s MLFLOW_SECRETS_KEK_PASSPHRASE_FILE=%s %s serve\nand open http://127.0.0.1:5005/secrets (loopback, no tokens file: no sign-in, you act as local)\n' \
+  "$MLFLOW_SECRETS_STORE_URI" "$MLFLOW_SECRETS_KEYSTORE_PATH" "$MLFLOW_SECRETS_KEK_PASSPHRASE_FILE" "$BIN"

@@ -95,7 +95,7 @@ else
   export PATH
 fi
 
-# --- MLflow (tests/mlflow_*.rs, tests/k8s_mlflow_sync.rs) ---------------
+# --- MLflow (tests/cli/mlflow_*.rs, tests/k8s/mlflow_sync.rs) ---------------
 # The pinned MLflow venv, installed once here (cached) so the MLflow tests
 # never race to install it; MLFLOW_SECRETS_MLFLOW=off skips them instead.
 if [ "${MLFLOW_SECRETS_MLFLOW:-}" != off ]; then
@@ -105,6 +105,20 @@ if [ "${MLFLOW_SECRETS_MLFLOW:-}" != off ]; then
   export MLFLOW_SECRETS_MLFLOW=require
 fi
 # ---------------------------------------------------------------------------
+# --- Web UI browser tests (tests/ui/browser.rs) ---------------------------
+# Debian's headless Chromium, no browser download; the tests fail instead
+# of skipping when it is required and missing.
+ui_browser=$(command -v chromium-headless-shell || command -v chromium || true)
+if [ -z "$ui_browser" ]; then
+  step "installing chromium-headless-shell for the UI browser tests"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    chromium-headless-shell >/dev/null
+  ui_browser=$(command -v chromium-headless-shell)
+fi
+export MLFLOW_SECRETS_UI_BROWSER=require
+export MLFLOW_SECRETS_UI_BROWSER_PATH="$ui_browser"
+# --- end of the web UI block -------------------------------------------------
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -27,5 +27,6 @@ pub mod net;
 pub mod ops;
 pub mod server;
 pub mod store;
+pub mod ui;
 pub mod value;
 pub mod wire;

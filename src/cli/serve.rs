@@ -71,6 +71,14 @@ pub struct ServeArgs {
     /// Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only)
     #[arg(long)]
     pub insecure_http: bool,
+    /// The web UI shows a "rotate the KEK" banner when the active KEK is older than this many days
+    #[arg(
+        long,
+        env = "MLFLOW_SECRETS_UI_KEK_MAX_AGE_DAYS",
+        value_name = "DAYS",
+        default_value_t = 90
+    )]
+    pub ui_kek_max_age_days: u64,
     /// API requests per principal per minute (0: no limit)
     #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE_LIMIT_PER_MINUTE)]
     pub rate_limit_per_minute: u32,
@@ -218,6 +226,7 @@ pub(super) async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
         rate_limit_per_minute: a.rate_limit_per_minute,
         test_mode,
         cert_reload_check: CERT_RELOAD_CHECK,
+        ui_kek_max_age: Duration::from_secs(a.ui_kek_max_age_days.saturating_mul(86_400)),
         ..ServeConfig::default()
     };
     // Refuse a bad bind before creating anything on disk.
@@ -246,6 +255,7 @@ pub(super) async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
         server.local_addr(),
         dialect.name()
     );
+    eprintln!("web UI: {scheme}://{}/secrets", server.local_addr());
     server.run(shutdown_signal()).await?;
     head_export.abort();
     // Give the log a moment to flush before the runtime goes away.

@@ -62,6 +62,8 @@ pub struct ServeConfig {
     pub header_read_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// The web UI warns when the active KEK is older than this.
+    pub ui_kek_max_age: Duration,
 }
 
 impl Default for ServeConfig {
@@ -76,6 +78,7 @@ impl Default for ServeConfig {
             cert_reload_check: CERT_RELOAD_CHECK,
             header_read_timeout: super::HEADER_READ_TIMEOUT,
             max_connections: super::MAX_CONNECTIONS,
+            ui_kek_max_age: crate::ui::DEFAULT_KEK_MAX_AGE,
         }
     }
 }

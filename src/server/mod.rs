@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route(&p("openapi.json"), get(ops::openapi_json))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
+        .merge(crate::ui::router(&state))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(from_fn_with_state(state.clone(), guard::host_check))
         .layer(from_fn_with_state(state.clone(), guard::track))
@@ -138,6 +139,8 @@ impl Server {
         };
         let mut state = AppState::new(store, auth, cfg.rate_limit_per_minute);
         state.resolve_transport_ok = cfg.tls.is_some() || config::is_loopback(cfg.listen.ip());
+        state.ui.tls = cfg.tls.is_some();
+        state.ui.kek_max_age = cfg.ui_kek_max_age;
         let tcp = TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| ServerError::Bind {

@@ -44,6 +44,8 @@ pub struct AppState {
     /// May `resolve` answer? False on plain HTTP outside loopback
     /// (`--insecure-http`): plaintext values need TLS (docs/design.md §7).
     pub resolve_transport_ok: bool,
+    /// The web UI's sessions and settings (`crate::ui`).
+    pub ui: crate::ui::UiSettings,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
             denials: Arc::new(DenialAggregator::default()),
             metrics: Metrics::new(),
             resolve_transport_ok: true,
+            ui: crate::ui::UiSettings::default(),
         }
     }
 

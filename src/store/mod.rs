@@ -10,6 +10,7 @@ pub mod incident;
 mod limits;
 pub mod migrate;
 pub mod sql;
+pub mod ui_queries;
 pub mod validate;
 
 /// The head export's former path (`store::audit_export`).

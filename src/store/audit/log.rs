@@ -5,7 +5,9 @@ use sqlx::Row;
 
 use super::{AuditVerifyReport, ChainChecker, ExportedHead};
 use crate::model::AuditEntry;
-use crate::store::sql::{Arg, SqlStore, db_err, fetch_listing, push_workspaces_in};
+use crate::store::sql::{
+    Arg, SqlStore, audit_cols, audit_entry_from_row, db_err, fetch_listing, push_workspaces_in,
+};
 use crate::store::{AuditFilter, Result, validate};
 
 /// Rows read per batch by the chain check.
@@ -16,10 +18,11 @@ impl SqlStore {
     pub async fn audit_entries(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
         validate::audit_filter(f)?;
         let limit = validate::page_size(f.max_results)?;
-        let mut sql = String::from(
-            "SELECT seq, occurred_at, principal, action, workspace, secret_id, secret_name, resource, \
-             outcome, detail, prev_hash, row_hash FROM secrets_audit_log WHERE seq > ?",
-        );
+        let mut sql = String::from(concat!(
+            "SELECT ",
+            audit_cols!(),
+            " FROM secrets_audit_log WHERE seq > ?"
+        ));
         let mut args = vec![Arg::Int(f.after_seq.unwrap_or(0))];
         if let Some(id) = &f.secret_id {
             sql.push_str(" AND secret_id = ?");
@@ -32,22 +35,7 @@ impl SqlStore {
         push_workspaces_in(&mut sql, &mut args, f.workspaces.as_deref())?;
         sql.push_str(" ORDER BY seq LIMIT ?");
         args.push(Arg::Int(i64::from(limit)));
-        fetch_listing(&self.pool, self.dialect, sql, args, |r| {
-            Ok(AuditEntry {
-                seq: r.try_get("seq").map_err(db_err)?,
-                occurred_at: r.try_get("occurred_at").map_err(db_err)?,
-                principal: r.try_get("principal").map_err(db_err)?,
-                action: r.try_get("action").map_err(db_err)?,
-                workspace: r.try_get("workspace").map_err(db_err)?,
-                secret_id: r.try_get("secret_id").map_err(db_err)?,
-                secret_name: r.try_get("secret_name").map_err(db_err)?,
-                resource: r.try_get("resource").map_err(db_err)?,
-                outcome: r.try_get("outcome").map_err(db_err)?,
-                detail: r.try_get("detail").map_err(db_err)?,
-                prev_hash: r.try_get("prev_hash").map_err(db_err)?,
-                row_hash: r.try_get("row_hash").map_err(db_err)?,
-            })
-        })
+        fetch_listing(&self.pool, self.dialect, sql, args, audit_entry_from_row)
         .await
     }
 

@@ -41,7 +41,10 @@ use crate::value::SecretValue;
 
 pub use dialect::Dialect;
 pub use maintenance::{MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, VerifyFailure, VerifyReport};
-pub(crate) use rows::{Arg, SealedRow, fetch_listing, push_workspaces_in};
+pub(crate) use rows::{
+    Arg, SealedRow, audit_cols, audit_entry_from_row, decode_token, encode_token, fetch_listing,
+    push_workspaces_in, secret_cols, secret_from_row,
+};
 pub use sqlite::sqlite_path;
 pub use values::{BoundInfo, BoundMeta, BoundValue};
 

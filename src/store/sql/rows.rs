@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 
 use super::{Dialect, db_err};
-use crate::model::{Page, Secret, SecretBinding, SecretState};
+use crate::model::{AuditEntry, Page, Secret, SecretBinding, SecretState};
 use crate::store::validate;
 use crate::store::{Result, StoreError};
 
@@ -138,11 +138,11 @@ impl SealedRow {
 
 /// A page token: the sort key of the last row, base64url JSON. Opaque to
 /// callers; a malformed one is a clean 400.
-pub(super) fn encode_token(key: &[&str]) -> String {
+pub(crate) fn encode_token(key: &[&str]) -> String {
     B64URL.encode(serde_json::to_vec(key).expect("token"))
 }
 
-pub(super) fn decode_token(token: &str, parts: usize) -> Result<Vec<String>> {
+pub(crate) fn decode_token(token: &str, parts: usize) -> Result<Vec<String>> {
     let bad = || StoreError::InvalidParameter("page_token is invalid".into());
     let bytes = B64URL.decode(token).map_err(|_| bad())?;
     let v: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
@@ -218,4 +218,30 @@ pub(crate) async fn fetch_listing<T>(
     }
     let rows = q.fetch_all(pool).await.map_err(db_err)?;
     rows.iter().map(from_row).collect()
+}
+
+/// Columns of `secrets_audit_log`, in the order of [`AuditEntry`].
+macro_rules! audit_cols {
+    () => {
+        "seq, occurred_at, principal, action, workspace, secret_id, secret_name, resource, \
+         outcome, detail, prev_hash, row_hash"
+    };
+}
+pub(crate) use audit_cols;
+
+pub(crate) fn audit_entry_from_row(r: &AnyRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.try_get("seq").map_err(db_err)?,
+        occurred_at: r.try_get("occurred_at").map_err(db_err)?,
+        principal: r.try_get("principal").map_err(db_err)?,
+        action: r.try_get("action").map_err(db_err)?,
+        workspace: r.try_get("workspace").map_err(db_err)?,
+        secret_id: r.try_get("secret_id").map_err(db_err)?,
+        secret_name: r.try_get("secret_name").map_err(db_err)?,
+        resource: r.try_get("resource").map_err(db_err)?,
+        outcome: r.try_get("outcome").map_err(db_err)?,
+        detail: r.try_get("detail").map_err(db_err)?,
+        prev_hash: r.try_get("prev_hash").map_err(db_err)?,
+        row_hash: r.try_get("row_hash").map_err(db_err)?,
+    })
 }

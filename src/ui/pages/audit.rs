@@ -1,0 +1,243 @@
+//! `/audit` (admin): the audit log, newest first, with filters (principal,
+//! action, secret, resource, outcome, time), paging, the chain's head and,
+//! on request, a full chain check (`audit verify`); `/audit/export` gives
+//! the same rows as JSON Lines. A scoped admin sees its workspaces' rows
+//! only, as with `list-audit`.
+
+use axum::extract::{RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use maud::html;
+
+use super::secrets::api_to_ui;
+use crate::server::AppState;
+use crate::server::auth::Role;
+use crate::server::tokens_file::parse_rfc3339;
+use crate::store::audit::{AuditAction, AuditRecord};
+use crate::store::ui_queries::AuditSearch;
+use crate::store::validate;
+use crate::ui::form::UiForm;
+use crate::ui::guard::{Ctx, UiError};
+use crate::ui::layout::{self, or_dash, time};
+
+/// Rows per page.
+pub const PAGE_SIZE: u32 = 50;
+/// Most rows one export holds.
+pub const MAX_EXPORT_ROWS: usize = 100_000;
+
+const ACTIONS: &[&str] = &[
+    "CREATE",
+    "UPDATE",
+    "REVOKE",
+    "DELETE",
+    "BIND",
+    "UNBIND",
+    "READ_VALUE",
+    "READ_RESOURCE_VALUES",
+    "VERIFY",
+    "REWRAP",
+    "GET_SECRET",
+    "GET_BINDING",
+    "LIST_SECRETS",
+    "LIST_BINDINGS",
+    "LIST_AUDIT",
+    "AUTH_DENIED",
+    "SCRUB_COPY",
+];
+const OUTCOMES: &[&str] = &["SUCCESS", "DENIED", "FAILED"];
+const FILTERS: [&str; 7] = [
+    "principal",
+    "action",
+    "secret_id",
+    "resource",
+    "outcome",
+    "since",
+    "until",
+];
+
+/// A `YYYY-MM-DD` date as epoch ms at 00:00 UTC.
+fn day_ms(d: &str) -> Result<i64, UiError> {
+    parse_rfc3339(&format!("{d}T00:00:00Z"))
+        .map(|s| s * 1000)
+        .ok_or_else(|| UiError::bad_request(format!("'{d}' is not a date (YYYY-MM-DD)")))
+}
+
+fn search_of(ctx: &Ctx, q: &UiForm) -> Result<AuditSearch, UiError> {
+    let pick = |k: &str, allowed: &[&str]| -> Result<Option<String>, UiError> {
+        match q.get(k) {
+            None => Ok(None),
+            Some(v) if allowed.contains(&v) => Ok(Some(v.to_string())),
+            Some(_) => Err(UiError::bad_request(format!("unknown {k}"))),
+        }
+    };
+    if let Some(id) = q.get("secret_id") {
+        validate::uuid("secret_id", id)?;
+    }
+    let before = q
+        .get("before")
+        .map(|b| {
+            b.parse::<i64>()
+                .map_err(|_| UiError::bad_request("before must be a number"))
+        })
+        .transpose()?;
+    Ok(AuditSearch {
+        workspaces: ctx.principal.workspace_filter(),
+        principal: q.get("principal").map(str::to_string),
+        action: pick("action", ACTIONS)?,
+        secret_id: q.get("secret_id").map(str::to_string),
+        resource: q.get("resource").map(str::to_string),
+        outcome: pick("outcome", OUTCOMES)?,
+        since_ms: q.get("since").map(day_ms).transpose()?,
+        until_ms: q
+            .get("until")
+            .map(|d| day_ms(d).map(|t| t + 86_400_000))
+            .transpose()?,
+        actions: None,
+        before_seq: before,
+        max_results: Some(PAGE_SIZE),
+    })
+}
+
+/// The filters as a query string (paging and export links).
+fn filter_query(q: &UiForm) -> String {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for k in FILTERS {
+        if let Some(v) = q.get(k) {
+            ser.append_pair(k, v);
+        }
+    }
+    ser.finish()
+}
+
+/// `GET /audit`.
+pub async fn page(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    ctx.require(Role::Admin)?;
+    let q = UiForm::parse(raw.as_deref().unwrap_or("").as_bytes());
+    let search = search_of(&ctx, &q)?;
+    let (rows, next) = st.store.search_audit(&search).await?;
+    let rec = AuditRecord::new(AuditAction::ListAudit, &ctx.principal.name)
+        .detail(format!("returned={} via=ui", rows.len()));
+    st.audit_required(rec).await.map_err(api_to_ui)?;
+    let head = st.store.audit_head().await?;
+    let verify = if q.get("verify") == Some("1") {
+        Some(st.store.audit_verify().await?)
+    } else {
+        None
+    };
+    let fq = filter_query(&q);
+    let v = |k: &str| q.get(k).unwrap_or("").to_string();
+    let body = html! {
+        section aria-labelledby="chain" {
+            h2 #chain { "Chain status" }
+            p { "Head: row " (head.seq) ", hash " code { (head.hash) } "." }
+            @match &verify {
+                Some(r) if r.ok => p.ok role="status" { "Verified: all " (r.rows) " rows chain unbroken to the head." },
+                Some(r) => p.error role="alert" {
+                    "Broken: the chain breaks at row " (r.first_broken_seq.map(|s| s.to_string()).unwrap_or_else(|| "?".into()))
+                    ": " (r.reason.as_deref().unwrap_or("unknown reason"))
+                },
+                None => p { a href="/audit?verify=1" { "Verify the whole chain now" } " (reads every row)." },
+            }
+        }
+        form.filters method="get" action="/audit" role="search" {
+            p { label for="principal" { "Principal" } input #principal type="text" name="principal" value=(v("principal")); }
+            p {
+                label for="action" { "Action" }
+                select #action name="action" {
+                    option value="" { "Any" }
+                    @for a in ACTIONS { option value=(a) selected[q.get("action") == Some(*a)] { (a) } }
+                }
+            }
+            p { label for="secret_id" { "Secret id" } input #secret_id type="text" name="secret_id" value=(v("secret_id")); }
+            p { label for="resource" { "Resource (TYPE/ID)" } input #resource type="text" name="resource" value=(v("resource")); }
+            p {
+                label for="outcome" { "Outcome" }
+                select #outcome name="outcome" {
+                    option value="" { "Any" }
+                    @for o in OUTCOMES { option value=(o) selected[q.get("outcome") == Some(*o)] { (o) } }
+                }
+            }
+            p { label for="since" { "From (UTC date)" } input #since type="date" name="since" value=(v("since")); }
+            p { label for="until" { "To (UTC date, inclusive)" } input #until type="date" name="until" value=(v("until")); }
+            p { button type="submit" { "Filter" } }
+        }
+        p { a href={"/audit/export?" (fq)} download { "Export these rows as JSON Lines" } }
+        @if rows.is_empty() { p { "No audit rows match." } } @else {
+            table {
+                caption { "Audit rows, newest first" }
+                thead { tr {
+                    th scope="col" { "Row" } th scope="col" { "When" } th scope="col" { "Principal" }
+                    th scope="col" { "Action" } th scope="col" { "Workspace" } th scope="col" { "Secret" }
+                    th scope="col" { "Resource" } th scope="col" { "Outcome" } th scope="col" { "Detail" }
+                } }
+                tbody {
+                    @for e in &rows {
+                        tr {
+                            th scope="row" { (e.seq) }
+                            td { (time(e.occurred_at)) }
+                            td { (or_dash(e.principal.as_deref())) }
+                            td { (e.action) }
+                            td { (or_dash(e.workspace.as_deref())) }
+                            td { @if let Some(id) = &e.secret_id {
+                                a href={"/secrets/" (id)} { (e.secret_name.as_deref().unwrap_or(id)) }
+                            } @else { "—" } }
+                            td { (or_dash(e.resource.as_deref())) }
+                            td { (e.outcome) }
+                            td { (or_dash(e.detail.as_deref())) }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(n) = next {
+            p { a rel="next" href={"/audit?" (fq) @if !fq.is_empty() { "&" } "before=" (n)} { "Older rows" } }
+        }
+    };
+    Ok(layout::page(&ctx, "Audit log", body))
+}
+
+/// `GET /audit/export`: the filtered rows as JSON Lines, newest first.
+pub async fn export(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    ctx.require(Role::Admin)?;
+    let q = UiForm::parse(raw.as_deref().unwrap_or("").as_bytes());
+    let mut search = search_of(&ctx, &q)?;
+    search.max_results = Some(validate::MAX_PAGE_SIZE);
+    let mut out = String::new();
+    let mut n = 0usize;
+    loop {
+        let (rows, next) = st.store.search_audit(&search).await?;
+        for e in &rows {
+            out.push_str(
+                &serde_json::to_string(e).map_err(|e| UiError::bad_request(e.to_string()))?,
+            );
+            out.push('\n');
+        }
+        n += rows.len();
+        match next {
+            Some(seq) if n < MAX_EXPORT_ROWS => search.before_seq = Some(seq),
+            _ => break,
+        }
+    }
+    let rec = AuditRecord::new(AuditAction::ListAudit, &ctx.principal.name)
+        .detail(format!("returned={n} via=ui export"));
+    st.audit_required(rec).await.map_err(api_to_ui)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit.jsonl\"",
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}
