@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod crypto;
+pub mod inject;
 pub mod k8s;
 pub mod keystore;
 pub mod model;
