@@ -22,6 +22,7 @@ pub mod inject;
 pub mod k8s;
 pub mod keystore;
 pub mod model;
+pub mod run;
 pub mod server;
 pub mod store;
 pub mod value;

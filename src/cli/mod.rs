@@ -21,6 +21,7 @@ mod kek;
 mod logging;
 mod operator;
 pub mod output;
+mod run;
 mod secrets;
 mod serve;
 mod token;
@@ -85,7 +86,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         command,
         Command::Create(_) | Command::Migrate | Command::Serve(_) | Command::Operator(_)
     );
-    let ctx = Ctx::new(global, creates_db)?;
+    let ctx = match Ctx::new(global, creates_db) {
+        Ok(c) => c,
+        // `run` fails with 125, so its command's own codes stay readable.
+        Err(e) if matches!(command, Command::Run(_)) => return Ok(run::failed(&e)),
+        Err(e) => return Err(e),
+    };
     rt.block_on(dispatch(&ctx, command))
 }
 
@@ -124,6 +130,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Serve(a) => serve::serve(ctx, a).await,
         Command::Token(t) => token::run(ctx, t),
         Command::Operator(a) => operator::run(ctx, *a).await,
+        Command::Run(a) => run::run(ctx, a).await,
         Command::Crdgen(_) => unreachable!("crdgen runs before the runtime starts"),
     }
 }
