@@ -79,22 +79,21 @@ impl Supervisor {
         drop(cmd);
         let pid = Pid::from_raw(child.id() as i32);
         let (done_tx, done_rx) = mpsc::channel::<()>();
+        let start_pump = |src: Box<dyn Read + Send>, dst: Box<dyn Write + Send>, p| {
+            let tx = done_tx.clone();
+            std::thread::spawn(move || {
+                pump(src, dst, p);
+                let _ = tx.send(());
+            });
+        };
         let mut pumps = 0;
         if let (Some(src), Some(p)) = (child.stdout.take(), masking.stdout) {
+            start_pump(Box::new(src), Box::new(std::io::stdout()), p);
             pumps += 1;
-            let tx = done_tx.clone();
-            std::thread::spawn(move || {
-                pump(src, std::io::stdout(), p);
-                let _ = tx.send(());
-            });
         }
         if let (Some(src), Some(p)) = (child.stderr.take(), masking.stderr) {
+            start_pump(Box::new(src), Box::new(std::io::stderr()), p);
             pumps += 1;
-            let tx = done_tx.clone();
-            std::thread::spawn(move || {
-                pump(src, std::io::stderr(), p);
-                let _ = tx.send(());
-            });
         }
         drop(done_tx);
         let pid1 = std::process::id() == 1;
