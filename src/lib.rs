@@ -19,12 +19,14 @@
 
 pub mod cli;
 pub mod crypto;
+pub mod inject;
 pub mod k8s;
 pub mod keystore;
 pub mod mlflow;
 pub mod model;
 pub mod net;
 pub mod ops;
+pub mod run;
 pub mod server;
 pub mod store;
 pub mod ui;

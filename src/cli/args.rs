@@ -221,6 +221,8 @@ EXAMPLES:
   # outside a cluster, against a control plane that can reach this machine
   mlflow-secrets operator --webhook-listen 127.0.0.1:8443 --webhook-url https://127.0.0.1:8443/mutate")]
     Operator(Box<super::operator::OperatorArgs>),
+    /// Run a command with the secrets bound to a resource, as the webhook would inject them
+    Run(super::run::RunArgs),
     /// Print the CustomResourceDefinitions (or write them to a directory)
     #[command(after_help = "\
 EXAMPLES:

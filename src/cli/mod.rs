@@ -23,6 +23,7 @@ mod mlflow;
 mod operator;
 mod ops;
 pub mod output;
+mod run;
 mod secrets;
 mod serve;
 mod token;
@@ -91,7 +92,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Operator(_)
             | Command::Mlflow(mlflow::MlflowCommand::Import(_))
     );
-    let ctx = Ctx::new(global, creates_db)?;
+    let ctx = match Ctx::new(global, creates_db) {
+        Ok(c) => c,
+        // `run` fails with 125, so its command's own codes stay readable.
+        Err(e) if matches!(command, Command::Run(_)) => return Ok(run::failed(&e)),
+        Err(e) => return Err(e),
+    };
     rt.block_on(dispatch(&ctx, command))
 }
 
@@ -134,6 +140,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode> {
         Command::Token(t) => token::run(ctx, t),
         Command::Mlflow(c) => mlflow::run(ctx, c).await,
         Command::Operator(a) => operator::run(ctx, *a).await,
+        Command::Run(a) => run::run(ctx, a).await,
         Command::Crdgen(_) => unreachable!("crdgen runs before the runtime starts"),
     }
 }

@@ -10,3 +10,4 @@ mod mlflow_push;
 mod no_plaintext_logs;
 mod ops_backup;
 mod ops_doctor;
+mod run;

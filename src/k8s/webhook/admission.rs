@@ -15,9 +15,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
 use super::WebhookState;
-use super::inject::{
-    InjectMode, InjectedBinding, Injection, Offered, build_patch, consent, service_account,
-};
+use super::consent::{Offered, consent, service_account};
+use super::inject::{InjectMode, InjectedBinding, Injection, build_patch};
 use super::job::verify_job;
 use super::secret::{self, OwningJob};
 use crate::k8s::{
@@ -261,17 +260,7 @@ async fn decide(
         if meta.is_empty() {
             return Ok(BTreeSet::new());
         }
-        let offered = meta
-            .iter()
-            .map(|m| {
-                (
-                    m.binding_name.to_string(),
-                    Offered {
-                        service_accounts: m.service_accounts.to_vec(),
-                    },
-                )
-            })
-            .collect();
+        let offered = crate::inject::offered_from_meta(meta);
         let (chosen, c) = consent(pod, &offered).map_err(|e| Deny::policy(e.to_string()))?;
         state
             .check_service_account_limit(ns, &sa, chosen.len() as u32)

@@ -9,7 +9,7 @@ use kube::api::Api;
 use super::WebhookState;
 use super::admission::{Deny, kube_reason};
 use super::cache::JobFacts;
-use super::inject::service_account;
+use super::consent::service_account;
 use super::secret::OwningJob;
 use crate::k8s::LABEL_INJECT;
 

@@ -35,6 +35,7 @@
 pub mod admission;
 pub mod cache;
 pub mod certs;
+pub mod consent;
 pub mod inject;
 mod job;
 pub mod secret;

@@ -138,6 +138,16 @@ fn value_bytes(v: &SecretValue) -> Vec<u8> {
     v.injected_text().expose_secret().as_bytes().to_vec()
 }
 
+/// The per-Job Secret's `data`: binding name to the bytes injected under
+/// it. `run` injects the same strings (`ResolvedResource::from_bound`);
+/// tests/cli_run.rs checks the two agree.
+pub fn secret_data(values: &BTreeMap<String, SecretValue>) -> BTreeMap<String, ByteString> {
+    values
+        .iter()
+        .map(|(k, v)| (k.clone(), ByteString(value_bytes(v))))
+        .collect()
+}
+
 /// Create or update the per-Job Secret in `namespace` with `values`.
 ///
 /// The values pass through a `Secret` object and the request body; our own
@@ -184,12 +194,7 @@ pub async fn apply(
             ..Default::default()
         },
         type_: Some("Opaque".into()),
-        data: Some(
-            values
-                .iter()
-                .map(|(k, v)| (k.clone(), ByteString(value_bytes(v))))
-                .collect(),
-        ),
+        data: Some(secret_data(values)),
         ..Default::default()
     };
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
