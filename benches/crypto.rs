@@ -4,6 +4,13 @@
 //! - `decrypt_secret`: the store's read path with the KEK cached: keystore
 //!   lookup, AAD hash check, DEK unwrap, AES-GCM decrypt, JSON parse.
 //! - `derive_kek`: PBKDF2-HMAC-SHA256 at 600000 iterations.
+//! - `aead/<backend>`: the AEAD steps of one read (open a wrapped DEK with a
+//!   cached KEK, expand the DEK, open the value with its AAD) with AWS-LC
+//!   (what the crate uses), `ring` and RustCrypto's `aes-gcm`, so the choice
+//!   in src/crypto/keys.rs can be re-checked on any machine.
+//!
+//! `scripts/bench/crypto_vs_mlflow.sh` runs `decrypt_secret` and MLflow's own
+//! Python decrypt back to back and prints the ratio.
 
 use std::hint::black_box;
 
@@ -67,7 +74,82 @@ fn kdf(c: &mut Criterion) {
     });
 }
 
-criterion_group!(fast, envelope);
+/// Fixed inputs for the backend comparison: a KEK, a DEK wrapped under it and
+/// a value sealed under the DEK, as `nonce || ciphertext || tag`.
+const KEK_BYTES: [u8; 32] = [7; 32];
+const DEK_BYTES: [u8; 32] = [9; 32];
+const NONCE: [u8; 12] = [1; 12];
+const AAD: &[u8] = b"default|6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b|openai-key";
+const PLAINTEXT: &[u8] = b"{\"s\":\"sk-proj-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp\"}";
+
+fn aead_backends(c: &mut Criterion) {
+    let mut group = c.benchmark_group("aead");
+    // aws-lc-rs keeps ring's API, so one body serves both.
+    macro_rules! ring_api_backend {
+        ($krate:ident, $label:literal) => {{
+            use $krate::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+            let key = |k: &[u8]| LessSafeKey::new(UnboundKey::new(&AES_256_GCM, k).unwrap());
+            let nonce = || Nonce::assume_unique_for_key(NONCE);
+            let kek = key(&KEK_BYTES);
+            let mut wrapped = DEK_BYTES.to_vec();
+            kek.seal_in_place_append_tag(nonce(), Aad::empty(), &mut wrapped)
+                .unwrap();
+            let mut sealed = PLAINTEXT.to_vec();
+            key(&DEK_BYTES)
+                .seal_in_place_append_tag(nonce(), Aad::from(AAD), &mut sealed)
+                .unwrap();
+            group.bench_function($label, |b| {
+                b.iter(|| {
+                    let mut w = wrapped.clone();
+                    let dek = kek.open_in_place(nonce(), Aad::empty(), &mut w).unwrap();
+                    let mut v = sealed.clone();
+                    let pt = key(dek)
+                        .open_in_place(nonce(), Aad::from(AAD), &mut v)
+                        .unwrap();
+                    black_box(pt.len())
+                })
+            });
+        }};
+    }
+    ring_api_backend!(aws_lc_rs, "aws-lc-rs");
+    ring_api_backend!(ring, "ring");
+    {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        use aes_gcm::{Aes256Gcm, Nonce};
+        let kek = Aes256Gcm::new_from_slice(&KEK_BYTES).unwrap();
+        let nonce = Nonce::from(NONCE);
+        let wrapped = kek.encrypt(&nonce, DEK_BYTES.as_slice()).unwrap();
+        let sealed = Aes256Gcm::new_from_slice(&DEK_BYTES)
+            .unwrap()
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: PLAINTEXT,
+                    aad: AAD,
+                },
+            )
+            .unwrap();
+        group.bench_function("rustcrypto-aes-gcm", |b| {
+            b.iter(|| {
+                let dek = kek.decrypt(&nonce, wrapped.as_slice()).unwrap();
+                let pt = Aes256Gcm::new_from_slice(&dek)
+                    .unwrap()
+                    .decrypt(
+                        &nonce,
+                        Payload {
+                            msg: &sealed,
+                            aad: AAD,
+                        },
+                    )
+                    .unwrap();
+                black_box(pt.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(fast, envelope, aead_backends);
 criterion_group! {
     name = slow;
     config = Criterion::default().sample_size(10);

@@ -6,8 +6,6 @@
 //! whose metadata was changed fails with a precise error instead of a
 //! generic authentication failure.
 
-use aes_gcm::Nonce;
-use aes_gcm::aead::AeadInOut;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -83,15 +81,8 @@ pub(crate) fn seal_with(
 ) -> Result<Sealed, CryptoError> {
     let mut ciphertext = Vec::with_capacity(plaintext.len() + TAG_LEN);
     ciphertext.extend_from_slice(plaintext);
-    let tag = dek
-        .cipher()
-        .encrypt_inout_detached(
-            &Nonce::from(iv),
-            aad.as_bytes(),
-            ciphertext.as_mut_slice().into(),
-        )
-        .map_err(|_| CryptoError::EncryptFailed)?;
-    ciphertext.extend_from_slice(tag.as_slice());
+    let tag = dek.cipher().seal(iv, aad.as_bytes(), &mut ciphertext)?;
+    ciphertext.extend_from_slice(&tag);
     let wrapped_dek = kek.seal_no_aad_with_nonce(&wrap_nonce, dek_bytes(dek))?;
     Ok(Sealed {
         ciphertext,
@@ -134,18 +125,9 @@ pub fn open(
         });
     }
     let dek = kek.unwrap_dek(wrapped_dek)?;
-    let (ct, tag) = ciphertext.split_at(ciphertext.len() - TAG_LEN);
-    let tag: [u8; TAG_LEN] = tag.try_into().expect("tag length checked");
-    let mut buf = Zeroizing::new(ct.to_vec());
     dek.cipher()
-        .decrypt_inout_detached(
-            &Nonce::from(iv),
-            aad.as_bytes(),
-            buf.as_mut_slice().into(),
-            &tag.into(),
-        )
-        .map_err(|_| CryptoError::DecryptFailed)?;
-    Ok(buf)
+        .open(iv, aad.as_bytes(), ciphertext)
+        .ok_or(CryptoError::DecryptFailed)
 }
 
 /// Re-wrap a DEK from one KEK to another without touching the value
@@ -176,21 +158,12 @@ pub fn open_mlflow_gateway(
         });
     }
     let dek = kek.unwrap_dek(wrapped_dek)?;
-    let (nonce, rest) = encrypted_value.split_at(NONCE_LEN);
-    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let (nonce, ciphertext_and_tag) = encrypted_value.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("length checked");
-    let tag: [u8; TAG_LEN] = tag.try_into().expect("length checked");
     let aad = format!("{secret_id}|{secret_name}");
-    let mut buf = Zeroizing::new(ct.to_vec());
     dek.cipher()
-        .decrypt_inout_detached(
-            &Nonce::from(nonce),
-            aad.as_bytes(),
-            buf.as_mut_slice().into(),
-            &tag.into(),
-        )
-        .map_err(|_| CryptoError::DecryptFailed)?;
-    Ok(buf)
+        .open(nonce, aad.as_bytes(), ciphertext_and_tag)
+        .ok_or(CryptoError::DecryptFailed)
 }
 
 #[cfg(test)]

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# scripts/bench/compare_mlflow.sh - our REST server against MLflow's, in one
+# run. The machines we measure on are shared and noisy, so the figures that
+# matter are ratios taken side by side:
+#
+#   1. seed the same number of secrets (BENCH_SECRETS, default 10,000) into
+#      our SQLite store (over our REST API) and into MLflow's gateway
+#      secrets (MLflow's own REST API and store code, scripts/bench/lib.sh);
+#   2. keep both servers running on loopback and drive them with the same
+#      load generator (wrk, same connections, threads and duration),
+#      alternating A B A B for BENCH_ROUNDS rounds of `get` and of `list`;
+#   3. print requests/s, p50 and p99 per server and endpoint (the median over
+#      the rounds), both servers' memory after the load, and the ratios.
+#
+#   ours:   GET /api/2.0/mlflow/secrets/get?secret_id=<random seeded id>
+#           GET /api/2.0/mlflow/secrets/list?max_results=100[&page_token=..]
+#   MLflow: GET /api/3.0/mlflow/gateway/secrets/get?secret_id=<random>
+#           GET /api/3.0/mlflow/gateway/secrets/list
+# MLflow's list has no paging: one call returns every secret (10,000 here),
+# ours returns a page of 100. The list ratio compares one call each, not the
+# same amount of data; the output says so next to it.
+#
+# Environment (optional): BENCH_SECRETS=10000 BENCH_ROUNDS=3 BENCH_DURATION=10
+# BENCH_WARMUP=3 BENCH_CONNECTIONS=32 BENCH_THREADS=2 BENCH_SEED_CONCURRENCY=8
+# BENCH_MLFLOW_REST_SECRETS=200 MLFLOW_SECRETS_MLFLOW_VERSION (3.17.2)
+# CARGO_TARGET_DIR (default <repo>/target). Needs wrk, curl, python3.
+set -Eeuo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$BENCH_DIR/../.." && pwd)"
+PROG="scripts/bench/compare_mlflow.sh"
+
+SECRETS="${BENCH_SECRETS:-10000}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+DURATION="${BENCH_DURATION:-10}"
+WARMUP="${BENCH_WARMUP:-3}"
+CONNECTIONS="${BENCH_CONNECTIONS:-32}"
+THREADS="${BENCH_THREADS:-2}"
+SEED_CONCURRENCY="${BENCH_SEED_CONCURRENCY:-8}"
+MLFLOW_REST_SECRETS="${BENCH_MLFLOW_REST_SECRETS:-200}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$CARGO_TARGET_DIR/release/mlflow-secrets"
+
+# shellcheck source=scripts/bench/lib.sh
+source "$BENCH_DIR/lib.sh"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/mlflow-secrets-compare.XXXXXX")"
+PGIDS=()
+cleanup() {
+    local rc=$? g
+    trap - EXIT INT TERM
+    for g in "${PGIDS[@]}"; do stop_group "$g"; done
+    if [[ $rc -ne 0 ]]; then
+        for g in "$WORK"/*.log; do [[ -f "$g" ]] && { echo "----- $g" >&2; tail -n 20 "$g" >&2; }; done
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+command -v wrk >/dev/null || die "wrk not found: apt-get install -y wrk"
+log "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"
+log "building the release binary (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+(cd "$ROOT" && cargo build --release --quiet --bin mlflow-secrets) || die "cargo build --release failed"
+
+setup_ours
+start_ours ours "sqlite://$WORK/bench.db"
+start_mlflow
+settle "$OURS_PID"
+settle "$MLFLOW_PID"
+# MLflow's list takes no page token: one line with an empty suffix.
+printf '\n' >"$WORK/pages-mlflow"
+
+# measure SERVER ENDPOINT ROUND: one wrk run, recorded as "SERVER ENDPOINT".
+measure() {
+    local server="$1" endpoint="$2" round="$3" base prefix file token
+    if [[ "$server" == ours ]]; then
+        base=$OURS_BASE token=$READER_TOKEN
+        prefix="/api/2.0/mlflow/secrets/$endpoint"
+    else
+        base=$MLFLOW_BASE token=""
+        prefix="/api/3.0/mlflow/gateway/secrets/$endpoint"
+    fi
+    if [[ "$endpoint" == get ]]; then
+        prefix+="?secret_id=" file="$WORK/ids-$server"
+    else
+        [[ "$server" == ours ]] && prefix+="?max_results=100"
+        file="$WORK/pages-$server"
+    fi
+    record "$server" "$endpoint" "$(run_wrk "$server-$endpoint-$round" "$base" "$prefix" "$file" "$token" "$DURATION")"
+}
+
+for server in ours mlflow; do
+    run_wrk "$server-warmup" "$([[ $server == ours ]] && echo "$OURS_BASE" || echo "$MLFLOW_BASE")" \
+        "$([[ $server == ours ]] && echo /api/2.0/mlflow/secrets/get?secret_id= || echo /api/3.0/mlflow/gateway/secrets/get?secret_id=)" \
+        "$WORK/ids-$server" "$([[ $server == ours ]] && echo "$READER_TOKEN")" "$WARMUP" >/dev/null
+done
+for round in $(seq "$ROUNDS"); do
+    log "round $round of $ROUNDS: get and list, ours then MLflow, ${DURATION}s each"
+    for endpoint in get list; do
+        measure ours "$endpoint" "$round"
+        measure mlflow "$endpoint" "$round"
+    done
+done
+record_mem ours after-load "$OURS_PID"
+record_mem mlflow after-load "$MLFLOW_PID"
+
+# median SERVER ENDPOINT COLUMN: the median over the rounds (column 3 rps,
+# 4 p50, 5 p99 of RESULTS).
+median() {
+    local row
+    for row in "${RESULTS[@]}"; do
+        read -r -a f <<<"$row"
+        [[ "${f[0]}" == "$1" && "${f[1]}" == "$2" ]] && echo "${f[$(($3 - 1))]}"
+    done | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'
+}
+
+echo
+echo "ours vs MLflow $MLFLOW_VERSION: $SECRETS secrets each, $ROUNDS alternating rounds of ${DURATION}s, $CONNECTIONS connections, $THREADS wrk threads, loopback"
+echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-7s %-5s %10s %9s %9s\n' server req reqs/s p50_ms p99_ms
+for endpoint in get list; do
+    for server in ours mlflow; do
+        printf '%-7s %-5s %10.0f %9.2f %9.2f\n' "$server" "$endpoint" \
+            "$(median "$server" "$endpoint" 3)" "$(median "$server" "$endpoint" 4)" "$(median "$server" "$endpoint" 5)"
+    done
+done
+read -r _ _ ours_rss ours_hwm ours_pss _ <<<"${MEMS[-2]}"
+read -r _ _ ml_rss ml_hwm ml_pss ml_procs <<<"${MEMS[-1]}"
+printf 'memory after the load: ours RSS %s MiB (PSS %s); MLflow RSS %s MiB (PSS %s, %s processes)\n' \
+    "$ours_rss" "$ours_pss" "$ml_rss" "$ml_pss" "$ml_procs"
+echo
+for endpoint in get list; do
+    awk -v e="$endpoint" -v a="$(median ours "$endpoint" 3)" -v b="$(median mlflow "$endpoint" 3)" \
+        -v c="$(median ours "$endpoint" 5)" -v d="$(median mlflow "$endpoint" 5)" 'BEGIN{
+        printf "%s: %.1fx MLflow'"'"'s requests/s, p99 1/%.1f of MLflow'"'"'s%s\n", e, a/b, d/c,
+            (e == "list") ? " (a page of 100 against MLflow'"'"'s unpaged list of all)" : ""}'
+done
+awk -v a="$ours_pss" -v b="$ml_pss" 'BEGIN{printf "memory (PSS): 1/%.1f of MLflow'"'"'s\n", b/a}'
+a=$(median ours get 3) b=$(median mlflow get 3) c=$(median ours get 5) d=$(median mlflow get 5)
+awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" -v m="$ours_pss" -v n="$ml_pss" 'BEGIN{
+    printf "targets: get >= 25x throughput: %s; get p99 <= 1/25: %s; RSS <= 1/4: %s\n",
+        (a/b >= 25) ? "MET" : "NOT MET", (d/c >= 25) ? "MET" : "NOT MET", (n/m >= 4) ? "MET" : "NOT MET"}'
