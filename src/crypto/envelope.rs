@@ -62,11 +62,14 @@ impl std::fmt::Debug for Sealed {
 
 /// Encrypt `plaintext` for the row named by `aad`, under a new DEK.
 pub fn seal(kek: &Kek, aad: &Aad, plaintext: &[u8]) -> Result<Sealed, CryptoError> {
-    let dek = Dek::generate()?;
-    let mut iv = [0u8; NONCE_LEN];
-    random_bytes(&mut iv)?;
-    let mut wrap_nonce = [0u8; NONCE_LEN];
-    random_bytes(&mut wrap_nonce)?;
+    // One call to the OS for the DEK and both nonces: each getrandom(2) is
+    // a syscall, and three of them were a third of a seal.
+    let mut fresh = Zeroizing::new([0u8; KEY_LEN + 2 * NONCE_LEN]);
+    random_bytes(fresh.as_mut_slice())?;
+    let (key, nonces) = fresh.split_at(KEY_LEN);
+    let dek = Dek::from_slice(key.try_into().expect("KEY_LEN bytes"));
+    let iv: [u8; NONCE_LEN] = nonces[..NONCE_LEN].try_into().expect("NONCE_LEN bytes");
+    let wrap_nonce: [u8; NONCE_LEN] = nonces[NONCE_LEN..].try_into().expect("NONCE_LEN bytes");
     seal_with(kek, aad, plaintext, &dek, iv, wrap_nonce)
 }
 

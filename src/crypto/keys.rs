@@ -56,6 +56,25 @@ impl Cipher {
         Ok(out)
     }
 
+    /// Open `ciphertext || tag` in place (the caller's buffer, zeroizing
+    /// when it holds key material); the plaintext is the first
+    /// `in_out.len() - TAG_LEN` bytes. `None` when it does not authenticate.
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Option<()> {
+        self.0
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                AeadAad::from(aad),
+                in_out,
+            )
+            .ok()
+            .map(|_| ())
+    }
+
     /// Open `ciphertext || tag` into zeroizing memory; `None` when it does not
     /// authenticate (the buffer is wiped on the way out either way).
     pub(crate) fn open(
@@ -149,11 +168,16 @@ impl Kek {
                 found: wrapped.len(),
             });
         }
-        let raw = self
-            .open_no_aad(wrapped)
+        // On the stack, not the heap: this runs once per value read.
+        let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("length checked");
+        let mut buf = Zeroizing::new([0u8; KEY_LEN + TAG_LEN]);
+        buf.copy_from_slice(sealed);
+        self.cipher
+            .open_in_place(nonce, &[], buf.as_mut_slice())
             .ok_or(CryptoError::UnwrapFailed(self.version))?;
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        key.copy_from_slice(&raw);
+        key.copy_from_slice(&buf[..KEY_LEN]);
         Ok(Dek(key))
     }
 }
@@ -171,11 +195,13 @@ impl fmt::Debug for Kek {
 pub struct Dek(Zeroizing<[u8; KEY_LEN]>);
 
 impl Dek {
-    /// A fresh DEK from the OS CSPRNG.
-    pub fn generate() -> Result<Self, CryptoError> {
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        random_bytes(key.as_mut_slice())?;
-        Ok(Self(key))
+    /// A DEK from fresh random bytes the caller drew (envelope::seal draws
+    /// the DEK and its nonces in one call); copied straight into zeroizing
+    /// storage.
+    pub(crate) fn from_slice(key: &[u8; KEY_LEN]) -> Self {
+        let mut k = Zeroizing::new([0u8; KEY_LEN]);
+        k.copy_from_slice(key);
+        Self(k)
     }
 
     /// A DEK from known bytes: only for cross-implementation test vectors.
