@@ -266,7 +266,8 @@ impl SqlStore {
         }
         sql.push_str(" ORDER BY seq DESC LIMIT ?");
         args.push(Arg::Int(i64::from(limit) + 1));
-        let items = fetch_listing(&self.pool, self.dialect, sql, args, audit_entry_from_row).await?;
+        let items =
+            fetch_listing(&self.pool, self.dialect, sql, args, audit_entry_from_row).await?;
         Ok(cut(items, limit, |e| e.seq))
     }
 }

@@ -5,12 +5,11 @@
 //! and `--dry-run` behave, a wrong passphrase writes nothing, and MLflow's
 //! database is never changed.
 
-
 use mlflow_secrets::model::SecretFilter;
 use mlflow_secrets::store::SecretsStore;
-use testkit::mlflow::{MLFLOW_PASS, Ours, mlflow_decrypt_all, mlflow_seed, run};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use testkit::mlflow::{MLFLOW_PASS, Ours, mlflow_decrypt_all, mlflow_seed, run};
 
 const OPENAI: &str = "sk-proj-import-test-0123456789abcdef";
 const AZURE_KEY: &str = "azure-import-key-0123456789";
@@ -43,7 +42,7 @@ fn sha256_file(p: &std::path::Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
 }
 
-fn import(ours: &Ours, from: &str, extra: &[&str]) -> mlflow_support::Run {
+fn import(ours: &Ours, from: &str, extra: &[&str]) -> testkit::mlflow::Run {
     let mut c = ours.cmd();
     c.env("MLFLOW_CRYPTO_KEK_PASSPHRASE", MLFLOW_PASS)
         .args(["mlflow", "import", "--from", from, "-o", "json"])
@@ -85,8 +84,8 @@ async fn assert_values_match(ours: &Ours, mlflow_uri: &str, expect: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_import_is_exact_idempotent_and_read_only() {
     testkit::mlflow_skip_if_off!();
-    let ours = Ours::new(env!("CARGO_BIN_EXE_mlflow-secrets"));
-    let (uri, path) = mlflow_support::mlflow_sqlite(ours.tmp.path());
+    let ours = Ours::new();
+    let (uri, path) = testkit::mlflow::mlflow_sqlite(ours.tmp.path());
     let seeded = mlflow_seed(&uri, &specs());
     assert_eq!(seeded.len(), 4);
     let before = sha256_file(&path);
@@ -178,8 +177,8 @@ async fn sqlite_import_is_exact_idempotent_and_read_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passphrase_fails_before_any_write() {
     testkit::mlflow_skip_if_off!();
-    let ours = Ours::new(env!("CARGO_BIN_EXE_mlflow-secrets"));
-    let (uri, _) = mlflow_support::mlflow_sqlite(ours.tmp.path());
+    let ours = Ours::new();
+    let (uri, _) = testkit::mlflow::mlflow_sqlite(ours.tmp.path());
     mlflow_seed(&uri, &specs());
     let mut c = ours.cmd();
     c.args(["create", "already-here", "--value", "existing-value-123456"]);
@@ -226,10 +225,10 @@ async fn wrong_passphrase_fails_before_any_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_import_matches_and_leaves_mlflow_unchanged() {
     testkit::mlflow_skip_if_off!();
-    let Some(uri) = mlflow_support::mlflow_postgres().await else {
+    let Some(uri) = testkit::mlflow::mlflow_postgres().await else {
         return;
     };
-    let ours = Ours::new(env!("CARGO_BIN_EXE_mlflow-secrets"));
+    let ours = Ours::new();
     mlflow_seed(&uri, &specs());
     let snapshot = || async {
         use sqlx::{Connection, Row};

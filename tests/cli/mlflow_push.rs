@@ -6,12 +6,11 @@
 //! MLflow by hand is a conflict and is left alone; MLflow's errors come
 //! back with their `error_code` and never with the value.
 
-
 use std::io::Write;
 use std::process::Stdio;
 
-use testkit::mlflow::{MLFLOW_PASS, MlflowServer, Ours, mlflow_decrypt_all, mlflow_list, run};
 use serde_json::{Value, json};
+use testkit::mlflow::{MLFLOW_PASS, MlflowServer, Ours, mlflow_decrypt_all, mlflow_list, run};
 
 const V1: &str = "sk-push-first-value-0123456789";
 const V2: &str = "sk-push-second-value-9876543210";
@@ -21,7 +20,7 @@ const AZURE: &str = "azure-push-key-0123456789abc";
 
 const FORBIDDEN: &[&str] = &[V1, V2, HAND, OURS_HAND, AZURE, MLFLOW_PASS];
 
-fn with_stdin(mut c: std::process::Command, input: &str) -> mlflow_support::Run {
+fn with_stdin(mut c: std::process::Command, input: &str) -> testkit::mlflow::Run {
     c.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -33,7 +32,7 @@ fn with_stdin(mut c: std::process::Command, input: &str) -> mlflow_support::Run 
         .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let r = mlflow_support::Run {
+    let r = testkit::mlflow::Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -48,7 +47,7 @@ fn create(ours: &Ours, name: &str, extra: &[&str], value: &str) {
     with_stdin(c, value);
 }
 
-fn push(ours: &Ours, server: &MlflowServer, args: &[&str]) -> mlflow_support::Run {
+fn push(ours: &Ours, server: &MlflowServer, args: &[&str]) -> testkit::mlflow::Run {
     let mut c = ours.cmd();
     c.args([
         "mlflow",
@@ -87,7 +86,7 @@ fn links(ours: &Ours) -> Vec<Value> {
 async fn push_create_update_conflict_and_errors_against_real_mlflow() {
     testkit::mlflow_skip_if_off!();
     let server = MlflowServer::start().await;
-    let ours = Ours::new(env!("CARGO_BIN_EXE_mlflow-secrets"));
+    let ours = Ours::new();
 
     // A private string secret with a provider: created in MLflow as
     // {"api_key": value}.
@@ -163,7 +162,7 @@ async fn push_create_update_conflict_and_errors_against_real_mlflow() {
 
     // A gateway secret of the same name made in MLflow by hand: a
     // conflict, and MLflow's value is untouched.
-    mlflow_support::mlflow_seed(
+    testkit::mlflow::mlflow_seed(
         &server.db_uri,
         &json!([{"name": "hand-made", "value": {"api_key": HAND}, "provider": "openai"}]),
     );

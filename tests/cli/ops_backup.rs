@@ -6,7 +6,6 @@
 //! dump when MLFLOW_SECRETS_TEST_POSTGRES_URL / MLFLOW_SECRETS_TEST_MYSQL_URL
 //! are set (required with MLFLOW_SECRETS_REQUIRE_ALL_BACKENDS=1).
 
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

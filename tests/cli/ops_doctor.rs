@@ -6,63 +6,6 @@
 
 use testkit::ops::*;
 
-/// A keystore, a migrated store and one secret.
-async fn healthy() -> Setup {
-    let s = Setup::new(None);
-    s.generate_keystore();
-    s.ok(&["migrate"]);
-    let store = s.store_at(&s.store_uri, &s.keystore).await;
-    seed(&store, "doc", 2).await;
-    s
-}
-
-/// Run doctor with `-o json`; returns (exit code, report, text output).
-fn doctor(s: &Setup, extra: &[&str]) -> (i32, serde_json::Value, String) {
-    let mut args = vec!["doctor", "-o", "json"];
-    args.extend_from_slice(extra);
-    let (code, out, err) = s.cli(&args);
-    let report: serde_json::Value =
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}{err}"));
-    let mut text_args = vec!["doctor"];
-    text_args.extend_from_slice(extra);
-    let (text_code, text, text_err) = s.cli(&text_args);
-    assert_eq!(code, text_code, "the table and JSON runs disagree");
-    let all = format!("{out}{err}{text}{text_err}");
-    for secret in [PASS_V1, PASS_V2, &value_for("doc-0"), &value_for("doc-1")] {
-        assert!(
-            !all.contains(secret),
-            "doctor printed a passphrase or a value"
-        );
-    }
-    (code, report, format!("{text}{text_err}"))
-}
-
-/// The one check named `name`.
-fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name} in {report}"))
-}
-
-/// Exit 1, and `name` failed with a remedy containing `remedy`, listed in
-/// the table's remedies too.
-fn assert_fails(s: &Setup, extra: &[&str], name: &str, detail: &str, remedy: &str) {
-    let (code, report, text) = doctor(s, extra);
-    assert_eq!(code, 1, "doctor should fail: {text}");
-    let c = check(&report, name);
-    assert_eq!(c["status"], "fail", "{c}");
-    assert!(c["detail"].as_str().unwrap().contains(detail), "{c}");
-    assert!(c["remedy"].as_str().unwrap().contains(remedy), "{c}");
-    assert!(text.contains(&format!("{name} (FAIL): ")), "{text}");
-    assert!(
-        text.contains(name) && text.contains("error: doctor found"),
-        "{text}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_setup_passes() {
     let s = healthy().await;

@@ -12,8 +12,8 @@ use crate::support::controller::{Harness, cond, value_from};
 use mlflow_secrets::k8s::crd::MlflowSecret;
 use mlflow_secrets::store::SecretsStore;
 use mlflow_secrets::value::SecretValue;
-use testkit::mlflow::{MlflowServer, mlflow_decrypt_all, mlflow_seed};
 use serde_json::json;
+use testkit::mlflow::{MlflowServer, mlflow_decrypt_all, mlflow_seed};
 
 const V1: &str = "sk-k8s-sync-first-0123456789";
 const V2: &str = "sk-k8s-sync-reimported-abcdef";

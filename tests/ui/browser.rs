@@ -16,17 +16,16 @@
 //! `MLFLOW_SECRETS_UI_SCREENSHOTS=<dir>` it writes PNGs of the pages there
 //! (docs/img/ holds the committed ones).
 
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::browser::{Chrome, browser_or_skip};
+use crate::support::{ADMIN, Fixture, READER, TEAM_A_WRITER};
 use mlflow_secrets::model::NewSecret;
 use mlflow_secrets::server::{ServeConfig, Server, TlsFiles};
 use mlflow_secrets::store::SecretsStore;
 use mlflow_secrets::value::SecretValue;
 use serde_json::{Value, json};
-use crate::support::browser::{Chrome, browser_or_skip};
-use crate::support::{ADMIN, Fixture, READER, TEAM_A_WRITER};
 
 const VALUE: &str = "sk-browser-VALUE-5e4d3c2b1a";
 const VALUE2: &str = "sk-browser-ROTATED-77aa88bb99";

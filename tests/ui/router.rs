@@ -3,12 +3,11 @@
 //! cookie on `/api/`, a bearer token on a page, a value in HTML (also after
 //! a validation error), another team's secret, a reader's forms.
 
-
+use crate::support::*;
 use axum::http::{Method, StatusCode};
 use mlflow_secrets::store::SecretsStore;
 use mlflow_secrets::ui::headers::CSP;
 use mlflow_secrets::value::SecretValue;
-use crate::support::*;
 
 const VALUE: &str = "sk-ui-test-VALUE-9f8e7d6c5b4a";
 

@@ -35,8 +35,7 @@ impl SqlStore {
         push_workspaces_in(&mut sql, &mut args, f.workspaces.as_deref())?;
         sql.push_str(" ORDER BY seq LIMIT ?");
         args.push(Arg::Int(i64::from(limit)));
-        fetch_listing(&self.pool, self.dialect, sql, args, audit_entry_from_row)
-        .await
+        fetch_listing(&self.pool, self.dialect, sql, args, audit_entry_from_row).await
     }
 
     /// Check the whole hash chain and the head row.

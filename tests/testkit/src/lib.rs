@@ -20,3 +20,19 @@ pub use db::{Backend, TestDb, drop_audit_triggers, empty_database, init, run_cas
 pub use keystore::{PASSPHRASE_V1, PASSPHRASE_V2, TestKeystore};
 pub use logs::CapturedLogs;
 pub use values::{as_string, val};
+
+/// The `mlflow-secrets` binary of this build. Only an integration test of
+/// the main crate can name `CARGO_BIN_EXE_mlflow-secrets` at compile time;
+/// the binary sits beside the test binaries' `deps/` directory, which is
+/// where cargo builds it before running any test.
+pub fn bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("CARGO_BIN_EXE_mlflow-secrets") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    dir.join("mlflow-secrets")
+}

@@ -2,8 +2,7 @@
 //! tests/cli/mlflow_push.rs, tests/k8s/mlflow_sync.rs): the pinned MLflow
 //! venv (`scripts/mlflow-env.sh`), MLflow's own store code
 //! (tests/testkit/gateway.py), a scratch keystore and store of ours, and the
-//! binary (the caller passes `env!("CARGO_BIN_EXE_mlflow-secrets")`, which
-//! only an integration test of the main crate can name).
+//! binary ([`crate::bin`]).
 //!
 //! `MLFLOW_SECRETS_MLFLOW=off` skips these tests with one line;
 //! `scripts/test.sh` sets `require`, and otherwise the venv is installed on
@@ -179,7 +178,6 @@ pub async fn mlflow_postgres() -> Option<String> {
 
 /// Our side: a keystore, a passphrase file and a SQLite store.
 pub struct Ours {
-    pub bin: &'static str,
     pub tmp: tempfile::TempDir,
     pub keystore: PathBuf,
     pub pass_file: PathBuf,
@@ -188,8 +186,7 @@ pub struct Ours {
 }
 
 impl Ours {
-    /// `bin`: `env!("CARGO_BIN_EXE_mlflow-secrets")` of the calling test.
-    pub fn new(bin: &'static str) -> Self {
+    pub fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let pass_file = tmp.path().join("pass");
         std::fs::write(&pass_file, format!("{OUR_PASS}\n")).unwrap();
@@ -197,7 +194,6 @@ impl Ours {
         keystore::generate(&ks, &SecretString::from(OUR_PASS), NewKekOptions::default()).unwrap();
         let db_path = tmp.path().join("ours.db");
         Self {
-            bin,
             store_uri: format!("sqlite://{}", db_path.display()),
             keystore: ks,
             pass_file,
@@ -209,7 +205,7 @@ impl Ours {
     /// The binary, pointed at this keystore and store, with a clean MLflow
     /// environment.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(self.bin);
+        let mut c = Command::new(crate::bin());
         c.env("MLFLOW_SECRETS_KEYSTORE_PATH", &self.keystore)
             .env("MLFLOW_SECRETS_KEK_PASSPHRASE_FILE", &self.pass_file)
             .env("MLFLOW_SECRETS_STORE_URI", &self.store_uri)
