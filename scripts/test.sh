@@ -100,7 +100,11 @@ fi
 # never race to install it; MLFLOW_SECRETS_MLFLOW=off skips them instead.
 if [ "${MLFLOW_SECRETS_MLFLOW:-}" != off ]; then
   step "preparing the pinned MLflow virtualenv (cached after the first run)"
-  python3 -c 'import ensurepip' 2>/dev/null || apt-get install -y -qq python3-venv >/dev/null
+  if ! python3 -c 'import ensurepip' 2>/dev/null; then
+    # A fresh machine may have no package lists yet.
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  fi
   scripts/mlflow-env.sh >/dev/null
   export MLFLOW_SECRETS_MLFLOW=require
 fi
