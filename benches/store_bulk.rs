@@ -11,84 +11,32 @@
 #[path = "support/bulk_seed.rs"]
 mod bulk_seed;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use mlflow_secrets::keystore::{
-    self, KeystoreConfig, KeystoreHandle, NewKekOptions, PassphraseSource,
-};
-use mlflow_secrets::store::SqlStore;
+use bulk_seed::{BenchStore, cli};
+use mlflow_secrets::keystore::{self, NewKekOptions};
 use secrecy::SecretString;
-
-fn cli(args: &[&str], store: &str, ks: &Path, pass: &Path) -> f64 {
-    let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_mlflow-secrets"))
-        .args(args)
-        .args(["--store-uri", store, "-o", "json"])
-        .env("MLFLOW_SECRETS_KEYSTORE_PATH", ks)
-        .env("MLFLOW_SECRETS_KEK_PASSPHRASE_FILE", pass)
-        .output()
-        .expect("run mlflow-secrets");
-    let secs = start.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "mlflow-secrets {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    secs
-}
 
 #[tokio::main]
 async fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let n: usize = match std::env::var("MLFLOW_SECRETS_BENCH_SECRETS") {
-        Ok(v) => v.parse().expect("MLFLOW_SECRETS_BENCH_SECRETS is a number"),
-        Err(_) if full => 100_000,
-        Err(_) => 300,
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let pass = tmp.path().join("pass");
-    std::fs::create_dir(&pass).unwrap();
-    std::fs::write(pass.join("v1"), "bench passphrase one").unwrap();
-    std::fs::write(pass.join("v2"), "bench passphrase two").unwrap();
-    let ks = tmp.path().join("keystore");
-    keystore::generate(
-        &ks,
-        &SecretString::from("bench passphrase one"),
-        NewKekOptions::default(),
-    )
-    .unwrap();
-    let cfg = KeystoreConfig {
-        dir: ks.clone(),
-        passphrase: PassphraseSource::new(&pass),
-        test_mode: false,
-    };
-    let handle = KeystoreHandle::new(keystore::Keystore::load(&cfg).unwrap());
-    let uri = format!("sqlite://{}", tmp.path().join("bench.db").display());
-    let store = SqlStore::connect(&uri, handle.clone()).await.unwrap();
-    store.migrate().await.unwrap();
+    let n = bulk_seed::secret_count();
+    let b = BenchStore::new(&["bench passphrase one", "bench passphrase two"]).await;
+    let (uri, ks, pass, store) = (&b.uri, &b.ks, &b.pass, &b.store);
 
     // Seed through the real envelope code, in large transactions (the
     // one-transaction-per-create path would dominate the run).
     let seed_start = Instant::now();
-    let kek = handle.current().active().unwrap().clone();
-    bulk_seed::seed(&uri, &kek, n).await;
+    bulk_seed::seed(uri, &b.kek(), n).await;
     let seed = seed_start.elapsed().as_secs_f64();
 
     keystore::rotate(
-        &ks,
+        ks,
         &SecretString::from("bench passphrase two"),
         NewKekOptions::default(),
     )
     .unwrap();
-    let rewrap = cli(
-        &["rewrap", "--all", "--batch-size", "1000"],
-        &uri,
-        &ks,
-        &pass,
-    );
-    let verify = cli(&["verify"], &uri, &ks, &pass);
+    let (rewrap, _) = cli(&["rewrap", "--all", "--batch-size", "1000"], uri, ks, pass);
+    let (verify, _) = cli(&["verify"], uri, ks, pass);
     let counts = store.kek_version_counts().await.unwrap();
     assert_eq!(
         counts.get(&2).copied(),
@@ -96,7 +44,8 @@ async fn main() {
         "every row moved to v2"
     );
 
-    println!("store_bulk: {n} secrets on SQLite");
+    let db_mib = std::fs::metadata(&b.db).unwrap().len() as f64 / (1024.0 * 1024.0);
+    println!("store_bulk: {n} secrets on SQLite ({db_mib:.1} MiB database file)");
     println!(
         "  seed (library, {}/txn):   {seed:8.2} s",
         bulk_seed::SEED_BATCH

@@ -32,6 +32,7 @@
 // discovers it with the libtest harness, where `main` is not the entry.
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
+use mlflow_secrets::model::ResourceRef;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -527,7 +528,7 @@ async fn run_backend(
     let store_half = sequential(breakdown_n, |_| {
         let (st, ns) = (st.clone(), ns2.clone());
         async move {
-            st.get_all_bound_values(&ns, "SCORER_JOB", RID, "webhook:bench")
+            st.get_all_bound_values(ResourceRef::new(&ns, "SCORER_JOB", RID), "webhook:bench")
                 .await
                 .map(|m| m.len() == BINDINGS)
                 .unwrap_or(false)
@@ -535,7 +536,7 @@ async fn run_backend(
     })
     .await;
     let values = store
-        .get_all_secrets_for_resource(&ns, "SCORER_JOB", RID, "webhook:bench")
+        .get_all_secrets_for_resource(ResourceRef::new(&ns, "SCORER_JOB", RID), "webhook:bench")
         .await
         .unwrap();
     // What the webhook annotates the Secret with (key -> secret id); the

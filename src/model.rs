@@ -104,6 +104,37 @@ pub struct NewBinding<'a> {
     pub service_accounts: &'a [String],
 }
 
+/// A resource secrets are bound to (a scorer job, say): the key of
+/// `index_secrets_bindings_resource`. A binding never crosses workspaces
+/// (docs/design.md §6), so the workspace is part of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceRef<'a> {
+    pub workspace: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: &'a str,
+}
+
+impl<'a> ResourceRef<'a> {
+    pub fn new(workspace: &'a str, resource_type: &'a str, resource_id: &'a str) -> Self {
+        Self {
+            workspace,
+            resource_type,
+            resource_id,
+        }
+    }
+}
+
+/// `TYPE/ID in workspace 'W'`, as errors name a resource.
+impl std::fmt::Display for ResourceRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} in workspace '{}'",
+            self.resource_type, self.resource_id, self.workspace
+        )
+    }
+}
+
 /// One page of a listing. `next_page_token` is opaque to callers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page<T> {

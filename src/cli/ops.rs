@@ -102,6 +102,14 @@ fn bytes_bar(ctx: &Ctx, what: &str) -> ProgressBar {
     pb
 }
 
+/// The progress callback of a byte-counting operation, drawing `pb`.
+fn bytes_progress(pb: &ProgressBar) -> impl Fn(u64, u64) + '_ {
+    move |n, t| {
+        pb.set_length(t);
+        pb.set_position(n);
+    }
+}
+
 pub(super) async fn backup(ctx: &Ctx, a: BackupArgs) -> Result<ExitCode> {
     let ks = ctx.keystore_config();
     if ks.test_mode {
@@ -109,10 +117,13 @@ pub(super) async fn backup(ctx: &Ctx, a: BackupArgs) -> Result<ExitCode> {
     }
     let store = ctx.open_store_metadata().await?;
     let pb = bytes_bar(ctx, "backing up");
-    let report = crate::ops::backup::backup(&store, &ctx.store_uri, &ks.dir, &a.out, &|n, t| {
-        pb.set_length(t);
-        pb.set_position(n);
-    })
+    let report = crate::ops::backup::backup(
+        &store,
+        &ctx.store_uri,
+        &ks.dir,
+        &a.out,
+        &bytes_progress(&pb),
+    )
     .await?;
     pb.finish_and_clear();
     if ctx.json() {
@@ -159,11 +170,7 @@ pub(super) async fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode> {
         passphrase: ks.passphrase.clone(),
     };
     let pb = bytes_bar(ctx, "restoring");
-    let report = restore::restore(&a.archive, &target, &actor(), &|n, t| {
-        pb.set_length(t);
-        pb.set_position(n);
-    })
-    .await?;
+    let report = restore::restore(&a.archive, &target, &actor(), &bytes_progress(&pb)).await?;
     pb.finish_and_clear();
     if ctx.json() {
         emit_json(&report)?;

@@ -14,7 +14,7 @@ use clap::Args;
 use super::output::{emit_json, emit_table, table};
 use super::{Ctx, actor, is_server_uri, print_error, read_token};
 use crate::inject::{Offered, SelectError, Wanted, offered_from_meta, select};
-use crate::model::DEFAULT_RESOURCE_TYPE;
+use crate::model::{DEFAULT_RESOURCE_TYPE, ResourceRef};
 use crate::run::{EXIT_FAILED, InjectMode, MaskMode, Options};
 use crate::store::{HttpStore, ResolvedResource, SecretsStore};
 
@@ -144,12 +144,11 @@ async fn resolve(ctx: &Ctx, a: &RunArgs) -> Result<ResolvedResource> {
             a.resource_id
         )
     };
+    let resource = ResourceRef::new(ws, &a.resource_type, &a.resource_id);
     if is_server_uri(&ctx.store_uri) {
         let token = read_token(ctx.g.token_file.as_deref())?;
         let store = HttpStore::new(&ctx.store_uri, token, ctx.g.ca_cert.as_deref())?;
-        let mut r = store
-            .resolve_resource(ws, &a.resource_type, &a.resource_id, "")
-            .await?;
+        let mut r = store.resolve_resource(resource, "").await?;
         if r.injected.is_empty() {
             return Err(no_binding());
         }
@@ -168,9 +167,7 @@ async fn resolve(ctx: &Ctx, a: &RunArgs) -> Result<ResolvedResource> {
     let store = ctx.open_store().await?;
     let bound = store
         .get_chosen_bound_values(
-            ws,
-            &a.resource_type,
-            &a.resource_id,
+            resource,
             &actor(),
             |meta| -> Result<BTreeSet<String>, SelectError> {
                 select(&offered_from_meta(meta), &wanted(names.as_ref()))

@@ -27,7 +27,7 @@ use super::requests::{
     ListQuery, ResolveRequest, SecretIdRequest, UnbindRequest, UpdateRequest,
 };
 use super::state::AppState;
-use crate::model::{BindingFilter, NewBinding, NewSecret, SecretFilter};
+use crate::model::{BindingFilter, NewBinding, NewSecret, ResourceRef, SecretFilter};
 use crate::store::audit::{AuditAction, AuditRecord};
 use crate::store::{AuditFilter, SecretsStore, StoreError, validate};
 use crate::wire::{
@@ -456,7 +456,10 @@ pub async fn resolve(
     }
     let r = st
         .store
-        .resolve_resource(&ws, &req.resource_type, &req.resource_id, &p.name)
+        .resolve_resource(
+            ResourceRef::new(&ws, &req.resource_type, &req.resource_id),
+            &p.name,
+        )
         .await?;
     st.metrics.decrypts.inc_by(r.values.len() as u64);
     Ok(Json(ResolveResponse {

@@ -30,7 +30,8 @@ use super::{
     StoreError,
 };
 use crate::model::{
-    AuditEntry, BindingFilter, NewBinding, NewSecret, Page, Secret, SecretBinding, SecretFilter,
+    AuditEntry, BindingFilter, NewBinding, NewSecret, Page, ResourceRef, Secret, SecretBinding,
+    SecretFilter,
 };
 use crate::value::SecretValue;
 use crate::wire::{
@@ -392,9 +393,7 @@ impl SecretsStore for HttpStore {
 
     async fn get_secret_for_resource(
         &self,
-        _workspace: &str,
-        _resource_type: &str,
-        _resource_id: &str,
+        _res: ResourceRef<'_>,
         _binding_name: &str,
         _actor: &str,
     ) -> Result<SecretValue> {
@@ -403,9 +402,7 @@ impl SecretsStore for HttpStore {
 
     async fn get_all_secrets_for_resource(
         &self,
-        _workspace: &str,
-        _resource_type: &str,
-        _resource_id: &str,
+        _res: ResourceRef<'_>,
         _actor: &str,
     ) -> Result<BTreeMap<String, SecretValue>> {
         Err(no_values())
@@ -413,15 +410,13 @@ impl SecretsStore for HttpStore {
 
     async fn resolve_resource(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        res: ResourceRef<'_>,
         _actor: &str,
     ) -> Result<ResolvedResource> {
         let body = serde_json::to_vec(&json!({
-            "workspace": workspace,
-            "resource_type": resource_type,
-            "resource_id": resource_id,
+            "workspace": res.workspace,
+            "resource_type": res.resource_type,
+            "resource_id": res.resource_id,
         }))
         .expect("body");
         let r: ResolveResponse = self.call(Method::POST, "resolve", &[], Some(body)).await?;
@@ -453,14 +448,10 @@ impl SecretsStore for HttpStore {
 
     async fn get_binding_by_key(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        res: ResourceRef<'_>,
         binding_name: &str,
     ) -> Result<Option<SecretBinding>> {
-        let all = self
-            .resource_bindings(workspace, resource_type, resource_id)
-            .await?;
+        let all = self.resource_bindings(res).await?;
         Ok(all.into_iter().find(|b| b.binding_name == binding_name))
     }
 
@@ -473,17 +464,9 @@ impl SecretsStore for HttpStore {
     }
 
     /// `list-bindings` of the resource, then `get` of each bound secret.
-    async fn bound_metadata(
-        &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
-    ) -> Result<Vec<BoundInfo>> {
+    async fn bound_metadata(&self, res: ResourceRef<'_>) -> Result<Vec<BoundInfo>> {
         let mut out = Vec::new();
-        for b in self
-            .resource_bindings(workspace, resource_type, resource_id)
-            .await?
-        {
+        for b in self.resource_bindings(res).await? {
             let s = self.get_secret(&b.secret_id).await?;
             out.push(BoundInfo {
                 binding_name: b.binding_name,
@@ -499,9 +482,7 @@ impl SecretsStore for HttpStore {
 
     async fn choose_bound_values(
         &self,
-        _workspace: &str,
-        _resource_type: &str,
-        _resource_id: &str,
+        _res: ResourceRef<'_>,
         _actor: &str,
         _choose: ChooseBound<'_>,
     ) -> Result<Option<BTreeMap<String, BoundValue>>> {
@@ -511,16 +492,11 @@ impl SecretsStore for HttpStore {
 
 impl HttpStore {
     /// Every binding of one resource, all pages.
-    async fn resource_bindings(
-        &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
-    ) -> Result<Vec<SecretBinding>> {
+    async fn resource_bindings(&self, res: ResourceRef<'_>) -> Result<Vec<SecretBinding>> {
         let mut filter = BindingFilter {
-            workspace: Some(workspace.to_string()),
-            resource_type: Some(resource_type.to_string()),
-            resource_id: Some(resource_id.to_string()),
+            workspace: Some(res.workspace.to_string()),
+            resource_type: Some(res.resource_type.to_string()),
+            resource_id: Some(res.resource_id.to_string()),
             ..Default::default()
         };
         let mut all = Vec::new();

@@ -24,7 +24,8 @@ use async_trait::async_trait;
 use crate::crypto::CryptoError;
 use crate::keystore::KeystoreError;
 use crate::model::{
-    AuditEntry, BindingFilter, NewBinding, NewSecret, Page, Secret, SecretBinding, SecretFilter,
+    AuditEntry, BindingFilter, NewBinding, NewSecret, Page, ResourceRef, Secret, SecretBinding,
+    SecretFilter,
 };
 use crate::value::SecretValue;
 use audit::AuditRecord;
@@ -245,9 +246,7 @@ pub trait SecretsStore: Send + Sync {
     /// The value bound to one resource under one name. Audited.
     async fn get_secret_for_resource(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        resource: ResourceRef<'_>,
         binding_name: &str,
         actor: &str,
     ) -> Result<SecretValue>;
@@ -256,9 +255,7 @@ pub trait SecretsStore: Send + Sync {
     /// whole if any bound secret is revoked or fails to decrypt.
     async fn get_all_secrets_for_resource(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        resource: ResourceRef<'_>,
         actor: &str,
     ) -> Result<BTreeMap<String, SecretValue>>;
 
@@ -272,9 +269,7 @@ pub trait SecretsStore: Send + Sync {
     /// The binding of `binding_name` on one resource, if any.
     async fn get_binding_by_key(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        resource: ResourceRef<'_>,
         binding_name: &str,
     ) -> Result<Option<SecretBinding>>;
 
@@ -285,12 +280,7 @@ pub trait SecretsStore: Send + Sync {
     /// Every binding of a resource with its secret's metadata, nothing
     /// decrypted: the webhook's dryRun. The same query as
     /// [`SecretsStore::choose_bound_values`].
-    async fn bound_metadata(
-        &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
-    ) -> Result<Vec<BoundInfo>>;
+    async fn bound_metadata(&self, resource: ResourceRef<'_>) -> Result<Vec<BoundInfo>>;
 
     /// The values bound to a resource that `choose` picks from the rows'
     /// metadata, read and decrypted in one query: the webhook's read.
@@ -299,9 +289,7 @@ pub trait SecretsStore: Send + Sync {
     /// or undecryptable. `Ok(None)`: `choose` refused.
     async fn choose_bound_values(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        resource: ResourceRef<'_>,
         actor: &str,
         choose: ChooseBound<'_>,
     ) -> Result<Option<BTreeMap<String, BoundValue>>>;
@@ -313,9 +301,7 @@ pub trait SecretsStore: Send + Sync {
     /// `resolve`, open to a runner token of exactly that scope only.
     async fn resolve_resource(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        resource: ResourceRef<'_>,
         actor: &str,
     ) -> Result<ResolvedResource>;
 }

@@ -129,6 +129,13 @@ pub fn resource_id(id: &str) -> Result<()> {
     }
 }
 
+/// A resource key: its workspace, type and id each valid.
+pub fn resource(r: crate::model::ResourceRef<'_>) -> Result<()> {
+    workspace(r.workspace)?;
+    resource_type(r.resource_type)?;
+    resource_id(r.resource_id)
+}
+
 /// Binding names become environment variable names: `[A-Za-z_][A-Za-z0-9_]*`,
 /// and never one of the [`RESERVED_BINDING_NAMES`]. Every path that creates
 /// a binding (CLI, REST, CRD) ends here, so the rule cannot be skipped.

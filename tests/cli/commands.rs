@@ -7,6 +7,7 @@
 //! tests keep the number of invocations modest; bulk data is written through
 //! the library instead.
 
+use mlflow_secrets::model::ResourceRef;
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -157,26 +158,7 @@ impl Env {
     }
 
     fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
-        let mut child = self
-            .cmd(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = testkit::output_with_stdin(self.cmd(args), stdin);
         let run = Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -724,41 +706,24 @@ fn provider_field_and_service_account_flags() {
     let table = env.run(&["list-bindings"]).ok();
     assert!(table.stdout.contains("azure[api_key]"), "{}", table.stdout);
     // A field the value does not have is refused, naming it (keys only).
-    let r = env
-        .run(&[
-            "bind",
-            "azure",
-            "--resource-id",
-            "job-1",
-            "--name",
-            "AZURE_ORG",
-            "--field",
-            "org",
-        ])
-        .fails(1);
+    let bind_azure = |extra: &[&str]| {
+        let mut args = vec!["bind", "azure", "--resource-id", "job-1", "--name"];
+        args.extend_from_slice(extra);
+        env.run(&args).fails(1)
+    };
+    let r = bind_azure(&["AZURE_ORG", "--field", "org"]);
     assert!(
         r.error_line().contains("'org'") && r.error_line().contains("api_base"),
         "{}",
         r.stderr
     );
-    let r = env
-        .run(&[
-            "bind",
-            "azure",
-            "--resource-id",
-            "job-1",
-            "--name",
-            "X_KEY",
-            "--service-account",
-            "Not_DNS",
-        ])
-        .fails(1);
+    let r = bind_azure(&["X_KEY", "--service-account", "Not_DNS"]);
     assert!(r.error_line().contains("DNS-1123"), "{}", r.stderr);
     rt().block_on(async {
         let bound = env
             .store()
             .await
-            .get_all_bound_values("default", "SCORER_JOB", "job-1", "test")
+            .get_all_bound_values(ResourceRef::new("default", "SCORER_JOB", "job-1"), "test")
             .await
             .unwrap();
         assert_eq!(string_of(&bound["AZURE_API_KEY"].value), key);

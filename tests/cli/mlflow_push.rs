@@ -6,9 +6,6 @@
 //! MLflow by hand is a conflict and is left alone; MLflow's errors come
 //! back with their `error_code` and never with the value.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use serde_json::{Value, json};
 use testkit::mlflow::{MLFLOW_PASS, MlflowServer, Ours, mlflow_decrypt_all, mlflow_list, run};
 
@@ -20,18 +17,8 @@ const AZURE: &str = "azure-push-key-0123456789abc";
 
 const FORBIDDEN: &[&str] = &[V1, V2, HAND, OURS_HAND, AZURE, MLFLOW_PASS];
 
-fn with_stdin(mut c: std::process::Command, input: &str) -> testkit::mlflow::Run {
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+fn with_stdin(c: std::process::Command, input: &str) -> testkit::mlflow::Run {
+    let out = testkit::output_with_stdin(c, Some(input));
     let r = testkit::mlflow::Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -194,28 +181,25 @@ async fn push_create_update_conflict_and_errors_against_real_mlflow() {
     );
 
     // An unreachable server is named as such.
-    let mut c = ours.cmd();
-    c.args([
-        "mlflow",
-        "push",
-        "openai-key",
-        "--tracking-uri",
-        "http://127.0.0.1:9",
-    ]);
-    let r = run(c, FORBIDDEN);
+    let r = push_to(&ours, "http://127.0.0.1:9");
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("is unreachable"), "{}", r.stderr);
 
     // Plain http to a non-loopback host is refused before anything is sent.
+    let r = push_to(&ours, "http://mlflow.invalid:5000");
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("only to a loopback host"), "{}", r.stderr);
+}
+
+/// `mlflow push openai-key` to `tracking_uri`, which must not be reached.
+fn push_to(ours: &Ours, tracking_uri: &str) -> testkit::mlflow::Run {
     let mut c = ours.cmd();
     c.args([
         "mlflow",
         "push",
         "openai-key",
         "--tracking-uri",
-        "http://mlflow.invalid:5000",
+        tracking_uri,
     ]);
-    let r = run(c, FORBIDDEN);
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("only to a loopback host"), "{}", r.stderr);
+    run(c, FORBIDDEN)
 }

@@ -3,6 +3,7 @@
 //! updated, bound, read, verified and rewrapped, on every configured
 //! backend, and searches it for the values.
 
+use mlflow_secrets::model::ResourceRef;
 use mlflow_secrets::store::{RewrapTarget, SecretsStore};
 use mlflow_secrets::value::SecretValue;
 use testkit::{Backend, CapturedLogs, TestDb};
@@ -38,7 +39,7 @@ async fn trace_logs_never_contain_values() {
         s.bind_secret(&b.secret_id, "SCORER_JOB", "job-1", "K", "t")
             .await
             .unwrap();
-        s.get_all_secrets_for_resource("default", "SCORER_JOB", "job-1", "t")
+        s.get_all_secrets_for_resource(ResourceRef::new("default", "SCORER_JOB", "job-1"), "t")
             .await
             .unwrap();
         s.get_secret_value(&a.secret_id, "t").await.unwrap();

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 
 use mlflow_secrets::ops::archive::{self, Manifest};
 use mlflow_secrets::store::SecretsStore;
-use mlflow_secrets::value::SecretValue;
 use testkit::ops::*;
 
 /// Bind the odd-numbered secrets of `names` to one job each.
@@ -96,17 +95,7 @@ async fn sqlite_drill_backup_under_a_writer_restore_verify_decrypt() {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 let name = format!("during-{i}");
-                let v = value_for(&name);
-                store
-                    .create_secret(
-                        "default",
-                        &name,
-                        &SecretValue::from_string(v.clone()).unwrap(),
-                        false,
-                        "test:writer",
-                    )
-                    .await
-                    .unwrap();
+                let v = create_drill_secret(&store, &name, false, "test:writer").await;
                 written.lock().unwrap().insert(name, v);
                 i += 1;
             }
@@ -161,18 +150,7 @@ async fn sqlite_drill_backup_under_a_writer_restore_verify_decrypt() {
     std::fs::create_dir(&fresh).unwrap();
     let uri = format!("sqlite://{}", fresh.join("store.db").display());
     let ks = fresh.join("keystore");
-    let out = s.ok(&[
-        "restore",
-        &arg,
-        "--store-uri",
-        &uri,
-        "--keystore",
-        ks.to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
-    let r = read_json(&out);
-    assert_eq!(r["ok"], true, "{out}");
+    let r = restore_ok(&s, &arg, &uri, &ks);
     for (table, n) in &manifest.facts.rows {
         assert_eq!(r["restored_rows"][table], *n, "rows of {table}");
     }
@@ -230,7 +208,26 @@ fn rewrite(src: &Path, dst: &Path, mut edit: impl FnMut(&str, &mut Vec<u8>) -> b
 }
 
 /// A restore into `dir` that must fail with `needle` and leave `dir` empty.
-fn refused(s: &Setup, archive: &Path, dir: &Path, needle: &str) {
+/// `restore` of `archive` into (`uri`, `keystore`) as JSON, which must say
+/// `ok`.
+fn restore_ok(s: &Setup, archive: &str, uri: &str, keystore: &Path) -> serde_json::Value {
+    let out = s.ok(&[
+        "restore",
+        archive,
+        "--store-uri",
+        uri,
+        "--keystore",
+        keystore.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let r = read_json(&out);
+    assert_eq!(r["ok"], true, "{out}");
+    r
+}
+
+fn refused(s: &Setup, target: &str, archive: &Path, needle: &str) {
+    let dir = &s.path(target);
     std::fs::create_dir_all(dir).unwrap();
     let uri = format!("sqlite://{}", dir.join("store.db").display());
     let ks = dir.join("keystore");
@@ -275,8 +272,8 @@ async fn restore_refuses_bad_archives_and_targets_before_writing() {
     });
     refused(
         &s,
+        "t1",
         &bad,
-        &s.path("t1"),
         "store/mlflow-secrets.db: SHA-256 does not match",
     );
 
@@ -285,8 +282,8 @@ async fn restore_refuses_bad_archives_and_targets_before_writing() {
     rewrite(&good, &bad, |name, _| name != "keystore/kek-v1.json");
     refused(
         &s,
+        "t2",
         &bad,
-        &s.path("t2"),
         "keystore/kek-v1.json is listed but not in the archive",
     );
 
@@ -304,8 +301,8 @@ async fn restore_refuses_bad_archives_and_targets_before_writing() {
     });
     refused(
         &s,
+        "t3",
         &bad,
-        &s.path("t3"),
         "does not match the backup manifest: audit head is seq",
     );
 
@@ -412,18 +409,7 @@ async fn server_drill(var: &str) {
     sh(&restore.replace("NEW_DATABASE", &dst_name));
 
     let ks = s.path("restored-keystore");
-    let out = s.ok(&[
-        "restore",
-        &arg,
-        "--store-uri",
-        &dst,
-        "--keystore",
-        ks.to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
-    let r = read_json(&out);
-    assert_eq!(r["ok"], true, "{out}");
+    let r = restore_ok(&s, &arg, &dst, &ks);
     assert_eq!(r["database_written"], false);
     for (table, n) in &manifest.facts.rows {
         assert_eq!(r["restored_rows"][table], *n, "rows of {table}");

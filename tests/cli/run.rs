@@ -5,6 +5,7 @@
 //! per-Job Secret, and MLflow's OpenAI judge reading the injected key.
 //! Self-contained: every helper is in this file.
 
+use mlflow_secrets::model::ResourceRef;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -482,9 +483,11 @@ fn run_injects_what_the_webhook_secret_holds() {
                 .await
                 .unwrap();
         let bound = store
-            .get_chosen_bound_values("default", "SCORER_JOB", JOB, "test", |meta| {
-                consent(&pod, &offered_from_meta(meta)).map(|(c, _)| c)
-            })
+            .get_chosen_bound_values(
+                ResourceRef::new("default", "SCORER_JOB", JOB),
+                "test",
+                |meta| consent(&pod, &offered_from_meta(meta)).map(|(c, _)| c),
+            )
             .await
             .unwrap()
             .unwrap();

@@ -15,9 +15,7 @@ use mlflow_secrets::value::{SecretValue, mask_str};
 use serde_json::json;
 
 use crate::support;
-use crate::support::controller::{
-    Harness, binding_ready_is, cond, plain, secret_ready_is, value_from,
-};
+use crate::support::controller::{Harness, binding_ready_is, cond, secret_ready_is, value_from};
 
 const VALUE_1: &str = "sk-ctrl-test-FIRSTVALUE-0123456789abcdef";
 const VALUE_2: &str = "sk-ctrl-test-SECONDVALUE-9876543210zyxwvu";
@@ -167,12 +165,7 @@ async fn imports_reimports_with_a_new_dek_binds_revokes_and_deletes() {
             .as_ref()
             .is_some_and(|f| f.iter().any(|f| f.contains("cleanup")))
     );
-    let v = h
-        .store
-        .get_secret_value(&row.secret_id, "test")
-        .await
-        .unwrap();
-    assert_eq!(plain(&v), VALUE_1);
+    assert_eq!(h.plain_value(&row.secret_id).await, VALUE_1);
     let (dek_1, kek_1) = h.raw_row(&row.secret_id).await;
     assert_eq!(kek_1, 1);
 
@@ -211,12 +204,7 @@ async fn imports_reimports_with_a_new_dek_binds_revokes_and_deletes() {
         .await;
     assert_eq!(status_of(&obj).masked_value, None);
     assert!(secret_ready_is(&obj, "True", "Active"));
-    let v = h
-        .store
-        .get_secret_value(&row.secret_id, "test")
-        .await
-        .unwrap();
-    assert_eq!(plain(&v), VALUE_2);
+    assert_eq!(h.plain_value(&row.secret_id).await, VALUE_2);
     let (dek_2, _) = h.raw_row(&row.secret_id).await;
     assert_ne!(dek_1, dek_2, "a new DEK for the new value");
     assert_eq!(
@@ -402,12 +390,7 @@ async fn a_row_it_did_not_create_is_a_conflict_and_never_touched() {
     );
     let (dek_after, _) = h.raw_row(&row.secret_id).await;
     assert_eq!(dek_before, dek_after);
-    let v = h
-        .store
-        .get_secret_value(&row.secret_id, "test")
-        .await
-        .unwrap();
-    assert_eq!(plain(&v), VALUE_1);
+    assert_eq!(h.plain_value(&row.secret_id).await, VALUE_1);
     h.cleanup().await;
 }
 
@@ -458,6 +441,20 @@ async fn without_value_from_it_mirrors_a_cli_row_and_never_deletes_it() {
     h.cleanup().await;
 }
 
+/// Runs `f(0..n)`, 32 at a time, as a user's `kubectl apply` of many
+/// objects would.
+async fn fan_out<F, Fut>(n: usize, f: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future,
+{
+    futures::stream::iter(0..n)
+        .map(f)
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+}
+
 /// How long 1,000 MlflowSecrets with `valueFrom` take to become Ready (the
 /// issue's target is under 60 s on this machine). A measurement, not a
 /// timed assertion: `cargo test --test k8s_controller -- --ignored
@@ -469,33 +466,27 @@ async fn thousand_secrets_to_ready() {
     const N: usize = 1000;
     let h = Harness::start("ctrl-bench").await;
     let t0 = Instant::now();
-    futures::stream::iter(0..N)
-        .map(|i| {
-            let h = &h;
-            async move {
-                h.put_source(&format!("src-{i}"), "v", &format!("{VALUE_1}-{i}"))
-                    .await
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await;
+    fan_out(N, |i| {
+        let h = &h;
+        async move {
+            h.put_source(&format!("src-{i}"), "v", &format!("{VALUE_1}-{i}"))
+                .await
+        }
+    })
+    .await;
     let sources = t0.elapsed();
     let t1 = Instant::now();
-    futures::stream::iter(0..N)
-        .map(|i| {
-            let h = &h;
-            async move {
-                h.create_secret(
-                    &format!("s-{i}"),
-                    json!({ "valueFrom": value_from(&format!("src-{i}"), "v") }),
-                )
-                .await
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await;
+    fan_out(N, |i| {
+        let h = &h;
+        async move {
+            h.create_secret(
+                &format!("s-{i}"),
+                json!({ "valueFrom": value_from(&format!("src-{i}"), "v") }),
+            )
+            .await
+        }
+    })
+    .await;
     let created = t1.elapsed();
     let api = h.secrets();
     let ready_all = loop {

@@ -107,25 +107,27 @@ async fn the_schema_refuses_reserved_names_bad_fields_and_service_accounts() {
         ..Default::default()
     };
     let spec = |name: &str| json!({ "secretRef": { "name": "s" }, "resourceId": "job-1", "bindingName": name });
+    // One or two names of each reserved family, sorted (the whole list is
+    // the store's own unit test).
     let refused = [
-        "PATH",
-        "HOME",
-        "SHELL",
-        "USER",
-        "LD_PRELOAD",
-        "DYLD_INSERT_LIBRARIES",
-        "PYTHONPATH",
-        "PYTHONSTARTUP",
-        "PERL5OPT",
-        "RUBYOPT",
-        "NODE_OPTIONS",
-        "JAVA_TOOL_OPTIONS",
         "BROWSER",
-        "KUBERNETES_SERVICE_HOST",
+        "DYLD_INSERT_LIBRARIES",
+        "HOME",
         "HTTPS_PROXY",
         "https_proxy",
-        "No_Proxy",
+        "JAVA_TOOL_OPTIONS",
+        "KUBERNETES_SERVICE_HOST",
+        "LD_PRELOAD",
         "MLFLOW_SECRETS_STORE_URI",
+        "No_Proxy",
+        "NODE_OPTIONS",
+        "PATH",
+        "PERL5OPT",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "RUBYOPT",
+        "SHELL",
+        "USER",
     ];
     let accepted = [
         "OPENAI_API_KEY",

@@ -10,10 +10,25 @@ use mlflow_secrets::store::SecretsStore;
 use serde_json::json;
 
 use crate::support;
-use crate::support::controller::{Harness, cond, plain, secret_ready_is, value_from};
+use mlflow_secrets::k8s::crd::{Condition, MlflowSecretStatus};
+
+use crate::support::controller::{Harness, cond, secret_ready_is, value_from};
 
 const ROOT_PW: &str = "db-root-CANARY-0123456789abcdef";
 const NEW_PW: &str = "db-root-CANARY-rotated-987654321";
+
+/// Waits until `stolen` reports `SourceNotImportable`: its status and Ready
+/// condition.
+async fn not_importable(h: &Harness, what: &str) -> (MlflowSecretStatus, Condition) {
+    let o = h
+        .wait_secret("stolen", what, |o| {
+            secret_ready_is(o, "False", "SourceNotImportable")
+        })
+        .await;
+    let st = o.status.unwrap();
+    let ready = cond(&st.conditions, "Ready").unwrap().clone();
+    (st, ready)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_without_the_importable_annotation_is_never_read() {
@@ -30,13 +45,7 @@ async fn a_source_without_the_importable_annotation_is_never_read() {
         json!({ "valueFrom": value_from("db-root", "password") }),
     )
     .await;
-    let o = h
-        .wait_secret("stolen", "SourceNotImportable", |o| {
-            secret_ready_is(o, "False", "SourceNotImportable")
-        })
-        .await;
-    let st = o.status.unwrap();
-    let ready = cond(&st.conditions, "Ready").unwrap();
+    let (st, ready) = not_importable(&h, "SourceNotImportable").await;
     assert!(
         ready.message.contains("secrets.mlflow.org/importable")
             && ready.message.contains("was not read"),
@@ -64,33 +73,21 @@ async fn a_source_without_the_importable_annotation_is_never_read() {
     let st = o.status.unwrap();
     assert_eq!(st.masked_value, None);
     let id = st.secret_id.unwrap();
-    assert_eq!(
-        plain(&h.store.get_secret_value(&id, "test").await.unwrap()),
-        ROOT_PW
-    );
+    assert_eq!(h.plain_value(&id).await, ROOT_PW);
     assert_eq!(reads(), 1);
 
     // Consent withdrawn while the value changes: not re-imported; the row
     // keeps the value imported last, and the status says so.
     h.put_source_with("db-root", "password", NEW_PW, false)
         .await;
-    let o = h
-        .wait_secret("stolen", "SourceNotImportable again", |o| {
-            secret_ready_is(o, "False", "SourceNotImportable")
-        })
-        .await;
-    let st = o.status.unwrap();
-    let ready = cond(&st.conditions, "Ready").unwrap();
+    let (st, ready) = not_importable(&h, "SourceNotImportable again").await;
     assert!(
         ready.message.contains("keeps the value imported last"),
         "{}",
         ready.message
     );
     assert_eq!(st.secret_id.as_deref(), Some(id.as_str()), "the row stays");
-    assert_eq!(
-        plain(&h.store.get_secret_value(&id, "test").await.unwrap()),
-        ROOT_PW
-    );
+    assert_eq!(h.plain_value(&id).await, ROOT_PW);
     assert_eq!(reads(), 1, "the withdrawn source was read");
 
     let written = h.written_text().await;

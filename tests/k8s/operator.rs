@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::support;
 use crate::support::operator::{
     OperatorProc, OperatorSetup, apply_secret_and_import, condition, crd_api, install_crds,
-    wait_condition,
+    scorer_job, wait_condition,
 };
 use crate::support::{TestEnv, TestNamespace, eventually, unique_name};
 use k8s_openapi::api::batch::v1::Job;
@@ -168,37 +168,6 @@ impl World {
         self.ns.cleanup().await;
         self.op_ns.cleanup().await;
     }
-}
-
-/// A Job whose pod template opts in to injection.
-fn scorer_job(name: &str, resource_id: &str, labelled: bool, mode: Option<&str>) -> Job {
-    let mut annotations = serde_json::json!({ "secrets.mlflow.org/resource-id": resource_id });
-    if let Some(m) = mode {
-        annotations["secrets.mlflow.org/inject-mode"] = m.into();
-    }
-    let labels = if labelled {
-        serde_json::json!({ "secrets.mlflow.org/inject": "true", "app": "scorer" })
-    } else {
-        serde_json::json!({ "app": "scorer" })
-    };
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": { "name": name },
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "metadata": { "labels": labels, "annotations": annotations },
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        { "name": "scorer", "image": "python:3.11-slim", "command": ["python", "-c", "print(1)"] },
-                        { "name": "sidecar", "image": "busybox", "env": [{ "name": "EXISTING", "value": "kept" }] }
-                    ]
-                }
-            }
-        }
-    }))
-    .unwrap()
 }
 
 async fn create_job(client: &kube::Client, ns: &str, job: &Job) -> Job {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::support;
 use crate::support::operator::{
     OperatorSetup, TcpProxy, apply_secret_and_import, condition, crd_api, install_crds,
-    operator_env, wait_condition,
+    operator_env, scorer_job, wait_condition,
 };
 use crate::support::{TestEnv, eventually, unique_name};
 use k8s_openapi::api::batch::v1::Job;
@@ -60,24 +60,6 @@ async fn import_and_bind(
     secrets
 }
 
-fn job(name: &str, rid: &str) -> Job {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": { "name": name },
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "metadata": {
-                    "labels": { "secrets.mlflow.org/inject": "true" },
-                    "annotations": { "secrets.mlflow.org/resource-id": rid }
-                },
-                "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] }
-            }
-        }
-    }))
-    .unwrap()
-}
-
 /// Create Job `name` and wait for its outcome: `Ok(())` when its Pod exists
 /// and is injected, `Err(events)` when its pod creation was refused.
 async fn run_job(
@@ -87,7 +69,7 @@ async fn run_job(
     rid: &str,
 ) -> Result<(), Vec<String>> {
     Api::<Job>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &job(name, rid))
+        .create(&PostParams::default(), &scorer_job(name, rid, true, None))
         .await
         .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);

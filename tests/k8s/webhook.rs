@@ -243,14 +243,7 @@ async fn revoked_secret_denies_the_jobs_pod_with_the_reason_in_its_events() {
             .items
             .is_empty()
     );
-    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), n);
-    assert!(
-        secrets
-            .get_opt(&format!("{job}-mlflow-secrets"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!job_secret_exists(&w, n, &job).await);
     assert!(w.count(n, "denied") >= 1);
     ns.cleanup().await;
     w.stop().await;
@@ -280,14 +273,7 @@ async fn another_namespace_claiming_the_resource_id_gets_nothing() {
         )),
         "{text}"
     );
-    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), t);
-    assert!(
-        secrets
-            .get_opt(&format!("{job}-mlflow-secrets"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!job_secret_exists(&w, t, &job).await);
     assert_eq!(w.metrics.decrypts.with_label_values(&[t]).get(), 0);
     // The denial is audited in the thief's namespace (off the response
     // path, so it may land just after the answer).
@@ -389,14 +375,7 @@ async fn dry_run_patches_but_writes_and_decrypts_nothing() {
         (r.name.as_str(), r.key.as_str()),
         (format!("{job}-mlflow-secrets").as_str(), "OPENAI_API_KEY")
     );
-    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), n);
-    assert!(
-        secrets
-            .get_opt(&format!("{job}-mlflow-secrets"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!job_secret_exists(&w, n, &job).await);
     // Audited as the metadata read it is (off the response path), and no
     // value read.
     let rows = eventually(Duration::from_secs(10), "the dryRun audit row", || {
@@ -512,4 +491,14 @@ async fn decrypts_are_rate_limited_per_namespace() {
     );
     ns.cleanup().await;
     w.stop().await;
+}
+
+/// Whether the per-Job Secret of `job` exists in `ns`.
+async fn job_secret_exists(w: &Webhook, ns: &str, job: &str) -> bool {
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), ns);
+    secrets
+        .get_opt(&format!("{job}-mlflow-secrets"))
+        .await
+        .unwrap()
+        .is_some()
 }

@@ -211,42 +211,22 @@ fn serve_refuses_unsafe_binds() {
     let tmp = tempfile::tempdir().unwrap();
     let tokens = tmp.path().join("tokens");
     std::fs::write(&tokens, "").unwrap();
-    let cases: Vec<(Vec<&str>, bool, &str)> = vec![
+    let tokens = tokens.to_str().unwrap();
+    // (listen address, further flags, test mode, what the refusal names)
+    let cases: [(&str, &[&str], bool, &str); 4] = [
+        ("0.0.0.0:0", &[], false, "--auth-tokens-file"),
+        ("0.0.0.0:0", &["--auth-tokens-file", tokens], false, "TLS"),
+        ("127.0.0.1:0", &["--tls-cert", "/x"], false, "--tls-key"),
         (
-            vec!["serve", "--listen", "0.0.0.0:0"],
-            false,
-            "--auth-tokens-file",
-        ),
-        (
-            vec![
-                "serve",
-                "--listen",
-                "0.0.0.0:0",
-                "--auth-tokens-file",
-                tokens.to_str().unwrap(),
-            ],
-            false,
-            "TLS",
-        ),
-        (
-            vec!["serve", "--listen", "127.0.0.1:0", "--tls-cert", "/x"],
-            false,
-            "--tls-key",
-        ),
-        (
-            vec![
-                "serve",
-                "--listen",
-                "0.0.0.0:0",
-                "--auth-tokens-file",
-                tokens.to_str().unwrap(),
-                "--insecure-http",
-            ],
+            "0.0.0.0:0",
+            &["--auth-tokens-file", tokens, "--insecure-http"],
             true,
             "test mode",
         ),
     ];
-    for (args, test_mode, needle) in cases {
+    for (listen, extra, test_mode, needle) in cases {
+        let mut args = vec!["serve", "--listen", listen];
+        args.extend_from_slice(extra);
         let mut c = cmd(tmp.path());
         if test_mode {
             c.env("MLFLOW_SECRETS_TEST_MODE", "1");

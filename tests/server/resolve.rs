@@ -5,6 +5,7 @@
 use crate::support::*;
 use axum::Router;
 use axum::http::{Method, StatusCode};
+use mlflow_secrets::model::ResourceRef;
 use mlflow_secrets::server::{AppState, AuthMode, ServeConfig, Server, TokenStore, router};
 use mlflow_secrets::store::{HttpStore, SecretsStore};
 use secrecy::{ExposeSecret, SecretString};
@@ -84,7 +85,10 @@ async fn runner_resolves_its_resource_only(backend: Backend) {
     // The same as the webhook's read path for the same bindings.
     let webhook = db
         .store
-        .get_all_bound_values("team-a", "SCORER_JOB", RUNNER_RESOURCE, "webhook")
+        .get_all_bound_values(
+            ResourceRef::new("team-a", "SCORER_JOB", RUNNER_RESOURCE),
+            "webhook",
+        )
         .await
         .unwrap();
     assert_eq!(webhook.len(), 2);
@@ -232,7 +236,10 @@ async fn http_store_resolves_through_the_server() {
     }));
     let runner = HttpStore::new(&url, Some(SecretString::from(RUNNER)), None).unwrap();
     let r = runner
-        .resolve_resource("team-a", "SCORER_JOB", RUNNER_RESOURCE, "ignored")
+        .resolve_resource(
+            ResourceRef::new("team-a", "SCORER_JOB", RUNNER_RESOURCE),
+            "ignored",
+        )
         .await
         .unwrap();
     assert_eq!(r.values["OPENAI_API_KEY"].expose_secret(), KEY);
@@ -241,7 +248,10 @@ async fn http_store_resolves_through_the_server() {
     assert!(!format!("{r:?}").contains(KEY));
     let writer = HttpStore::new(&url, Some(SecretString::from(WRITER)), None).unwrap();
     let e = writer
-        .resolve_resource("team-a", "SCORER_JOB", RUNNER_RESOURCE, "ignored")
+        .resolve_resource(
+            ResourceRef::new("team-a", "SCORER_JOB", RUNNER_RESOURCE),
+            "ignored",
+        )
         .await
         .unwrap_err();
     assert_eq!(e.error_code(), "PERMISSION_DENIED");

@@ -7,55 +7,17 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use mlflow_secrets::keystore::{Keystore, KeystoreHandle};
-use mlflow_secrets::server::auth::{Role, Scope, Workspaces, tokens_file_line};
 use mlflow_secrets::server::{AppState, AuthMode, TokenStore, router};
 use mlflow_secrets::store::SqlStore;
 use serde_json::Value;
 use tower::ServiceExt;
 
 pub const API: &str = "/api/2.0/mlflow/secrets";
-pub const ADMIN: &str = "mlss_admin-token-for-tests";
-pub const WRITER: &str = "mlss_writer-token-for-tests";
-pub const READER: &str = "mlss_reader-token-for-tests";
-/// Scoped to `team-a` only (security review finding 1).
-pub const TEAM_A_WRITER: &str = "mlss_team-a-writer-token-for-tests";
-pub const TEAM_A_READER: &str = "mlss_team-a-reader-token-for-tests";
-pub const TEAM_A_ADMIN: &str = "mlss_team-a-admin-token-for-tests";
-/// A runner for `team-a`, resource `SCORER_JOB/nightly-eval`.
-pub const RUNNER: &str = "mlss_runner-token-for-tests";
-pub const RUNNER_RESOURCE: &str = "nightly-eval";
-
-/// A scope of the named workspaces.
-pub fn only(ws: &[&str]) -> Scope {
-    Scope {
-        workspaces: Workspaces::Only(ws.iter().map(|w| w.to_string()).collect()),
-        resource: None,
-        expires: None,
-    }
-}
-
-/// The fixture's tokens file: one `*` token per role, team-a tokens and
-/// a runner.
-pub fn tokens_text() -> String {
-    let all = Scope::everything();
-    let mut runner = only(&["team-a"]);
-    runner.resource = Some(("SCORER_JOB".into(), RUNNER_RESOURCE.into()));
-    [
-        "# test tokens".to_string(),
-        tokens_file_line("alice", Role::Admin, &all, ADMIN),
-        tokens_file_line("wendy", Role::Writer, &all, WRITER),
-        tokens_file_line("rita", Role::Reader, &all, READER),
-        tokens_file_line("ada", Role::Writer, &only(&["team-a"]), TEAM_A_WRITER),
-        tokens_file_line("rae", Role::Reader, &only(&["team-a"]), TEAM_A_READER),
-        tokens_file_line("ann", Role::Admin, &only(&["team-a"]), TEAM_A_ADMIN),
-        tokens_file_line("nightly", Role::Runner, &runner, RUNNER),
-    ]
-    .join("\n")
-        + "\n"
-}
+pub use testkit::Resp;
+pub use testkit::tokens::*;
 
 /// A temporary store and the files around it.
 pub struct Fixture {
@@ -114,55 +76,6 @@ impl Fixture {
             AuthMode::LocalAnonymous,
             0,
         ))
-    }
-}
-
-/// One response, read whole.
-pub struct Resp {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub text: String,
-}
-
-impl Resp {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
-    }
-
-    pub fn code(&self) -> String {
-        self.json()["error_code"].as_str().unwrap_or("").to_string()
-    }
-
-    pub fn message(&self) -> String {
-        self.json()["message"].as_str().unwrap_or("").to_string()
-    }
-
-    /// `secret.secret_id` of a create, update or revoke answer.
-    pub fn secret_id(&self) -> String {
-        self.json()["secret"]["secret_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no secret_id in {}", self.text))
-            .to_string()
-    }
-
-    /// The answer is an error with this status and MLflow error code.
-    #[track_caller]
-    pub fn assert_error(&self, status: StatusCode, code: &str) {
-        assert_eq!(
-            (self.status, self.code().as_str()),
-            (status, code),
-            "{}",
-            self.text
-        );
-    }
-
-    /// Everything a client sees, for the no-plaintext checks.
-    pub fn everything(&self) -> String {
-        let mut s = self.text.clone();
-        for (k, v) in &self.headers {
-            s.push_str(&format!("\n{k}: {}", v.to_str().unwrap_or("")));
-        }
-        s
     }
 }
 

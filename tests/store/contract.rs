@@ -1,6 +1,7 @@
 //! The store contract suite: every operation of docs/design.md §6 and every rule,
 //! run against SQLite, PostgreSQL and MariaDB (see tests/testkit).
 
+use mlflow_secrets::model::ResourceRef;
 use std::collections::BTreeMap;
 
 use mlflow_secrets::model::{BindingFilter, SecretFilter, SecretState};
@@ -272,10 +273,14 @@ async fn revoke_is_one_way_and_refuses_reads(db: TestDb) {
 
     let reads: Vec<StoreError> = vec![
         s.value_err(&sec.secret_id).await,
-        s.get_secret_for_resource("default", "SCORER_JOB", "job-1", "KEY", ACTOR)
-            .await
-            .unwrap_err(),
-        s.get_all_secrets_for_resource("default", "SCORER_JOB", "job-1", ACTOR)
+        s.get_secret_for_resource(
+            ResourceRef::new("default", "SCORER_JOB", "job-1"),
+            "KEY",
+            ACTOR,
+        )
+        .await
+        .unwrap_err(),
+        s.get_all_secrets_for_resource(ResourceRef::new("default", "SCORER_JOB", "job-1"), ACTOR)
             .await
             .unwrap_err(),
         s.update_secret(&sec.secret_id, &val("new-value-1234567"), ACTOR)
@@ -417,12 +422,16 @@ async fn workspace_isolation(db: TestDb) {
     );
     // Another workspace claiming the same resource gets nothing.
     let e = s
-        .get_secret_for_resource("team-b", "SCORER_JOB", "job-1", "KEY", ACTOR)
+        .get_secret_for_resource(
+            ResourceRef::new("team-b", "SCORER_JOB", "job-1"),
+            "KEY",
+            ACTOR,
+        )
         .await
         .unwrap_err();
     assert_eq!(e.error_code(), "RESOURCE_DOES_NOT_EXIST");
     assert!(
-        s.get_all_secrets_for_resource("team-b", "SCORER_JOB", "job-1", ACTOR)
+        s.get_all_secrets_for_resource(ResourceRef::new("team-b", "SCORER_JOB", "job-1"), ACTOR)
             .await
             .unwrap()
             .is_empty()
@@ -447,7 +456,7 @@ async fn workspace_isolation(db: TestDb) {
     .await
     .unwrap();
     assert!(
-        s.get_all_secrets_for_resource("team-b", "SCORER_JOB", "job-1", ACTOR)
+        s.get_all_secrets_for_resource(ResourceRef::new("team-b", "SCORER_JOB", "job-1"), ACTOR)
             .await
             .unwrap()
             .is_empty()
@@ -467,7 +476,11 @@ async fn resource_reads(db: TestDb) {
     s.bind(&a.secret_id, "SCORER_JOB", "job-9", "A_KEY").await;
     s.bind(&b.secret_id, "SCORER_JOB", "job-9", "B_KEY").await;
     let one = s
-        .get_secret_for_resource("default", "SCORER_JOB", "job-9", "A_KEY", ACTOR)
+        .get_secret_for_resource(
+            ResourceRef::new("default", "SCORER_JOB", "job-9"),
+            "A_KEY",
+            ACTOR,
+        )
         .await
         .unwrap();
     assert_eq!(as_string(&one), "value-a-123456789");
@@ -482,7 +495,7 @@ async fn resource_reads(db: TestDb) {
         .await
         .unwrap();
     let bound = s
-        .get_all_bound_values("default", "SCORER_JOB", "job-9", ACTOR)
+        .get_all_bound_values(ResourceRef::new("default", "SCORER_JOB", "job-9"), ACTOR)
         .await
         .unwrap();
     assert_eq!(bound.len(), 2);
@@ -498,7 +511,11 @@ async fn resource_reads(db: TestDb) {
     };
     assert_eq!(a_value, "value-a-2-23456789");
     let e = s
-        .get_secret_for_resource("default", "SCORER_JOB", "job-9", "MISSING", ACTOR)
+        .get_secret_for_resource(
+            ResourceRef::new("default", "SCORER_JOB", "job-9"),
+            "MISSING",
+            ACTOR,
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -508,7 +525,7 @@ async fn resource_reads(db: TestDb) {
     // One revoked secret fails the whole resource read, naming it.
     s.revoke_secret(&b.secret_id, ACTOR).await.unwrap();
     let e = s
-        .get_all_secrets_for_resource("default", "SCORER_JOB", "job-9", ACTOR)
+        .get_all_secrets_for_resource(ResourceRef::new("default", "SCORER_JOB", "job-9"), ACTOR)
         .await
         .unwrap_err();
     assert_eq!(e.error_code(), "RESOURCE_CONFLICT");
@@ -792,14 +809,25 @@ async fn value_reads_are_audited_and_chain_verifies(db: TestDb) {
     let a = s.create("a", &val("value-a-123456789"), true).await;
     s.bind(&a.secret_id, "SCORER_JOB", "job-1", "KEY").await;
     s.get_secret_value(&a.secret_id, "reader-1").await.unwrap();
-    s.get_secret_for_resource("default", "SCORER_JOB", "job-1", "KEY", "webhook")
-        .await
-        .unwrap();
-    s.get_all_secrets_for_resource("default", "SCORER_JOB", "job-1", "webhook")
-        .await
-        .unwrap();
+    s.get_secret_for_resource(
+        ResourceRef::new("default", "SCORER_JOB", "job-1"),
+        "KEY",
+        "webhook",
+    )
+    .await
+    .unwrap();
+    s.get_all_secrets_for_resource(
+        ResourceRef::new("default", "SCORER_JOB", "job-1"),
+        "webhook",
+    )
+    .await
+    .unwrap();
     let _ = s
-        .get_secret_for_resource("default", "SCORER_JOB", "job-1", "NOPE", "webhook")
+        .get_secret_for_resource(
+            ResourceRef::new("default", "SCORER_JOB", "job-1"),
+            "NOPE",
+            "webhook",
+        )
         .await;
     let log = s
         .list_audit(&AuditFilter {
@@ -1005,11 +1033,11 @@ async fn decrypts_are_rate_limited(db: TestDb) {
     assert_eq!(e.error_code(), "REQUEST_LIMIT_EXCEEDED", "{e}");
     assert!(matches!(e, StoreError::RateLimited { retry_after, .. } if retry_after.as_secs() >= 1));
     // A resource read takes one decrypt per binding: 2 more fill the workspace.
-    s.get_all_secrets_for_resource("default", "SCORER_JOB", "job-1", "p2")
+    s.get_all_secrets_for_resource(ResourceRef::new("default", "SCORER_JOB", "job-1"), "p2")
         .await
         .unwrap();
     let e = s
-        .get_all_secrets_for_resource("default", "SCORER_JOB", "job-1", "p3")
+        .get_all_secrets_for_resource(ResourceRef::new("default", "SCORER_JOB", "job-1"), "p3")
         .await
         .unwrap_err();
     assert!(e.to_string().contains("workspace 'default'"), "{e}");

@@ -6,6 +6,7 @@
 //! never readable over the API, and the audit log names the token's
 //! principal.
 
+use mlflow_secrets::model::ResourceRef;
 use mlflow_secrets::model::{BindingFilter, SecretFilter, SecretState};
 use mlflow_secrets::server::auth::{Role, Scope, tokens_file_line};
 use mlflow_secrets::server::{ServeConfig, Server};
@@ -292,12 +293,19 @@ async fn run_backend(backend: Backend) {
     let errors = [
         code(http.get_secret_value(&s.secret_id, "x").await),
         code(
-            http.get_secret_for_resource("default", "SCORER_JOB", "job-1", "A", "x")
-                .await,
+            http.get_secret_for_resource(
+                ResourceRef::new("default", "SCORER_JOB", "job-1"),
+                "A",
+                "x",
+            )
+            .await,
         ),
         code(
-            http.get_all_secrets_for_resource("default", "SCORER_JOB", "job-1", "x")
-                .await,
+            http.get_all_secrets_for_resource(
+                ResourceRef::new("default", "SCORER_JOB", "job-1"),
+                "x",
+            )
+            .await,
         ),
     ];
     assert_eq!(errors, ["PERMISSION_DENIED"; 3]);

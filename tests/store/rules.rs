@@ -5,6 +5,7 @@
 //! case runs on SQLite, PostgreSQL and MariaDB (see tests/testkit), and each
 //! would fail if its rule broke.
 
+use mlflow_secrets::model::ResourceRef;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -138,7 +139,7 @@ async fn field_bindings_inject_one_field_and_fail_when_it_is_gone(db: TestDb) {
 
     // The webhook's read path applies the field.
     let bound = s
-        .get_all_bound_values("default", "SCORER_JOB", "job-1", ACTOR)
+        .get_all_bound_values(ResourceRef::new("default", "SCORER_JOB", "job-1"), ACTOR)
         .await
         .unwrap();
     assert_eq!(
@@ -152,7 +153,11 @@ async fn field_bindings_inject_one_field_and_fail_when_it_is_gone(db: TestDb) {
     assert_eq!(as_string(&bound["AZURE_API_VERSION"].value), "2024-06-01");
     assert!(matches!(bound["AZURE_JSON"].value, SecretValue::Object(ref m) if m.len() == 3));
     let one = s
-        .get_secret_for_resource("default", "SCORER_JOB", "job-1", "AZURE_API_KEY", ACTOR)
+        .get_secret_for_resource(
+            ResourceRef::new("default", "SCORER_JOB", "job-1"),
+            "AZURE_API_KEY",
+            ACTOR,
+        )
         .await
         .unwrap();
     assert_eq!(as_string(&one), "azure-key-1234567890");
@@ -191,7 +196,11 @@ async fn field_bindings_inject_one_field_and_fail_when_it_is_gone(db: TestDb) {
         "{e}"
     );
     let e = s
-        .get_secret_for_resource("default", "SCORER_JOB", "job-1", "AZURE_API_KEY", ACTOR)
+        .get_secret_for_resource(
+            ResourceRef::new("default", "SCORER_JOB", "job-1"),
+            "AZURE_API_KEY",
+            ACTOR,
+        )
         .await
         .unwrap_err();
     assert!(e.to_string().contains("AZURE_API_KEY"), "{e}");
@@ -213,7 +222,7 @@ async fn service_accounts_are_validated_stored_and_returned(db: TestDb) {
     let listed = s.list_bindings(&Default::default()).await.unwrap().items;
     assert_eq!(listed[0].service_accounts, sas);
     let bound = s
-        .get_all_bound_values("default", "SCORER_JOB", "job-1", ACTOR)
+        .get_all_bound_values(ResourceRef::new("default", "SCORER_JOB", "job-1"), ACTOR)
         .await
         .unwrap();
     assert_eq!(
@@ -457,9 +466,12 @@ async fn audit_verify_head_detects_a_rewritten_chain(db: TestDb) {
     let s = &db.store;
     let id = create_with(&db, "k", &val("value-0123456789abc"), None).await;
     s.bind(&id, "SCORER_JOB", "job-1", "KEY").await;
-    s.get_all_bound_values("default", "SCORER_JOB", "job-1", "webhook:evil")
-        .await
-        .unwrap();
+    s.get_all_bound_values(
+        ResourceRef::new("default", "SCORER_JOB", "job-1"),
+        "webhook:evil",
+    )
+    .await
+    .unwrap();
     create_with(&db, "k2", &val("value-0123456789abc"), None).await;
     let head = s.audit_head().await.unwrap();
     assert_eq!(head.seq, 4);
@@ -562,7 +574,7 @@ async fn driver_text_never_reaches_the_caller(db: TestDb) {
     let errors = [
         s.list_bindings(&Default::default()).await.unwrap_err(),
         s.bind_err(&id, "SCORER_JOB", "job-1", "KEY").await,
-        s.get_all_bound_values("default", "SCORER_JOB", "job-1", ACTOR)
+        s.get_all_bound_values(ResourceRef::new("default", "SCORER_JOB", "job-1"), ACTOR)
             .await
             .err()
             .unwrap(),
@@ -644,13 +656,17 @@ async fn chosen_bound_values_decrypt_only_what_was_chosen(db: TestDb) {
     let mut seen = Vec::new();
     let refused = db
         .store
-        .get_chosen_bound_values("default", "SCORER_JOB", "job-1", ACTOR, |m| {
-            seen = m
-                .iter()
-                .map(|b| (b.binding_name.to_string(), b.service_accounts.to_vec()))
-                .collect();
-            Err::<BTreeSet<String>, &str>("the pod does not consent")
-        })
+        .get_chosen_bound_values(
+            ResourceRef::new("default", "SCORER_JOB", "job-1"),
+            ACTOR,
+            |m| {
+                seen = m
+                    .iter()
+                    .map(|b| (b.binding_name.to_string(), b.service_accounts.to_vec()))
+                    .collect();
+                Err::<BTreeSet<String>, &str>("the pod does not consent")
+            },
+        )
         .await
         .unwrap();
     match refused {
@@ -671,9 +687,11 @@ async fn chosen_bound_values_decrypt_only_what_was_chosen(db: TestDb) {
 
     let got = db
         .store
-        .get_chosen_bound_values("default", "SCORER_JOB", "job-1", ACTOR, |_| {
-            Ok::<_, ()>(BTreeSet::from(["A_KEY".to_string()]))
-        })
+        .get_chosen_bound_values(
+            ResourceRef::new("default", "SCORER_JOB", "job-1"),
+            ACTOR,
+            |_| Ok::<_, ()>(BTreeSet::from(["A_KEY".to_string()])),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -692,7 +710,7 @@ async fn chosen_bound_values_decrypt_only_what_was_chosen(db: TestDb) {
 /// The error of reading every value bound to `SCORER_JOB/job-1`, which
 /// `why` says must fail.
 async fn bound_values_err(s: &SqlStore, why: &str) -> StoreError {
-    s.get_all_bound_values("default", "SCORER_JOB", "job-1", ACTOR)
+    s.get_all_bound_values(ResourceRef::new("default", "SCORER_JOB", "job-1"), ACTOR)
         .await
         .err()
         .expect(why)

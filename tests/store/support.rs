@@ -3,6 +3,7 @@
 //! expect a failure and return the error to assert on). The cases that
 //! need another workspace, actor or outcome call the trait directly.
 
+use mlflow_secrets::model::ResourceRef;
 use std::collections::BTreeMap;
 
 use mlflow_secrets::model::{AuditEntry, BindingFilter, Page, Secret, SecretBinding, SecretFilter};
@@ -48,7 +49,7 @@ pub trait StoreExt: SecretsStore {
     }
 
     async fn resource_values(&self, rtype: &str, rid: &str) -> BTreeMap<String, SecretValue> {
-        self.get_all_secrets_for_resource(WS, rtype, rid, ACTOR)
+        self.get_all_secrets_for_resource(ResourceRef::new(WS, rtype, rid), ACTOR)
             .await
             .unwrap()
     }

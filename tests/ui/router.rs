@@ -96,14 +96,7 @@ async fn every_ui_response_carries_the_headers() {
 #[tokio::test]
 async fn sign_in_sets_a_strict_http_only_cookie() {
     let fx = Fixture::new(false).await;
-    let r = fx
-        .send(
-            Method::POST,
-            "/login",
-            &[("origin", &fx.origin())],
-            Some(form(&[("token", WRITER)])),
-        )
-        .await;
+    let r = fx.post_login(&fx.origin(), WRITER).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let c = r.set_cookie().unwrap();
     assert!(c.starts_with("mlss_session="), "{c}");
@@ -111,14 +104,7 @@ async fn sign_in_sets_a_strict_http_only_cookie() {
     assert!(!c.contains("Secure"), "plain loopback: no Secure");
 
     let fx = Fixture::new(true).await;
-    let r = fx
-        .send(
-            Method::POST,
-            "/login",
-            &[("origin", &fx.origin())],
-            Some(form(&[("token", WRITER)])),
-        )
-        .await;
+    let r = fx.post_login(&fx.origin(), WRITER).await;
     let c = r.set_cookie().unwrap();
     assert!(c.starts_with("__Host-mlss_session="), "{c}");
     assert!(c.contains("; Secure") && c.contains("; HttpOnly") && c.contains("; SameSite=Strict"));
@@ -130,37 +116,16 @@ async fn sign_in_sets_a_strict_http_only_cookie() {
 #[tokio::test]
 async fn bad_tokens_and_runner_tokens_do_not_sign_in() {
     let fx = Fixture::new(false).await;
-    let r = fx
-        .send(
-            Method::POST,
-            "/login",
-            &[("origin", &fx.origin())],
-            Some(form(&[("token", "mlss_nope")])),
-        )
-        .await;
+    let r = fx.post_login(&fx.origin(), "mlss_nope").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.set_cookie().is_none());
     assert!(!r.text.contains("mlss_nope"), "the token is echoed");
-    let r = fx
-        .send(
-            Method::POST,
-            "/login",
-            &[("origin", &fx.origin())],
-            Some(form(&[("token", RUNNER)])),
-        )
-        .await;
+    let r = fx.post_login(&fx.origin(), RUNNER).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.set_cookie().is_none());
     assert!(fx.state.ui.sessions.is_empty());
     // A cross-origin sign-in is refused too (login CSRF).
-    let r = fx
-        .send(
-            Method::POST,
-            "/login",
-            &[("origin", "http://evil.example")],
-            Some(form(&[("token", WRITER)])),
-        )
-        .await;
+    let r = fx.post_login("http://evil.example", WRITER).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.set_cookie().is_none());
 }
@@ -213,36 +178,29 @@ async fn cross_origin_and_tokenless_posts_are_refused() {
         no_value(&r);
     }
     // Same origin, but no or a wrong form token.
-    for token in ["", "not-the-token"] {
-        let body = form(&[
-            ("csrf", token),
+    let victim = |csrf: &str| {
+        Some(form(&[
+            ("csrf", csrf),
             ("secret_name", "csrf-victim"),
             ("value", VALUE),
-        ]);
+        ]))
+    };
+    let origin = fx.origin();
+    for token in ["", "not-the-token"] {
+        let headers = [("cookie", b.cookie.as_str()), ("origin", origin.as_str())];
         let r = fx
-            .send(
-                Method::POST,
-                "/secrets/new",
-                &[("cookie", &b.cookie), ("origin", &fx.origin())],
-                Some(body),
-            )
+            .send(Method::POST, "/secrets/new", &headers, victim(token))
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
     }
     // Another session's form token is not this session's.
     let other = fx.sign_in(ADMIN).await;
-    let body = form(&[
-        ("csrf", &other.csrf),
-        ("secret_name", "csrf-victim"),
-        ("value", VALUE),
-    ]);
+    let headers = [
+        ("cookie", b.cookie.as_str()),
+        ("sec-fetch-site", "same-origin"),
+    ];
     let r = fx
-        .send(
-            Method::POST,
-            "/secrets/new",
-            &[("cookie", &b.cookie), ("sec-fetch-site", "same-origin")],
-            Some(body),
-        )
+        .send(Method::POST, "/secrets/new", &headers, victim(&other.csrf))
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(
@@ -337,29 +295,22 @@ async fn create_bind_rotate_revoke_delete_never_show_the_value() {
     assert_eq!(res.status, StatusCode::OK);
     assert!(res.text.contains("OPENAI_API_KEY") && res.text.contains("Bind secret"));
     no_value(&res);
-    let bound = fx
-        .post(
-            &b,
-            "/resources/SCORER_JOB/eval?workspace=default",
-            &[
+    let scorer_form = |name: &'static str| {
+        let id = id.clone();
+        let (fx, b) = (&fx, &b);
+        async move {
+            let fields = [
                 ("workspace", "default"),
-                ("secret_id", &id),
-                ("binding_name", "LLM_KEY"),
-            ],
-        )
-        .await;
+                ("secret_id", id.as_str()),
+                ("binding_name", name),
+            ];
+            fx.post(b, "/resources/SCORER_JOB/eval?workspace=default", &fields)
+                .await
+        }
+    };
+    let bound = scorer_form("LLM_KEY").await;
     assert_eq!(bound.status, StatusCode::SEE_OTHER, "{}", bound.text);
-    let bad = fx
-        .post(
-            &b,
-            "/resources/SCORER_JOB/eval?workspace=default",
-            &[
-                ("workspace", "default"),
-                ("secret_id", &id),
-                ("binding_name", "LD_PRELOAD"),
-            ],
-        )
-        .await;
+    let bad = scorer_form("LD_PRELOAD").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     let res = fx
         .get(&b, "/resources/SCORER_JOB/eval?workspace=default")

@@ -25,7 +25,7 @@ use super::{
     created_by_object, namespace, reconciled,
 };
 use crate::k8s::crd::{MlflowSecret, MlflowSecretBinding, MlflowSecretBindingStatus};
-use crate::model::{NewBinding, SecretBinding, SecretState};
+use crate::model::{NewBinding, ResourceRef, SecretBinding, SecretState};
 use crate::store::StoreError;
 
 /// `created_by` tag of bindings made by an `MlflowSecretBinding`.
@@ -36,16 +36,7 @@ pub(super) fn referencing_secret(
     cache: &Store<MlflowSecretBinding>,
     s: &MlflowSecret,
 ) -> Vec<ObjectRef<MlflowSecretBinding>> {
-    let (Some(ns), Some(name)) = (s.metadata.namespace.as_deref(), s.metadata.name.as_deref())
-    else {
-        return Vec::new();
-    };
-    cache
-        .state()
-        .iter()
-        .filter(|b| b.metadata.namespace.as_deref() == Some(ns) && b.spec.secret_ref.name == name)
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
+    super::referencing(cache, &s.metadata, |b, name| b.spec.secret_ref.name == name)
 }
 
 reconciled!(MlflowSecretBinding, BINDING_CONTROLLER, BINDING_FINALIZER);
@@ -69,9 +60,7 @@ async fn existing(
     match ctx
         .store
         .get_binding_by_key(
-            ns,
-            &spec.resource_type,
-            &spec.resource_id,
+            ResourceRef::new(ns, &spec.resource_type, &spec.resource_id),
             &spec.binding_name,
         )
         .await
@@ -334,23 +323,13 @@ async fn cleanup(obj: &MlflowSecretBinding, ctx: &Context) -> Result<Action> {
     if !created_by_object(b.created_by.as_deref(), TAG, &uid(obj)) {
         return Ok(Action::await_change());
     }
-    match ctx.store.unbind_secret(&b.binding_id, &who(obj, &ns)).await {
-        Ok(()) | Err(StoreError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    scrub::sweep(ctx, Some(&ns), &trigger).await?;
-    ctx.event(
-        obj,
-        EventType::Normal,
-        "Unbound",
-        "Unbind",
-        format!(
-            "unbound {} for {}/{}",
-            obj.spec.binding_name, obj.spec.resource_type, obj.spec.resource_id
-        ),
-    )
-    .await;
-    Ok(Action::await_change())
+    let removed = ctx.store.unbind_secret(&b.binding_id, &who(obj, &ns)).await;
+    let note = format!(
+        "unbound {} for {}/{}",
+        obj.spec.binding_name, obj.spec.resource_type, obj.spec.resource_id
+    );
+    ctx.finish_cleanup(obj, &ns, &trigger, removed, ("Unbound", "Unbind", note))
+        .await
 }
 
 #[cfg(test)]

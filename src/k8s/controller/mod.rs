@@ -165,6 +165,29 @@ impl Context {
         }
     }
 
+    /// The end of a finalizer's cleanup. `removed` is the store's delete or
+    /// unbind, which a retried cleanup may find already done (NotFound is
+    /// success). Then every per-Job copy it fed is swept (docs/design.md §8,
+    /// "Revocation reaches every copy") and `note` is published as a
+    /// Normal Event `reason`/`action`.
+    async fn finish_cleanup<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        ns: &str,
+        trigger: &str,
+        removed: std::result::Result<(), crate::store::StoreError>,
+        (reason, action, note): (&str, &str, String),
+    ) -> error::Result<Action> {
+        match removed {
+            Ok(()) | Err(crate::store::StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        scrub::sweep(self, Some(ns), trigger).await?;
+        self.event(obj, EventType::Normal, reason, action, note)
+            .await;
+        Ok(Action::await_change())
+    }
+
     /// Publish an Event on `obj`. Best effort: an Event that cannot be
     /// written is logged, and never fails the reconcile that reports it.
     ///
@@ -230,6 +253,27 @@ fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
         obj.meta().namespace.as_deref().unwrap_or(""),
         obj.meta().name.as_deref().unwrap_or("")
     )
+}
+
+/// The cached objects in `meta`'s namespace that `refers` says point at
+/// its name: what a change of that object must requeue.
+pub(super) fn referencing<K>(
+    cache: &reflector::Store<K>,
+    meta: &kube::api::ObjectMeta,
+    refers: impl Fn(&K, &str) -> bool,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    let (Some(ns), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
+        return Vec::new();
+    };
+    cache
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns) && refers(o, name))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
 }
 
 /// Run both controllers, and the revocation sweep, over the watch scope

@@ -403,10 +403,30 @@ mod tests {
     }
 
     fn binds(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        ids(pairs).into_iter().collect()
+    }
+
+    /// (removed, remaining, delete) of a `Scrub::Remove`.
+    type Removal = (
+        BTreeMap<String, (String, Cause)>,
+        BTreeMap<String, String>,
+        bool,
+    );
+
+    /// The removal `plan` must decide: (removed, remaining, delete).
+    fn removal(
+        i: &BTreeMap<String, String>,
+        f: &HashMap<String, SecretFact>,
+        b: Option<&HashMap<String, String>>,
+    ) -> Removal {
+        match plan(i, f, b) {
+            Scrub::Remove {
+                removed,
+                remaining,
+                delete,
+            } => (removed, remaining, delete),
+            Scrub::Keep => panic!("expected a removal"),
+        }
     }
 
     #[test]
@@ -423,14 +443,7 @@ mod tests {
         let i = ids(&[("A", "s1"), ("A_FIELD", "s1"), ("B", "s2")]);
         let f = facts(&[("s1", SecretFact::Revoked), ("s2", SecretFact::Active)]);
         let b = binds(&[("A", "s1"), ("A_FIELD", "s1"), ("B", "s2")]);
-        let Scrub::Remove {
-            removed,
-            remaining,
-            delete,
-        } = plan(&i, &f, Some(&b))
-        else {
-            panic!("expected a removal")
-        };
+        let (removed, remaining, delete) = removal(&i, &f, Some(&b));
         assert_eq!(
             removed.keys().collect::<Vec<_>>(),
             ["A", "A_FIELD"],
@@ -449,17 +462,9 @@ mod tests {
     fn deleted_unknown_and_foreign_ids_are_removed_and_empty_deletes() {
         let i = ids(&[("A", "s1"), ("B", "not-an-id")]);
         let f = facts(&[("s1", SecretFact::Missing)]);
-        match plan(&i, &f, None) {
-            Scrub::Remove {
-                removed,
-                remaining,
-                delete,
-            } => {
-                assert!(remaining.is_empty() && delete);
-                assert!(removed.values().all(|(_, c)| *c == Cause::Deleted));
-            }
-            Scrub::Keep => panic!("expected a removal"),
-        }
+        let (removed, remaining, delete) = removal(&i, &f, None);
+        assert!(remaining.is_empty() && delete);
+        assert!(removed.values().all(|(_, c)| *c == Cause::Deleted));
     }
 
     #[test]
@@ -473,14 +478,7 @@ mod tests {
         // A unbound; B rebound to another secret; C unchanged (its value may
         // have been updated: a running Job keeps the version it started with).
         let b = binds(&[("B", "s9"), ("C", "s3")]);
-        let Scrub::Remove {
-            removed,
-            remaining,
-            delete,
-        } = plan(&i, &f, Some(&b))
-        else {
-            panic!("expected a removal")
-        };
+        let (removed, remaining, delete) = removal(&i, &f, Some(&b));
         assert_eq!(removed.len(), 2);
         assert!(removed.values().all(|(_, c)| *c == Cause::Unbound));
         assert_eq!(remaining, ids(&[("C", "s3")]));

@@ -23,6 +23,7 @@ use crate::k8s::{
     ANNOTATION_INJECT_MODE, ANNOTATION_RESOURCE_ID, ANNOTATION_RESOURCE_TYPE,
     DEFAULT_RESOURCE_TYPE, LABEL_INJECT, LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED,
 };
+use crate::model::ResourceRef;
 use crate::store::audit::{AuditAction, AuditRecord};
 use crate::store::{BoundMeta, StoreError, incident};
 
@@ -279,7 +280,7 @@ async fn decide(
         "store",
         state
             .store
-            .choose_bound_values(ns, rtype, resource_id, &actor, pick),
+            .choose_bound_values(ResourceRef::new(ns, rtype, resource_id), &actor, pick),
     )
     .await?
     .map_err(|e| {
@@ -380,7 +381,7 @@ async fn metadata(
 ) -> Result<(BTreeMap<String, InjectedBinding>, BTreeMap<String, Offered>), Deny> {
     let bound = state
         .store
-        .bound_metadata(ns, rtype, rid)
+        .bound_metadata(ResourceRef::new(ns, rtype, rid))
         .await
         .map_err(|e| store_deny(&e))?;
     if bound.is_empty() {

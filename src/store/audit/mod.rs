@@ -46,7 +46,39 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub fn as_str(self) -> &'static str {
+    /// Every action, in the order the UI's audit filter offers them.
+    pub const ALL: [Self; 17] = [
+        Self::Create,
+        Self::Update,
+        Self::Revoke,
+        Self::Delete,
+        Self::Bind,
+        Self::Unbind,
+        Self::ReadValue,
+        Self::ReadResourceValues,
+        Self::Verify,
+        Self::Rewrap,
+        Self::GetSecret,
+        Self::GetBinding,
+        Self::ListSecrets,
+        Self::ListBindings,
+        Self::ListAudit,
+        Self::AuthDenied,
+        Self::ScrubCopy,
+    ];
+
+    /// The names of [`Self::ALL`], as the `action` column holds them.
+    pub const NAMES: [&'static str; 17] = {
+        let mut names = [""; 17];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = Self::ALL[i].as_str();
+            i += 1;
+        }
+        names
+    };
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Create => "CREATE",
             Self::Update => "UPDATE",
@@ -114,6 +146,12 @@ impl AuditRecord {
     pub fn resource(mut self, resource_type: &str, resource_id: &str) -> Self {
         self.set_resource(resource_type, resource_id);
         self
+    }
+
+    /// The workspace and `TYPE/ID` of a resource read.
+    pub fn for_resource(self, r: crate::model::ResourceRef<'_>) -> Self {
+        self.workspace(r.workspace)
+            .resource(r.resource_type, r.resource_id)
     }
 
     pub fn detail(mut self, d: impl Into<String>) -> Self {

@@ -9,7 +9,7 @@ use super::rows::{
 };
 use super::secrets::not_found_secret;
 use super::{Dialect, SqlStore, db_err};
-use crate::model::{BindingFilter, NewBinding, Page, SecretBinding, now_ms};
+use crate::model::{BindingFilter, NewBinding, Page, ResourceRef, SecretBinding, now_ms};
 use crate::store::audit::{self, AuditAction, AuditRecord};
 use crate::store::{Result, StoreError, validate};
 
@@ -158,14 +158,10 @@ impl SqlStore {
     /// `unique_binding_per_resource` makes unique.
     pub(super) async fn binding_by_key(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        res: ResourceRef<'_>,
         binding_name: &str,
     ) -> Result<Option<SecretBinding>> {
-        validate::workspace(workspace)?;
-        validate::resource_type(resource_type)?;
-        validate::resource_id(resource_id)?;
+        validate::resource(res)?;
         validate::binding_name(binding_name)?;
         let row = sqlx::query(self.dialect.q(concat!(
             "SELECT ",
@@ -173,9 +169,9 @@ impl SqlStore {
             " FROM secrets_bindings WHERE workspace = ? AND resource_type = ? \
              AND resource_id = ? AND binding_name = ?"
         )))
-        .bind(workspace)
-        .bind(resource_type)
-        .bind(resource_id)
+        .bind(res.workspace)
+        .bind(res.resource_type)
+        .bind(res.resource_id)
         .bind(binding_name)
         .fetch_optional(&self.pool)
         .await

@@ -35,7 +35,8 @@ use super::{
 use crate::crypto::{self, Aad};
 use crate::keystore::KeystoreHandle;
 use crate::model::{
-    AuditEntry, BindingFilter, NewBinding, NewSecret, Page, Secret, SecretBinding, SecretFilter,
+    AuditEntry, BindingFilter, NewBinding, NewSecret, Page, ResourceRef, Secret, SecretBinding,
+    SecretFilter,
 };
 use crate::value::SecretValue;
 
@@ -305,26 +306,19 @@ impl SecretsStore for SqlStore {
 
     async fn get_secret_for_resource(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        res: ResourceRef<'_>,
         binding_name: &str,
         actor: &str,
     ) -> Result<SecretValue> {
-        self.resource_value(workspace, resource_type, resource_id, binding_name, actor)
-            .await
+        self.resource_value(res, binding_name, actor).await
     }
 
     async fn get_all_secrets_for_resource(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        res: ResourceRef<'_>,
         actor: &str,
     ) -> Result<BTreeMap<String, SecretValue>> {
-        let all = self
-            .get_all_bound_values(workspace, resource_type, resource_id, actor)
-            .await?;
+        let all = self.get_all_bound_values(res, actor).await?;
         Ok(all.into_iter().map(|(k, b)| (k, b.value)).collect())
     }
 
@@ -338,57 +332,38 @@ impl SecretsStore for SqlStore {
 
     async fn get_binding_by_key(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        res: ResourceRef<'_>,
         binding_name: &str,
     ) -> Result<Option<SecretBinding>> {
-        self.binding_by_key(workspace, resource_type, resource_id, binding_name)
-            .await
+        self.binding_by_key(res, binding_name).await
     }
 
     async fn kek_version(&self, secret_id: &str) -> Result<u32> {
         self.kek_version_of(secret_id).await
     }
 
-    async fn bound_metadata(
-        &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
-    ) -> Result<Vec<BoundInfo>> {
-        self.bound_info(workspace, resource_type, resource_id).await
+    async fn bound_metadata(&self, res: ResourceRef<'_>) -> Result<Vec<BoundInfo>> {
+        self.bound_info(res).await
     }
 
     async fn choose_bound_values(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        res: ResourceRef<'_>,
         actor: &str,
         choose: ChooseBound<'_>,
     ) -> Result<Option<BTreeMap<String, BoundValue>>> {
         let pick = |meta: &[BoundMeta<'_>]| choose(meta).ok_or(());
-        Ok(self
-            .get_chosen_bound_values(workspace, resource_type, resource_id, actor, pick)
-            .await?
-            .ok())
+        Ok(self.get_chosen_bound_values(res, actor, pick).await?.ok())
     }
 
     async fn resolve_resource(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        res: ResourceRef<'_>,
         actor: &str,
     ) -> Result<ResolvedResource> {
-        let bound = self
-            .get_all_bound_values(workspace, resource_type, resource_id, actor)
-            .await?;
+        let bound = self.get_all_bound_values(res, actor).await?;
         if bound.is_empty() {
-            return Err(StoreError::NotFound(format!(
-                "no binding for {resource_type}/{resource_id} in workspace '{workspace}'"
-            )));
+            return Err(StoreError::NotFound(format!("no binding for {res}")));
         }
         Ok(ResolvedResource::from_bound(bound))
     }

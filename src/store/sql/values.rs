@@ -11,6 +11,7 @@ use sqlx::any::AnyRow;
 use super::rows::{SealedRow, sealed_cols, split_service_accounts};
 use super::secrets::{not_found_secret, revoked};
 use super::{SqlStore, db_err};
+use crate::model::ResourceRef;
 use crate::store::audit::{AuditAction, AuditRecord};
 use crate::store::{Result, StoreError, validate};
 use crate::value::SecretValue;
@@ -69,22 +70,16 @@ impl SqlStore {
 
     pub(super) async fn resource_value(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        res: ResourceRef<'_>,
         binding_name: &str,
         actor: &str,
     ) -> Result<SecretValue> {
-        let mut rec = AuditRecord::new(AuditAction::ReadValue, actor)
-            .workspace(workspace)
-            .resource(resource_type, resource_id);
+        let mut rec = AuditRecord::new(AuditAction::ReadValue, actor).for_resource(res);
         let r = async {
-            let rows = self
-                .resource_rows(workspace, resource_type, resource_id, Some(binding_name))
-                .await?;
+            let rows = self.resource_rows(res, Some(binding_name)).await?;
             let Some(first) = rows.first() else {
                 return Err(StoreError::NotFound(format!(
-                    "no binding '{binding_name}' for {resource_type}/{resource_id} in workspace '{workspace}'"
+                    "no binding '{binding_name}' for {res}"
                 )));
             };
             rec.set_secret(&first.sealed.secret_id, &first.sealed.secret_name);
@@ -103,9 +98,7 @@ impl SqlStore {
     /// rate limited, and refused as a whole if any bound secret is revoked.
     pub async fn get_all_bound_values(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        res: ResourceRef<'_>,
         actor: &str,
     ) -> Result<BTreeMap<String, BoundValue>> {
         let all = |m: &[BoundMeta<'_>]| {
@@ -113,10 +106,7 @@ impl SqlStore {
                 m.iter().map(|b| b.binding_name.to_string()).collect(),
             )
         };
-        match self
-            .get_chosen_bound_values(workspace, resource_type, resource_id, actor, all)
-            .await?
-        {
+        match self.get_chosen_bound_values(res, actor, all).await? {
             Ok(map) => Ok(map),
             Err(never) => match never {},
         }
@@ -130,19 +120,13 @@ impl SqlStore {
     /// named in the audit row.
     pub async fn get_chosen_bound_values<E>(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        res: ResourceRef<'_>,
         actor: &str,
         choose: impl FnOnce(&[BoundMeta<'_>]) -> std::result::Result<BTreeSet<String>, E>,
     ) -> Result<std::result::Result<BTreeMap<String, BoundValue>, E>> {
-        let mut rec = AuditRecord::new(AuditAction::ReadResourceValues, actor)
-            .workspace(workspace)
-            .resource(resource_type, resource_id);
+        let mut rec = AuditRecord::new(AuditAction::ReadResourceValues, actor).for_resource(res);
         let r = async {
-            let rows = self
-                .resource_rows(workspace, resource_type, resource_id, None)
-                .await?;
+            let rows = self.resource_rows(res, None).await?;
             let meta: Vec<BoundMeta<'_>> = rows
                 .iter()
                 .map(|r| BoundMeta {
@@ -169,15 +153,8 @@ impl SqlStore {
     /// The bindings of a resource with their secrets' metadata, from the
     /// query the decrypting read uses (`resource_rows`), with nothing
     /// decrypted, counted or audited: the webhook's dryRun.
-    pub(super) async fn bound_info(
-        &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
-    ) -> Result<Vec<BoundInfo>> {
-        let rows = self
-            .resource_rows(workspace, resource_type, resource_id, None)
-            .await?;
+    pub(super) async fn bound_info(&self, res: ResourceRef<'_>) -> Result<Vec<BoundInfo>> {
+        let rows = self.resource_rows(res, None).await?;
         Ok(rows
             .into_iter()
             .map(|r| BoundInfo {
@@ -194,14 +171,15 @@ impl SqlStore {
     /// Bound rows of a resource (see `bound_select!`).
     async fn resource_rows(
         &self,
-        workspace: &str,
-        resource_type: &str,
-        resource_id: &str,
+        res: ResourceRef<'_>,
         binding_name: Option<&str>,
     ) -> Result<Vec<BoundRow>> {
-        validate::workspace(workspace)?;
-        validate::resource_type(resource_type)?;
-        validate::resource_id(resource_id)?;
+        validate::resource(res)?;
+        let ResourceRef {
+            workspace,
+            resource_type,
+            resource_id,
+        } = res;
         let rows: Vec<AnyRow> = match binding_name {
             Some(n) => {
                 validate::binding_name(n)?;

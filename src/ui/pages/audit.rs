@@ -25,25 +25,7 @@ pub const PAGE_SIZE: u32 = 50;
 /// Most rows one export holds.
 pub const MAX_EXPORT_ROWS: usize = 100_000;
 
-const ACTIONS: &[&str] = &[
-    "CREATE",
-    "UPDATE",
-    "REVOKE",
-    "DELETE",
-    "BIND",
-    "UNBIND",
-    "READ_VALUE",
-    "READ_RESOURCE_VALUES",
-    "VERIFY",
-    "REWRAP",
-    "GET_SECRET",
-    "GET_BINDING",
-    "LIST_SECRETS",
-    "LIST_BINDINGS",
-    "LIST_AUDIT",
-    "AUTH_DENIED",
-    "SCRUB_COPY",
-];
+const ACTIONS: &[&str] = &AuditAction::NAMES;
 const OUTCOMES: &[&str] = &["SUCCESS", "DENIED", "FAILED"];
 const FILTERS: [&str; 7] = [
     "principal",
@@ -109,15 +91,21 @@ fn filter_query(q: &UiForm) -> String {
     ser.finish()
 }
 
+/// The filter of an audit page's query string, for an admin only.
+fn admin_search(ctx: &Ctx, raw: Option<String>) -> Result<(UiForm, AuditSearch), UiError> {
+    ctx.require(Role::Admin)?;
+    let q = UiForm::parse(raw.as_deref().unwrap_or("").as_bytes());
+    let search = search_of(ctx, &q)?;
+    Ok((q, search))
+}
+
 /// `GET /audit`.
 pub async fn page(
     State(st): State<AppState>,
     ctx: Ctx,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
-    ctx.require(Role::Admin)?;
-    let q = UiForm::parse(raw.as_deref().unwrap_or("").as_bytes());
-    let search = search_of(&ctx, &q)?;
+    let (q, search) = admin_search(&ctx, raw)?;
     let (rows, next) = st.store.search_audit(&search).await?;
     let rec = AuditRecord::new(AuditAction::ListAudit, &ctx.principal.name)
         .detail(format!("returned={} via=ui", rows.len()));
@@ -206,9 +194,7 @@ pub async fn export(
     ctx: Ctx,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
-    ctx.require(Role::Admin)?;
-    let q = UiForm::parse(raw.as_deref().unwrap_or("").as_bytes());
-    let mut search = search_of(&ctx, &q)?;
+    let (_, mut search) = admin_search(&ctx, raw)?;
     search.max_results = Some(validate::MAX_PAGE_SIZE);
     let mut out = String::new();
     let mut n = 0usize;

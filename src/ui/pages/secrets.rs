@@ -33,14 +33,14 @@ pub const PAGE_SIZE: u32 = 20;
 
 /// The actions a secret's history shows (metadata reads are left out).
 pub const HISTORY_ACTIONS: &[&str] = &[
-    "CREATE",
-    "UPDATE",
-    "REVOKE",
-    "DELETE",
-    "BIND",
-    "UNBIND",
-    "READ_VALUE",
-    "REWRAP",
+    AuditAction::Create.as_str(),
+    AuditAction::Update.as_str(),
+    AuditAction::Revoke.as_str(),
+    AuditAction::Delete.as_str(),
+    AuditAction::Bind.as_str(),
+    AuditAction::Unbind.as_str(),
+    AuditAction::ReadValue.as_str(),
+    AuditAction::Rewrap.as_str(),
 ];
 
 /// The secret `secret_id`, if the session may see it; otherwise the 404 of

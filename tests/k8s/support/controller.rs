@@ -17,7 +17,7 @@ use mlflow_secrets::k8s::controller::{self, Context};
 use mlflow_secrets::k8s::crd::{Condition, MlflowSecret, MlflowSecretBinding};
 use mlflow_secrets::k8s::metrics::OperatorMetrics;
 use mlflow_secrets::k8s::scope::WatchScope;
-use mlflow_secrets::store::SqlStore;
+use mlflow_secrets::store::{SecretsStore as _, SqlStore};
 use serde_json::{Value, json};
 use sqlx::Row;
 
@@ -391,6 +391,18 @@ impl Harness {
             }
         })
         .await
+    }
+
+    /// The plaintext the store decrypts for a string secret (an audited
+    /// read by `test`).
+    pub async fn plain_value(&self, secret_id: &str) -> String {
+        plain(
+            &self
+                .store
+                .get_secret_value(secret_id, "test")
+                .await
+                .unwrap(),
+        )
     }
 
     /// The raw `wrapped_dek` and `kek_version` columns of a row.

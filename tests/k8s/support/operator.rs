@@ -478,3 +478,39 @@ impl TcpProxy {
         }
     }
 }
+
+/// A Job whose pod template opts in to injection.
+pub fn scorer_job(
+    name: &str,
+    resource_id: &str,
+    labelled: bool,
+    mode: Option<&str>,
+) -> k8s_openapi::api::batch::v1::Job {
+    let mut annotations = serde_json::json!({ "secrets.mlflow.org/resource-id": resource_id });
+    if let Some(m) = mode {
+        annotations["secrets.mlflow.org/inject-mode"] = m.into();
+    }
+    let labels = if labelled {
+        serde_json::json!({ "secrets.mlflow.org/inject": "true", "app": "scorer" })
+    } else {
+        serde_json::json!({ "app": "scorer" })
+    };
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": { "name": name },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": { "labels": labels, "annotations": annotations },
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        { "name": "scorer", "image": "python:3.11-slim", "command": ["python", "-c", "print(1)"] },
+                        { "name": "sidecar", "image": "busybox", "env": [{ "name": "EXISTING", "value": "kept" }] }
+                    ]
+                }
+            }
+        }
+    }))
+    .unwrap()
+}

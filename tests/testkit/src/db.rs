@@ -41,7 +41,7 @@ pub struct TestDb {
     _tmp: Option<tempfile::TempDir>,
 }
 
-fn require_all() -> bool {
+pub(crate) fn require_all() -> bool {
     std::env::var("MLFLOW_SECRETS_REQUIRE_ALL_BACKENDS").as_deref() == Ok("1")
 }
 
@@ -51,7 +51,7 @@ fn db_name() -> String {
 }
 
 /// Replace the database path of a server URL.
-fn with_database(url: &str, db: &str) -> String {
+pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),

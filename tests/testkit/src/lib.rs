@@ -11,14 +11,17 @@
 mod db;
 mod keystore;
 mod logs;
+mod resp;
 pub mod mlflow;
 pub mod notice;
 pub mod ops;
+pub mod tokens;
 mod values;
 
 pub use db::{Backend, TestDb, drop_audit_triggers, empty_database, init, run_case};
 pub use keystore::{PASSPHRASE_V1, PASSPHRASE_V2, TestKeystore};
 pub use logs::CapturedLogs;
+pub use resp::Resp;
 pub use values::{as_string, val};
 
 /// The `mlflow-secrets` binary of this build. Only an integration test of
@@ -35,4 +38,26 @@ pub fn bin() -> std::path::PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target/<profile>/deps");
     dir.join("mlflow-secrets")
+}
+
+/// Run `cmd` to its end with `stdin` written to it (or no stdin at all),
+/// capturing stdout and stderr: how a value reaches `--value-stdin`.
+pub fn output_with_stdin(
+    mut cmd: std::process::Command,
+    stdin: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let input = if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    cmd.stdin(input).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the command");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("a stdin pipe");
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait for the command")
 }

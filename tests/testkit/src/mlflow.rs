@@ -92,17 +92,24 @@ pub fn gateway_py(args: &[&str], stdin: Option<&Value>) -> Output {
 /// returns (name, MLflow secret id) in order.
 pub fn mlflow_seed(db_uri: &str, specs: &Value) -> Vec<(String, String)> {
     let out = gateway_py(&["seed", "--db-uri", db_uri], Some(specs));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_string(),
-                e["secret_id"].as_str().unwrap().to_string(),
-            )
-        })
+    secret_rows(&out.stdout)
+        .map(|(name, id, _)| (name, id))
         .collect()
+}
+
+/// gateway.py's JSON array of secrets as (name, id, provider).
+fn secret_rows(stdout: &[u8]) -> impl Iterator<Item = (String, String, Option<String>)> {
+    let v: Value = serde_json::from_slice(stdout).unwrap();
+    let Value::Array(rows) = v else {
+        panic!("gateway.py printed no array")
+    };
+    rows.into_iter().map(|e| {
+        (
+            e["name"].as_str().unwrap().to_string(),
+            e["secret_id"].as_str().unwrap().to_string(),
+            e["provider"].as_str().map(str::to_string),
+        )
+    })
 }
 
 /// What MLflow's own decrypt path (`SqlAlchemyStore._get_decrypted_secret`)
@@ -130,18 +137,7 @@ pub fn mlflow_decrypt_all(db_uri: &str) -> serde_json::Map<String, Value> {
 /// MLflow's gateway secrets: (name, id, provider).
 pub fn mlflow_list(db_uri: &str) -> Vec<(String, String, Option<String>)> {
     let out = gateway_py(&["list", "--db-uri", db_uri], None);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_string(),
-                e["secret_id"].as_str().unwrap().to_string(),
-                e["provider"].as_str().map(str::to_string),
-            )
-        })
-        .collect()
+    secret_rows(&out.stdout).collect()
 }
 
 /// A fresh SQLite file for MLflow: (SQLAlchemy URI, path).

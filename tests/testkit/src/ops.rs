@@ -10,6 +10,7 @@ use mlflow_secrets::keystore::{Keystore, KeystoreConfig, KeystoreHandle, Passphr
 use mlflow_secrets::store::{SecretsStore, SqlStore};
 use mlflow_secrets::value::SecretValue;
 use sqlx::Connection;
+use crate::db::{require_all, with_database};
 
 pub const PASS_V1: &str = "ops drill passphrase number one";
 pub const PASS_V2: &str = "ops drill passphrase number two";
@@ -114,22 +115,24 @@ pub fn value_for(name: &str) -> String {
     format!("sk-ops-drill-VALUE-{name}-7c1f9e2a4b6d8f0a1c3e5a7b9d")
 }
 
+/// Create secret `name` in `default` with [`value_for`]`(name)` through the
+/// store (audited); returns the value.
+pub async fn create_drill_secret(store: &SqlStore, name: &str, shared: bool, actor: &str) -> String {
+    let v = value_for(name);
+    let value = SecretValue::from_string(v.clone()).unwrap();
+    store
+        .create_secret("default", name, &value, shared, actor)
+        .await
+        .unwrap();
+    v
+}
+
 /// Create `n` secrets `<prefix>-<i>` through the store; returns name → value.
 pub async fn seed(store: &SqlStore, prefix: &str, n: usize) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for i in 0..n {
         let name = format!("{prefix}-{i}");
-        let v = value_for(&name);
-        store
-            .create_secret(
-                "default",
-                &name,
-                &SecretValue::from_string(v.clone()).unwrap(),
-                i % 2 == 0,
-                "test:seed",
-            )
-            .await
-            .unwrap();
+        let v = create_drill_secret(store, &name, i % 2 == 0, "test:seed").await;
         out.insert(name, v);
     }
     out
@@ -174,10 +177,6 @@ pub async fn check_values(store: &SqlStore, expected: &BTreeMap<String, String>)
     n
 }
 
-fn require_all() -> bool {
-    std::env::var("MLFLOW_SECRETS_REQUIRE_ALL_BACKENDS").as_deref() == Ok("1")
-}
-
 /// The admin URL of a server backend from `var`, or `None` (with a line
 /// saying so) when it is not set and not required.
 pub fn server_url(var: &str) -> Option<String> {
@@ -192,24 +191,6 @@ pub fn server_url(var: &str) -> Option<String> {
             None
         }
     }
-}
-
-/// Replace the database of a server URL.
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map(|i| scheme_end + i)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{db}", &base[..host_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 /// A fresh empty database on the server of `admin`; returns (name, URL).

@@ -8,47 +8,18 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use mlflow_secrets::keystore::{Keystore, KeystoreHandle};
-use mlflow_secrets::server::auth::{Role, Scope, Workspaces, tokens_file_line};
 use mlflow_secrets::server::{AppState, AuthMode, TokenStore, router};
 use mlflow_secrets::store::SqlStore;
 use tower::ServiceExt;
 
-pub const ADMIN: &str = "mlss_ui-admin-token";
-pub const WRITER: &str = "mlss_ui-writer-token";
-pub const READER: &str = "mlss_ui-reader-token";
-pub const TEAM_A_WRITER: &str = "mlss_ui-team-a-writer-token";
-pub const TEAM_A_ADMIN: &str = "mlss_ui-team-a-admin-token";
-pub const RUNNER: &str = "mlss_ui-runner-token";
+pub use testkit::Resp;
+pub use testkit::tokens::*;
+
 /// The Host every in-process request names.
 pub const HOST: &str = "127.0.0.1:5005";
-
-fn only(ws: &[&str]) -> Scope {
-    Scope {
-        workspaces: Workspaces::Only(ws.iter().map(|w| w.to_string()).collect()),
-        resource: None,
-        expires: None,
-    }
-}
-
-/// The tokens file of the fixture.
-pub fn tokens_text() -> String {
-    let all = Scope::everything();
-    let mut runner = only(&["team-a"]);
-    runner.resource = Some(("SCORER_JOB".into(), "nightly".into()));
-    [
-        tokens_file_line("alice", Role::Admin, &all, ADMIN),
-        tokens_file_line("wendy", Role::Writer, &all, WRITER),
-        tokens_file_line("rita", Role::Reader, &all, READER),
-        tokens_file_line("ada", Role::Writer, &only(&["team-a"]), TEAM_A_WRITER),
-        tokens_file_line("ann", Role::Admin, &only(&["team-a"]), TEAM_A_ADMIN),
-        tokens_file_line("nightly", Role::Runner, &runner, RUNNER),
-    ]
-    .join("\n")
-        + "\n"
-}
 
 /// A store, a tokens file and the state around them.
 pub struct Fixture {
@@ -147,16 +118,20 @@ impl Fixture {
         }
     }
 
+    /// The sign-in form posted with `token` from `origin`, as it answers.
+    pub async fn post_login(&self, origin: &str, token: &str) -> Resp {
+        self.send(
+            Method::POST,
+            "/login",
+            &[("origin", origin)],
+            Some(form(&[("token", token)])),
+        )
+        .await
+    }
+
     /// Sign in with `token`; the browser's cookie and form token.
     pub async fn sign_in(&self, token: &str) -> Browser {
-        let r = self
-            .send(
-                Method::POST,
-                "/login",
-                &[("origin", &self.origin())],
-                Some(form(&[("token", token)])),
-            )
-            .await;
+        let r = self.post_login(&self.origin(), token).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "sign-in: {}", r.text);
         self.browser_from(&r).await
     }
@@ -210,28 +185,6 @@ impl Fixture {
 pub struct Browser {
     pub cookie: String,
     pub csrf: String,
-}
-
-/// One response, read whole.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub text: String,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    pub fn set_cookie(&self) -> Option<&str> {
-        self.header("set-cookie")
-    }
-
-    pub fn location(&self) -> Option<&str> {
-        self.header("location")
-    }
 }
 
 /// A form body.

@@ -66,100 +66,109 @@ pub(super) async fn sync_import(
                     return Ok(out);
                 }
             };
+            let import = Import { obj, ctx, who, r };
             match out.row.take() {
-                None => create(obj, ctx, who, r, value, source, out).await,
-                Some(row) => reimport(obj, ctx, who, r, value, source, row, out).await,
+                None => import.create(value, source, out).await,
+                Some(row) => import.reimport(value, source, row, out).await,
             }
         }
     }
 }
 
-/// No row yet: create it from the imported value.
-async fn create(
-    obj: &MlflowSecret,
-    ctx: &Context,
-    who: &Who,
-    r: &SecretKeyRef,
-    value: SecretValue,
-    source: ImportedSource,
-    out: Outcome,
-) -> Result<Outcome> {
-    let new = NewSecret {
-        workspace: &who.ns,
-        secret_name: &who.store_name,
-        is_shared: obj.spec.shared,
-        provider: obj.spec.provider.as_deref(),
-    };
-    let created = ctx.store.create_secret_with(&new, &value, &who.actor).await;
-    drop(value);
-    match created {
-        Ok(row) => {
-            ctx.event(
-                obj,
-                EventType::Normal,
-                "Created",
-                "Import",
-                format!(
-                    "created secret '{}' from Secret {} key {}",
-                    who.store_name, r.name, r.key
-                ),
-            )
-            .await;
-            Ok(Outcome {
-                row: Some(row),
-                source: Some(source),
-                ready: in_sync(r),
-                ..out
-            })
-        }
-        // Someone created the name between our read and our insert: an
-        // error, so the retry (after MIN_BACKOFF) sees whose row it is.
-        Err(StoreError::InvalidParameter(m)) => Ok(Outcome::waiting(Verdict::no(INVALID_SPEC, m))),
-        Err(e) => Err(e.into()),
-    }
+/// One import of `r` into `obj`'s row, its value already read.
+#[derive(Clone, Copy)]
+struct Import<'a> {
+    obj: &'a MlflowSecret,
+    ctx: &'a Context,
+    who: &'a Who,
+    r: &'a SecretKeyRef,
 }
 
-/// The source changed: seal its value afresh (a new DEK and IV).
-#[allow(clippy::too_many_arguments)]
-async fn reimport(
-    obj: &MlflowSecret,
-    ctx: &Context,
-    who: &Who,
-    r: &SecretKeyRef,
-    value: SecretValue,
-    source: ImportedSource,
-    row: Secret,
-    mut out: Outcome,
-) -> Result<Outcome> {
-    let updated = ctx
-        .store
-        .update_secret(&row.secret_id, &value, &who.actor)
-        .await;
-    drop(value);
-    let updated = match updated {
-        Ok(u) => u,
-        // Revoked (a CLI revoke) or deleted since our read: next pass.
-        Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
-            out.row = Some(row);
-            out.requeue = MIN_BACKOFF;
-            return Ok(out);
+impl Import<'_> {
+    /// No row yet: create it from the imported value.
+    async fn create(
+        &self,
+        value: SecretValue,
+        source: ImportedSource,
+        out: Outcome,
+    ) -> Result<Outcome> {
+        let Self { obj, ctx, who, r } = *self;
+        let new = NewSecret {
+            workspace: &who.ns,
+            secret_name: &who.store_name,
+            is_shared: obj.spec.shared,
+            provider: obj.spec.provider.as_deref(),
+        };
+        let created = ctx.store.create_secret_with(&new, &value, &who.actor).await;
+        drop(value);
+        match created {
+            Ok(row) => {
+                ctx.event(
+                    obj,
+                    EventType::Normal,
+                    "Created",
+                    "Import",
+                    format!(
+                        "created secret '{}' from Secret {} key {}",
+                        who.store_name, r.name, r.key
+                    ),
+                )
+                .await;
+                Ok(Outcome {
+                    row: Some(row),
+                    source: Some(source),
+                    ready: in_sync(r),
+                    ..out
+                })
+            }
+            // Someone created the name between our read and our insert: an
+            // error, so the retry (after MIN_BACKOFF) sees whose row it is.
+            Err(StoreError::InvalidParameter(m)) => {
+                Ok(Outcome::waiting(Verdict::no(INVALID_SPEC, m)))
+            }
+            Err(e) => Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
-    };
-    ctx.event(
-        obj,
-        EventType::Normal,
-        "Updated",
-        "Import",
-        format!(
-            "re-imported secret '{}' from Secret {} key {} (resourceVersion {})",
-            who.store_name, r.name, r.key, source.resource_version
-        ),
-    )
-    .await;
-    out.row = Some(updated);
-    out.source = Some(source);
-    Ok(out)
+    }
+
+    /// The source changed: seal its value afresh (a new DEK and IV).
+    async fn reimport(
+        &self,
+        value: SecretValue,
+        source: ImportedSource,
+        row: Secret,
+        mut out: Outcome,
+    ) -> Result<Outcome> {
+        let Self { obj, ctx, who, r } = *self;
+        let updated = ctx
+            .store
+            .update_secret(&row.secret_id, &value, &who.actor)
+            .await;
+        drop(value);
+        let updated = match updated {
+            Ok(u) => u,
+            // Revoked (a CLI revoke) or deleted since our read: next pass.
+            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+                out.row = Some(row);
+                out.requeue = MIN_BACKOFF;
+                return Ok(out);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        ctx.event(
+            obj,
+            EventType::Normal,
+            "Updated",
+            "Import",
+            format!(
+                "re-imported secret '{}' from Secret {} key {} (resourceVersion {})",
+                who.store_name, r.name, r.key, source.resource_version
+            ),
+        )
+        .await;
+        out.row = Some(updated);
+        out.source = Some(source);
+        Ok(out)
+    }
 }
 
 /// Ready after an import, and on every later pass that finds the row in

@@ -43,22 +43,12 @@ pub(super) fn referencing_source(
     cache: &Store<MlflowSecret>,
     s: &PartialObjectMeta<KubeSecret>,
 ) -> Vec<ObjectRef<MlflowSecret>> {
-    let (Some(ns), Some(name)) = (s.metadata.namespace.as_deref(), s.metadata.name.as_deref())
-    else {
-        return Vec::new();
-    };
-    cache
-        .state()
-        .iter()
-        .filter(|m| m.metadata.namespace.as_deref() == Some(ns))
-        .filter(|m| {
-            m.spec
-                .value_from
-                .as_ref()
-                .is_some_and(|v| v.secret_key_ref.name == name)
-        })
-        .map(|m| ObjectRef::from_obj(m.as_ref()))
-        .collect()
+    super::referencing(cache, &s.metadata, |m, name| {
+        m.spec
+            .value_from
+            .as_ref()
+            .is_some_and(|v| v.secret_key_ref.name == name)
+    })
 }
 
 reconciled!(MlflowSecret, SECRET_CONTROLLER, SECRET_FINALIZER);
@@ -426,20 +416,10 @@ async fn cleanup(obj: &MlflowSecret, ctx: &Context) -> Result<Action> {
         );
         return Ok(Action::await_change());
     }
-    match ctx.store.delete_secret(&row.secret_id, &who.actor).await {
-        Ok(()) | Err(StoreError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    scrub::sweep(ctx, Some(&ns), &trigger).await?;
-    ctx.event(
-        obj,
-        EventType::Normal,
-        "Deleted",
-        "Delete",
-        format!("deleted secret '{}' and its bindings", who.store_name),
-    )
-    .await;
-    Ok(Action::await_change())
+    let removed = ctx.store.delete_secret(&row.secret_id, &who.actor).await;
+    let note = format!("deleted secret '{}' and its bindings", who.store_name);
+    ctx.finish_cleanup(obj, &ns, &trigger, removed, ("Deleted", "Delete", note))
+        .await
 }
 
 #[cfg(test)]
