@@ -14,7 +14,7 @@
 
 mod admin;
 mod alloc;
-pub mod args;
+pub(crate) mod args;
 mod home;
 mod input;
 mod kek;
@@ -22,7 +22,7 @@ mod logging;
 mod mlflow;
 mod operator;
 mod ops;
-pub mod output;
+pub(crate) mod output;
 mod run;
 mod secrets;
 mod serve;

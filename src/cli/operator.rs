@@ -10,7 +10,7 @@ use super::Ctx;
 use crate::k8s::WEBHOOK_CONFIGURATION_NAME;
 use crate::k8s::operator::{OperatorConfig, run as run_operator};
 use crate::k8s::scope::WatchScope;
-use crate::store::audit_export::{HeadCadence, log_head, spawn_head_export};
+use crate::store::audit::export::{HeadCadence, log_head, spawn_head_export};
 
 /// Arguments of `mlflow-secrets operator`. Every flag can also come from
 /// the environment, which is how the Helm chart sets them.
@@ -108,7 +108,7 @@ pub struct OperatorArgs {
     pub service_account_decrypts_per_minute: u32,
     /// Seconds the webhook may spend on one admission before it denies (below the
     /// configuration's timeoutSeconds of 10)
-    #[arg(long, default_value_t = 4, value_name = "SECS")]
+    #[arg(long, default_value_t = crate::k8s::webhook::DEFAULT_DEADLINE.as_secs(), value_name = "SECS")]
     pub webhook_deadline: u64,
     /// Apply database migrations at start (safe with several replicas: the
     /// migrator takes a database lock)

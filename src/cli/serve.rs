@@ -26,7 +26,7 @@ use crate::net::shutdown_signal;
 use crate::net::tls::CERT_RELOAD_CHECK;
 use crate::server::config::{DEFAULT_LISTEN, DEFAULT_RATE_LIMIT_PER_MINUTE};
 use crate::server::{ServeConfig, Server, TlsFiles};
-use crate::store::audit_export::{HeadCadence, log_head, spawn_head_export};
+use crate::store::audit::export::{HeadCadence, log_head, spawn_head_export};
 use crate::store::sql::Dialect;
 use crate::store::{DecryptLimits, SqlStore};
 

@@ -5,9 +5,9 @@
 //! [`envelope`] seals and opens a secret value with its AAD. Nothing in this
 //! module touches the database; the SQL layer owns the crypto columns.
 
-pub mod envelope;
-pub mod kdf;
-pub mod keys;
+pub(crate) mod envelope;
+pub(crate) mod kdf;
+pub(crate) mod keys;
 
 pub use envelope::{Aad, Sealed, open, rewrap_dek, seal};
 pub use kdf::{DEFAULT_ITERATIONS, default_salt, derive_kek_bytes};

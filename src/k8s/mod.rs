@@ -8,18 +8,15 @@
 //! replica), [`lease`] (leader election), [`admin`] (probes and metrics),
 //! [`operator`] (the runtime that wires them).
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod controller;
 pub mod crd;
 pub mod crdgen;
-pub mod lease;
+pub(crate) mod lease;
 pub mod metrics;
-pub mod operator;
+pub(crate) mod operator;
 pub mod scope;
 pub mod webhook;
-
-/// API group of the CRDs.
-pub const GROUP: &str = "secrets.mlflow.org";
 
 /// Field manager for every server-side apply the operator makes, so
 /// `kubectl get -o yaml --show-managed-fields` names us.

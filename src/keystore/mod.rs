@@ -10,8 +10,8 @@
 //! swapped for a freshly loaded keystore when the projected volume changes,
 //! without a restart.
 
-pub mod file;
-pub mod passphrase;
+pub(crate) mod file;
+pub(crate) mod passphrase;
 mod versions;
 pub mod watch;
 

@@ -110,8 +110,6 @@ impl MlflowAuth {
 pub struct GatewaySecretInfo {
     pub secret_id: String,
     pub secret_name: String,
-    #[serde(default)]
-    pub provider: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -66,7 +66,8 @@ impl MlflowPassphrase {
         Ok(Self(SecretString::from(p.to_string())))
     }
 
-    /// A passphrase held by the caller (tests, benchmarks).
+    /// A passphrase held by the caller (the unit tests).
+    #[cfg(test)]
     pub fn from_secret(p: SecretString) -> Self {
         Self(p)
     }

@@ -13,11 +13,11 @@
 //! Nothing here ever puts a value in an error, a log line or an output row:
 //! reports carry names, ids and versions only.
 
-pub mod client;
-pub mod crypto;
-pub mod import;
-pub mod push;
-pub mod source;
+pub(crate) mod client;
+pub(crate) mod crypto;
+pub(crate) mod import;
+pub(crate) mod push;
+pub(crate) mod source;
 
 use crate::store::StoreError;
 

@@ -105,6 +105,7 @@ impl SourceUri {
         }
     }
 
+    #[cfg(test)]
     pub fn kind(&self) -> SourceKind {
         self.kind
     }

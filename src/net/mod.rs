@@ -2,7 +2,7 @@
 //! and the operator (the webhook): the TLS listener with its reloading
 //! certificate, and the shutdown signal.
 
-pub mod tls;
+pub(crate) mod tls;
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).
 pub async fn shutdown_signal() {

@@ -17,11 +17,11 @@
 //! [`doctor_k8s`] for a cluster) checks an installation.
 
 pub mod archive;
-pub mod backup;
-pub mod doctor;
-pub mod doctor_k8s;
-pub mod facts;
-pub mod restore;
+pub(crate) mod backup;
+pub(crate) mod doctor;
+pub(crate) mod doctor_k8s;
+pub(crate) mod facts;
+pub(crate) mod restore;
 
 use std::path::{Path, PathBuf};
 

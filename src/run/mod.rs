@@ -12,10 +12,10 @@
 //! - [`supervise`]: the child, its signals and its exit status, when `run`
 //!   must stay; otherwise `run` replaces itself with the command (exec).
 
-pub mod env;
-pub mod files;
+pub(crate) mod env;
+pub(crate) mod files;
 pub mod mask;
-pub mod supervise;
+pub(crate) mod supervise;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;

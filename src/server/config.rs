@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::auth::AuthError;
-use super::tls::{CERT_RELOAD_CHECK, TlsError};
+use crate::net::tls::{CERT_RELOAD_CHECK, TlsError};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5005";

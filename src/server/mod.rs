@@ -4,31 +4,27 @@
 //! file, constant-time check, roles), [`guard`] (authn/rate-limit/authz
 //! middleware and request metrics), [`api`] (handlers), [`requests`]
 //! (request types), [`extract`] (JSON and query extractors with MLflow
-//! errors), [`error`] (the error shape), [`limits`], [`metrics`], [`tls`],
-//! [`openapi`], [`ops`] (health, metrics, spec), [`state`], and
-//! [`keywatch`] (keystore hot reload).
+//! errors), [`error`] (the error shape), [`limits`], [`metrics`],
+//! [`openapi`], [`ops`] (health, metrics, spec) and [`state`]. TLS and the
+//! shutdown signal are in `crate::net`, the keystore's hot reload in
+//! [`crate::keystore::watch`]: the operator uses them too.
 //!
 //! [`router`] builds the whole application (tests drive it in-process);
 //! [`Server`] binds it, plain or TLS, and runs it until a shutdown signal.
 
-pub mod api;
+pub(crate) mod api;
 pub mod auth;
-pub mod config;
-pub mod error;
-pub mod extract;
-pub mod guard;
+pub(crate) mod config;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod guard;
 pub mod limits;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod openapi;
-pub mod ops;
+pub(crate) mod ops;
 pub mod requests;
-pub mod state;
+pub(crate) mod state;
 pub mod tokens_file;
-
-/// Keystore hot reload and TLS, shared with the operator; at their former
-/// paths.
-pub use crate::keystore::watch as keywatch;
-pub use crate::net::{shutdown_signal, tls};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -55,6 +51,7 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// How often aggregated `AUTH_DENIED` rows are written and idle peer
 /// rate-limit buckets dropped.
 const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+use crate::net::tls;
 use crate::wire::API_PREFIX;
 
 /// Put `route` behind authentication, the rate limit and `role`.

@@ -5,16 +5,13 @@
 //! each of which is audited.
 
 pub mod audit;
-pub mod http;
-pub mod incident;
+pub(crate) mod http;
+pub(crate) mod incident;
 mod limits;
-pub mod migrate;
-pub mod sql;
-pub mod ui_queries;
+pub(crate) mod migrate;
+pub(crate) mod sql;
+pub(crate) mod ui_queries;
 pub mod validate;
-
-/// The head export's former path (`store::audit_export`).
-pub use audit::export as audit_export;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

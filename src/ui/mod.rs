@@ -17,14 +17,14 @@
 //! only `Authorization`), and a bearer token never authenticates a page:
 //! pages read only the session cookie.
 
-pub mod assets;
-pub mod form;
-pub mod guard;
+pub(crate) mod assets;
+pub(crate) mod form;
+pub(crate) mod guard;
 pub mod headers;
-pub mod layout;
-pub mod pages;
+pub(crate) mod layout;
+pub(crate) mod pages;
 pub mod session;
-pub mod snippets;
+pub(crate) mod snippets;
 
 use std::sync::Arc;
 use std::time::Duration;

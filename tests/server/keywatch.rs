@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use mlflow_secrets::keystore::watch as keywatch;
 use mlflow_secrets::keystore::{
     self, Keystore, KeystoreConfig, KeystoreHandle, NewKekOptions, PassphraseSource,
 };
-use mlflow_secrets::server::keywatch;
 use secrecy::SecretString;
 
 async fn wait_for(handle: &KeystoreHandle, version: u32) -> bool {

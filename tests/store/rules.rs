@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use mlflow_secrets::crypto::{self, Aad};
 use mlflow_secrets::model::{NewBinding, NewSecret, SecretState};
+use mlflow_secrets::store::audit::export::{HeadCadence, spawn_head_export};
 use mlflow_secrets::store::audit::{ExportedHead, entry_hash};
-use mlflow_secrets::store::audit_export::{HeadCadence, spawn_head_export};
 use mlflow_secrets::store::{AuditFilter, SecretsStore, SqlStore, StoreError};
 use mlflow_secrets::value::SecretValue;
 use sqlx::Row;

@@ -13,12 +13,12 @@
 //! [`conditions`] and [`reasons`]; docs/operator.md states their rules.
 
 mod binding;
-pub mod conditions;
-pub mod error;
-pub mod import;
+pub(crate) mod conditions;
+pub(crate) mod error;
+pub(crate) mod import;
 mod mlflow_sync;
-pub mod reasons;
-pub mod scrub;
+pub(crate) mod reasons;
+pub(crate) mod scrub;
 mod secret;
 mod status;
 

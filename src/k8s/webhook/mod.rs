@@ -32,11 +32,11 @@
 //! names, secret ids and KEK versions; refusals the store did not see are
 //! appended here.
 
-pub mod admission;
-pub mod cache;
+pub(crate) mod admission;
+pub(crate) mod cache;
 pub mod certs;
 pub mod consent;
-pub mod inject;
+pub(crate) mod inject;
 mod job;
 pub mod secret;
 pub mod server;
@@ -65,7 +65,7 @@ use crate::store::SecretsStore;
 /// Default time the webhook gives itself to answer: well under the
 /// configuration's `timeoutSeconds` (10), so that a hung database becomes a
 /// clear deny from us rather than a timeout error from the API server.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(4);
 /// The path the MutatingWebhookConfiguration calls.
 pub const MUTATE_PATH: &str = "/mutate";
 /// Largest AdmissionReview body accepted (a Pod is at most ~1.5 MiB in etcd).

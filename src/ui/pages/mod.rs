@@ -1,8 +1,8 @@
 //! The pages of docs/design.md §12, one module each.
 
-pub mod audit;
-pub mod keys;
-pub mod login;
-pub mod resources;
-pub mod secrets;
-pub mod secrets_actions;
+pub(crate) mod audit;
+pub(crate) mod keys;
+pub(crate) mod login;
+pub(crate) mod resources;
+pub(crate) mod secrets;
+pub(crate) mod secrets_actions;

@@ -14,7 +14,7 @@
 //!   URL-based configuration).
 
 mod leader;
-pub mod material;
+pub(crate) mod material;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
