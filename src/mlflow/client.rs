@@ -27,7 +27,8 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use super::{MlflowError, Result};
-use crate::store::http::{HttpsClient, https_client, is_loopback_host};
+use crate::net::{self, UrlProblem};
+use crate::store::http::{HttpsClient, https_client};
 use crate::value::SecretValue;
 
 /// MLflow's token variable (bearer auth).
@@ -209,23 +210,10 @@ impl GatewayClient {
             .uri(&uri)
             .body(Full::new(Bytes::new()))
             .map_err(|_| MlflowError::InvalidUri(format!("{}: not a valid URL", self.base)))?;
-        let unreachable = |why: String| MlflowError::Unreachable {
-            url: self.base.clone(),
-            why,
-        };
-        let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
-            .await
-            .map_err(|_| unreachable("no answer in time".into()))?
-            .map_err(|e| unreachable(connect_error_text(&e)))?;
-        if !resp.status().is_success() {
+        let (status, bytes) = self.send(req).await?;
+        if !status.is_success() {
             return Ok(None);
         }
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(format!("reading the response: {e}")))?
-            .to_bytes();
         Ok(serde_json::from_slice::<Info>(&bytes)
             .ok()
             .and_then(|i| i.workspaces_enabled))
@@ -258,6 +246,26 @@ impl GatewayClient {
         Ok(r.secret)
     }
 
+    /// Send `req` within [`REQUEST_TIMEOUT`]: its status and whole body.
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<(hyper::StatusCode, Bytes)> {
+        let unreachable = |why: String| MlflowError::Unreachable {
+            url: self.base.clone(),
+            why,
+        };
+        let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
+            .await
+            .map_err(|_| unreachable("no answer in time".into()))?
+            .map_err(|e| unreachable(connect_error_text(&e)))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(format!("reading the response: {e}")))?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -286,21 +294,7 @@ impl GatewayClient {
             None => req.body(Full::new(Bytes::new())),
         }
         .map_err(|_| MlflowError::InvalidUri(format!("{}: not a valid URL", self.base)))?;
-        let unreachable = |why: String| MlflowError::Unreachable {
-            url: self.base.clone(),
-            why,
-        };
-        let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
-            .await
-            .map_err(|_| unreachable("no answer in time".into()))?
-            .map_err(|e| unreachable(connect_error_text(&e)))?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(format!("reading the response: {e}")))?
-            .to_bytes();
+        let (status, bytes) = self.send(req).await?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|_| MlflowError::BadResponse {
                 url: self.base.clone(),
@@ -400,27 +394,23 @@ fn body_with_secret_value(head: serde_json::Value, value: &SecretValue) -> Zeroi
 /// `https://HOST[:PORT][/PATH]`, or `http://` to loopback (or anywhere with
 /// `allow_http`); never credentials in the URL.
 fn check_tracking_uri(base: &str, allow_http: bool) -> Result<()> {
-    let bad = |why: &str| MlflowError::InvalidUri(format!("tracking URI is invalid: {why}"));
-    let uri: hyper::Uri = base
-        .parse()
-        .map_err(|_| bad("it must look like https://HOST[:PORT]"))?;
-    let authority = uri
-        .authority()
-        .ok_or_else(|| bad("it must start with https:// or http:// and name a host"))?;
-    if authority.as_str().contains('@') {
-        return Err(bad(&format!(
+    let Err(problem) = net::check_server_url(base, allow_http) else {
+        return Ok(());
+    };
+    let why = match problem {
+        UrlProblem::Unparsable => "it must look like https://HOST[:PORT]".to_string(),
+        UrlProblem::NoHost => "it must start with https:// or http:// and name a host".to_string(),
+        UrlProblem::Userinfo => format!(
             "it must not hold a user name or password; use {TOKEN_ENV} or {USERNAME_ENV}/{PASSWORD_ENV}"
-        )));
-    }
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if allow_http || is_loopback_host(authority.host()) => Ok(()),
-        Some("http") => Err(bad(
-            "plain http:// is allowed only to a loopback host: the value travels in the request body; \
-             use https:// (or --insecure-http on a network you trust)",
-        )),
-        _ => Err(bad("it must start with https:// or http://")),
-    }
+        ),
+        UrlProblem::PlainHttp => "plain http:// is allowed only to a loopback host: the value travels in the request body; \
+             use https:// (or --insecure-http on a network you trust)"
+            .to_string(),
+        UrlProblem::Scheme => "it must start with https:// or http://".to_string(),
+    };
+    Err(MlflowError::InvalidUri(format!(
+        "tracking URI is invalid: {why}"
+    )))
 }
 
 #[cfg(test)]

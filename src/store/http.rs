@@ -33,6 +33,7 @@ use crate::model::{
     AuditEntry, BindingFilter, NewBinding, NewSecret, Page, ResourceRef, Secret, SecretBinding,
     SecretFilter,
 };
+use crate::net::{self, UrlProblem};
 use crate::value::SecretValue;
 use crate::wire::{
     API_PREFIX, AuditPage, BindingResponse, BindingsPage, ErrorBody, ResolveResponse,
@@ -62,47 +63,32 @@ impl std::fmt::Debug for HttpStore {
     }
 }
 
-/// True for `localhost`, `127.0.0.0/8` and `[::1]`: the host as
-/// `http::Uri` parses it (the one hyper connects to), brackets dropped.
-pub(crate) fn is_loopback_host(host: &str) -> bool {
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .map(|ip| ip.to_canonical().is_loopback())
-            .unwrap_or(false)
-}
-
-/// Check a server URL: `https://`, or `http://` to a loopback host, with
-/// no userinfo. The URL is parsed as hyper parses it, so the host checked
-/// is the host connected to (`http://localhost:1@attacker.example/` names
-/// `attacker.example`, and is refused for its userinfo anyway).
+/// Check a server URL (see [`net::check_server_url`]): the token must
+/// never cross a network in clear, so no `--insecure-http` here.
 fn check_base_url(base: &str) -> Result<()> {
-    let bad = |why: &str| StoreError::InvalidParameter(format!("server URL is invalid: {why}"));
-    let uri: hyper::Uri = base
-        .parse()
-        .map_err(|_| bad("it must look like https://HOST[:PORT]"))?;
-    let authority = uri
-        .authority()
-        .ok_or_else(|| bad("it must start with https:// or http:// and name a host"))?;
-    if authority.as_str().contains('@') {
-        return Err(bad(
-            "it must not hold a user name or password (user@host); pass the token with MLFLOW_SECRETS_TOKEN",
-        ));
-    }
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if is_loopback_host(authority.host()) => Ok(()),
-        Some("http") => Err(StoreError::InvalidParameter(
-            "plain http:// is only allowed for a loopback server: use https:// so the token is not sent in clear".into(),
-        )),
-        _ => Err(StoreError::InvalidParameter(
-            "server URL must start with https:// or http://".into(),
-        )),
-    }
+    let Err(problem) = net::check_server_url(base, false) else {
+        return Ok(());
+    };
+    let why = match problem {
+        UrlProblem::Unparsable => "it must look like https://HOST[:PORT]",
+        UrlProblem::NoHost => "it must start with https:// or http:// and name a host",
+        UrlProblem::Userinfo => {
+            "it must not hold a user name or password (user@host); pass the token with MLFLOW_SECRETS_TOKEN"
+        }
+        UrlProblem::PlainHttp => {
+            return Err(StoreError::InvalidParameter(
+                "plain http:// is only allowed for a loopback server: use https:// so the token is not sent in clear".into(),
+            ));
+        }
+        UrlProblem::Scheme => {
+            return Err(StoreError::InvalidParameter(
+                "server URL must start with https:// or http://".into(),
+            ));
+        }
+    };
+    Err(StoreError::InvalidParameter(format!(
+        "server URL is invalid: {why}"
+    )))
 }
 
 /// A hyper client over rustls (ring) trusting the system's roots plus the
