@@ -79,23 +79,6 @@ async fn run(pool: AnyPool, alive: Weak<Checkpointer>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_wal_that_only_grows_is_truncated_and_a_small_one_never_waits() {
-        assert!(next_checkpoint(0, 0).contains("PASSIVE"));
-        assert!(next_checkpoint(WAL_TRUNCATE_PAGES - 1, 0).contains("PASSIVE"));
-        // Big but fully copied back: the next write restarts it anyway.
-        assert!(
-            next_checkpoint(WAL_TRUNCATE_PAGES * 2, WAL_TRUNCATE_PAGES * 2).contains("PASSIVE")
-        );
-        // Big and readers kept PASSIVE from finishing: wait for them.
-        assert!(next_checkpoint(WAL_TRUNCATE_PAGES, 10).contains("TRUNCATE"));
-    }
-}
-
 /// The file path of a `sqlite:` URI, or `None` for an in-memory database.
 pub fn sqlite_path(uri: &str) -> Option<std::path::PathBuf> {
     let path = uri
@@ -184,4 +167,21 @@ pub(super) fn restrict_sqlite_files(uri: &str) -> Result<()> {
     #[cfg(not(unix))]
     let _ = uri;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wal_that_only_grows_is_truncated_and_a_small_one_never_waits() {
+        assert!(next_checkpoint(0, 0).contains("PASSIVE"));
+        assert!(next_checkpoint(WAL_TRUNCATE_PAGES - 1, 0).contains("PASSIVE"));
+        // Big but fully copied back: the next write restarts it anyway.
+        assert!(
+            next_checkpoint(WAL_TRUNCATE_PAGES * 2, WAL_TRUNCATE_PAGES * 2).contains("PASSIVE")
+        );
+        // Big and readers kept PASSIVE from finishing: wait for them.
+        assert!(next_checkpoint(WAL_TRUNCATE_PAGES, 10).contains("TRUNCATE"));
+    }
 }
