@@ -14,6 +14,7 @@ mod logs;
 pub mod mlflow;
 pub mod notice;
 pub mod ops;
+pub mod runner;
 mod values;
 
 pub use db::{Backend, TestDb, drop_audit_triggers, empty_database, init, run_case};
