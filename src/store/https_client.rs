@@ -7,8 +7,8 @@
 //! a short command such as `run` (target: start to exec in 10 ms, resolve
 //! included) pays on every start. With a private CA the server's chain is
 //! checked against that CA first, and the system roots are loaded only when
-//! the chain does not lead to it: the accepted chains are exactly those of
-//! one root store holding both, since a chain ends at a single anchor.
+//! that fails: the accepted chains are exactly those of one root store
+//! holding both, since a chain ends at a single anchor.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -114,11 +114,11 @@ impl ServerCertVerifier for PrivateCaFirst {
         let first =
             self.private
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
-        // Only a chain that does not reach the private CA can still reach
-        // a system root; any other failure (name, expiry) is the answer.
-        let Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) = first else {
+        let Err(private_err) = first else {
             return first;
         };
+        // Only a failure pays for the system roots; whichever store the
+        // chain reaches decides, as one store holding both would.
         let system = self
             .system
             .get_or_init(|| {
@@ -126,7 +126,13 @@ impl ServerCertVerifier for PrivateCaFirst {
             })
             .as_ref()
             .map_err(|e| rustls::Error::General(e.clone()))?;
-        system.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        system
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            .map_err(|system_err| match private_err {
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => system_err,
+                // The chain reached the private CA: its failure is the answer.
+                other => other,
+            })
     }
 
     fn verify_tls12_signature(
@@ -184,8 +190,20 @@ mod tests {
             v.system.get().is_none(),
             "system roots loaded for a private-CA chain"
         );
-        assert!(!verify(&v, ck.cert.der(), "other.example"));
-        assert!(v.system.get().is_none(), "a name mismatch is final");
+        let name = ServerName::try_from("other.example").unwrap();
+        let e = v
+            .verify_server_cert(ck.cert.der(), &[], &name, &[], UnixTime::now())
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                        | CertificateError::NotValidForNameContext { .. }
+                )
+            ),
+            "{e:?}"
+        );
         // A chain to neither: the system roots are consulted, and refuse it.
         let stranger = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         assert!(!verify(&v, stranger.cert.der(), "localhost"));
