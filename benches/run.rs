@@ -93,23 +93,8 @@ fn startup(default_iters: usize) {
         "--name",
         "OPENAI_API_KEY",
     ]);
-    let o = cli(&[
-        "token",
-        "create",
-        "--principal",
-        "r",
-        "--role",
-        "runner",
-        "--workspace",
-        "default",
-        "--resource-type",
-        "SCORER_JOB",
-        "--resource-id",
-        "bench",
-    ]);
-    let token = String::from_utf8(o.stdout).unwrap().trim().to_string();
-    let line = String::from_utf8(o.stderr).unwrap();
-    let line = line.lines().find(|l| l.contains("sha256:")).unwrap();
+    let (token, line) =
+        testkit::runner::minted(&cli(&testkit::runner::token_create_args("r", "bench")));
     std::fs::write(d.join("tokens"), format!("{line}\n")).unwrap();
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     std::fs::write(d.join("tls.crt"), ck.cert.pem()).unwrap();

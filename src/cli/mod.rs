@@ -69,7 +69,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         alloc::limit_malloc_arenas();
     }
     let long_running = matches!(command, Command::Serve(_) | Command::Operator(_));
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // `run` makes one request, then execs or supervises on threads of its
+    // own: a runtime on the main thread starts fastest (docs/benchmarks.md).
+    let mut rt = if matches!(command, Command::Run(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     match (global.worker_threads, long_running) {
         (Some(n), _) => {
             rt.worker_threads(n.get());

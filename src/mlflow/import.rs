@@ -5,9 +5,11 @@
 //! every row is decrypted ([`decrypt_all`]; one wrapped DEK that does not
 //! open under its version's KEK stops the import before any write), then
 //! each value is created, skipped or updated in our store ([`apply`]).
-//! Each write is its own transaction with its audit row (the store has no
-//! multi-secret transaction); a rerun after an interruption finishes the
-//! job, because a secret that already holds the same value is skipped.
+//! New secrets are written in batches (`SecretsStore::create_secrets_with`:
+//! one transaction per batch, one audit row per secret, each secret whole
+//! or not at all); an update is its own transaction. A rerun after an
+//! interruption finishes the job, because a secret that already holds the
+//! same value is skipped.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,6 +27,10 @@ use crate::value::SecretValue;
 /// Writes in flight at once: enough to overlap a network store's round
 /// trips, few enough not to crowd a shared database's pool.
 const CONCURRENCY: usize = 8;
+
+/// New secrets handed to the store at once: it writes them in as few
+/// transactions as it can (`SecretsStore::create_secrets_with`).
+const CREATE_BATCH: usize = 256;
 
 /// Page size when listing the secrets a workspace already has.
 const LIST_PAGE: u32 = 1000;
@@ -113,6 +119,13 @@ pub struct ImportReport {
     pub failed: Vec<ImportEntry>,
 }
 
+/// What [`one`] decided for a row: an outcome, or a create, which
+/// [`create_batch`] writes together with others.
+enum Step {
+    Done(Outcome, ImportEntry),
+    Create(ImportEntry, SecretValue),
+}
+
 enum Outcome {
     Imported,
     Skipped,
@@ -138,18 +151,37 @@ pub async fn apply(
         existing.insert(ws.to_string(), list_workspace(store, ws).await?);
     }
     let existing = &existing;
-    let results: Vec<(Outcome, ImportEntry)> = futures::stream::iter(rows)
+    let steps: Vec<Step> = futures::stream::iter(rows)
         .map(|d| async move {
             let found = existing
                 .get(&d.workspace)
                 .and_then(|m| m.get(&d.secret_name));
-            let r = one(store, d, found, opts, actor).await;
-            tick();
-            r
+            let step = one(store, d, found, opts, actor).await;
+            if matches!(step, Step::Done(..)) {
+                tick();
+            }
+            step
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
+    let mut results = Vec::with_capacity(steps.len());
+    let mut creates = Vec::new();
+    for step in steps {
+        match step {
+            Step::Done(outcome, entry) => results.push((outcome, entry)),
+            Step::Create(entry, value) => creates.push((entry, value)),
+        }
+    }
+    let batches: Vec<Vec<(Outcome, ImportEntry)>> = futures::stream::iter(
+        creates
+            .chunks(CREATE_BATCH)
+            .map(|batch| create_batch(store, batch, actor, tick)),
+    )
+    .buffer_unordered(CONCURRENCY)
+    .collect()
+    .await;
+    results.extend(batches.into_iter().flatten());
     let mut report = ImportReport {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -203,7 +235,7 @@ async fn one(
     found: Option<&Secret>,
     opts: ImportOptions,
     actor: &str,
-) -> (Outcome, ImportEntry) {
+) -> Step {
     let mut entry = ImportEntry {
         workspace: d.workspace,
         secret_name: d.secret_name,
@@ -212,9 +244,9 @@ async fn one(
         provider: d.provider,
         reason: None,
     };
-    let fail = |mut e: ImportEntry, why: String| {
-        e.reason = Some(why);
-        (Outcome::Failed, e)
+    let fail = |e: ImportEntry, why: String| {
+        let (outcome, e) = failed(e, why);
+        Step::Done(outcome, e)
     };
     let value = match d.value {
         Ok(v) => v,
@@ -227,21 +259,9 @@ async fn one(
     }
     let Some(found) = found else {
         if opts.dry_run {
-            return (Outcome::Imported, entry);
+            return Step::Done(Outcome::Imported, entry);
         }
-        let new = NewSecret {
-            workspace: &entry.workspace,
-            secret_name: &entry.secret_name,
-            is_shared: true,
-            provider: entry.provider.as_deref(),
-        };
-        return match store.create_secret_with(&new, &value, actor).await {
-            Ok(s) => {
-                entry.secret_id = Some(s.secret_id);
-                (Outcome::Imported, entry)
-            }
-            Err(e) => fail(entry, e.to_string()),
-        };
+        return Step::Create(entry, value);
     };
     if found.state == SecretState::Revoked {
         return fail(
@@ -255,19 +275,62 @@ async fn one(
     };
     if same_value(&ours, &value) {
         entry.reason = Some("same value".into());
-        return (Outcome::Skipped, entry);
+        return Step::Done(Outcome::Skipped, entry);
     }
     if !opts.update {
         entry.reason = Some("our value differs; rerun with --update to replace it".into());
-        return (Outcome::Skipped, entry);
+        return Step::Done(Outcome::Skipped, entry);
     }
     if opts.dry_run {
-        return (Outcome::Updated, entry);
+        return Step::Done(Outcome::Updated, entry);
     }
     match store.update_secret(&found.secret_id, &value, actor).await {
-        Ok(_) => (Outcome::Updated, entry),
+        Ok(_) => Step::Done(Outcome::Updated, entry),
         Err(e) => fail(entry, e.to_string()),
     }
+}
+
+fn failed(mut e: ImportEntry, why: String) -> (Outcome, ImportEntry) {
+    e.reason = Some(why);
+    (Outcome::Failed, e)
+}
+
+/// Create the shared secrets of `batch`, with MLflow's provider, in one
+/// store call; each row reports its own outcome.
+async fn create_batch(
+    store: &dyn SecretsStore,
+    batch: &[(ImportEntry, SecretValue)],
+    actor: &str,
+    tick: &(dyn Fn() + Sync),
+) -> Vec<(Outcome, ImportEntry)> {
+    let items: Vec<(NewSecret<'_>, &SecretValue)> = batch
+        .iter()
+        .map(|(e, value)| {
+            let new = NewSecret {
+                workspace: &e.workspace,
+                secret_name: &e.secret_name,
+                is_shared: true,
+                provider: e.provider.as_deref(),
+            };
+            (new, value)
+        })
+        .collect();
+    let created = store.create_secrets_with(&items, actor).await;
+    batch
+        .iter()
+        .zip(created)
+        .map(|((entry, _), r)| {
+            tick();
+            let mut entry = entry.clone();
+            match r {
+                Ok(s) => {
+                    entry.secret_id = Some(s.secret_id);
+                    (Outcome::Imported, entry)
+                }
+                Err(e) => failed(entry, e.to_string()),
+            }
+        })
+        .collect()
 }
 
 /// Equal stored forms (`{"value": s}` and the string `s` are the same

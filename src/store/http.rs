@@ -2,7 +2,8 @@
 //! (docs/design.md §7), so the CLI behaves the same against a server as against a
 //! database.
 //!
-//! TLS is rustls (ring) with the system's roots plus an optional private CA.
+//! TLS is rustls (ring) with the system's roots plus an optional private CA
+//! (`super::https_client`).
 //! Plain `http://` is accepted only for a loopback host: a bearer token must
 //! never cross a network in clear. Values travel only in request bodies;
 //! the one way back is `resolve` (a runner token's single resource), so the
@@ -16,10 +17,6 @@ use async_trait::async_trait;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -45,7 +42,7 @@ pub const TOKEN_ENV: &str = "MLFLOW_SECRETS_TOKEN";
 /// A request that takes longer than this fails as `Unavailable`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(crate) type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) use super::https_client::{HttpsClient, https_client};
 
 /// The REST client store.
 pub struct HttpStore {
@@ -89,49 +86,6 @@ fn check_base_url(base: &str) -> Result<()> {
     Err(StoreError::InvalidParameter(format!(
         "server URL is invalid: {why}"
     )))
-}
-
-/// A hyper client over rustls (ring) trusting the system's roots plus the
-/// PEM CA in `ca_pem`; also used by the MLflow gateway client
-/// (`crate::mlflow::client`), so both speak TLS the same way.
-pub(crate) fn https_client(ca_pem: Option<&Path>) -> Result<HttpsClient> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = ca_pem {
-        let pem = std::fs::read(path).map_err(|e| {
-            StoreError::InvalidParameter(format!("CA certificate {}: {e}", path.display()))
-        })?;
-        let mut n = 0;
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| {
-                StoreError::InvalidParameter(format!("CA certificate {}: {e}", path.display()))
-            })?;
-            roots.add(cert).map_err(|e| {
-                StoreError::InvalidParameter(format!("CA certificate {}: {e}", path.display()))
-            })?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(StoreError::InvalidParameter(format!(
-                "CA certificate {} holds no PEM certificate",
-                path.display()
-            )));
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StoreError::InvalidParameter(format!("TLS configuration: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(Client::builder(TokioExecutor::new()).build(https))
 }
 
 impl HttpStore {

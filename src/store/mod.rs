@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub(crate) mod http;
+mod https_client;
 pub(crate) mod incident;
 mod limits;
 pub(crate) mod migrate;
@@ -169,6 +170,22 @@ pub trait SecretsStore: Send + Sync {
         value: &SecretValue,
         actor: &str,
     ) -> Result<Secret>;
+
+    /// Create several secrets, each with its audit row, in as few
+    /// transactions as the store can (`mlflow import` of thousands): each
+    /// secret is written whole or not at all, and one result per item
+    /// comes back, in order. By default, one create after another.
+    async fn create_secrets_with(
+        &self,
+        items: &[(NewSecret<'_>, &SecretValue)],
+        actor: &str,
+    ) -> Vec<Result<Secret>> {
+        let mut out = Vec::with_capacity(items.len());
+        for (new, value) in items {
+            out.push(self.create_secret_with(new, value, actor).await);
+        }
+        out
+    }
 
     /// [`SecretsStore::create_secret_with`] without a provider: the short
     /// form of docs/design.md §6.

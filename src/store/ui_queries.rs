@@ -12,12 +12,13 @@
 use std::collections::HashMap;
 
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::sql::{
-    Arg, SqlStore, audit_cols, audit_entry_from_row, db_err, decode_token, encode_token,
-    fetch_listing, push_workspaces_in, secret_cols, secret_from_row,
+    Arg, SqlStore, audit_cols, audit_entry_from_row, db_err, fetch_listing, push_workspaces_in,
+    secret_from_row,
 };
-use super::{Result, StoreError, validate};
+use super::{Result, validate};
 use crate::model::{AuditEntry, Page, Secret, SecretFilter, SecretState};
 
 /// The filters of the `/secrets` page.
@@ -85,7 +86,7 @@ pub struct AuditSearch {
 /// `LIKE` pattern of a substring search, with `!` escaping the wildcards
 /// (`!` rather than a backslash, which MySQL treats as an escape in string
 /// literals too).
-fn like_pattern(s: &str) -> String {
+pub(crate) fn like_pattern(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('%');
     for c in s.to_lowercase().chars() {
@@ -115,50 +116,9 @@ impl SqlStore {
     /// order, with their KEK version and binding count, one page at a time
     /// (keyset paging on (workspace, secret_name)).
     pub async fn search_secrets(&self, f: &SecretSearch) -> Result<Page<ListedSecret>> {
-        let limit = validate::page_size(f.max_results)?;
-        let mut sql = String::from(concat!(
-            "SELECT ",
-            secret_cols!(),
-            ", kek_version, (SELECT COUNT(*) FROM secrets_bindings b WHERE b.secret_id = secrets.secret_id) AS used_by",
-            " FROM secrets WHERE 1 = 1"
-        ));
-        let mut args: Vec<Arg> = Vec::new();
-        if let Some(ws) = &f.workspace {
-            validate::workspace(ws)?;
-            sql.push_str(" AND workspace = ?");
-            args.push(Arg::Text(ws.clone()));
-        }
-        push_workspaces_in(&mut sql, &mut args, f.workspaces.as_deref())?;
-        if let Some(q) = f.name_contains.as_deref().filter(|q| !q.is_empty()) {
-            if q.chars().count() > 255 {
-                return Err(StoreError::InvalidParameter(
-                    "search text must be at most 255 characters".into(),
-                ));
-            }
-            sql.push_str(" AND LOWER(secret_name) LIKE ? ESCAPE '!'");
-            args.push(Arg::Text(like_pattern(q)));
-        }
-        if let Some(state) = f.state {
-            sql.push_str(" AND state = ?");
-            args.push(Arg::Text(state.as_str().to_string()));
-        }
-        if let Some(p) = &f.provider {
-            validate::provider(p)?;
-            sql.push_str(" AND provider = ?");
-            args.push(Arg::Text(p.clone()));
-        }
-        if let Some(token) = &f.page_token {
-            let key = decode_token(token, 2)?;
-            sql.push_str(" AND (workspace > ? OR (workspace = ? AND secret_name > ?))");
-            args.extend([key[0].clone(), key[0].clone(), key[1].clone()].map(Arg::Text));
-        }
-        if let Some(shared) = f.is_shared {
-            sql.push_str(" AND is_shared = ?");
-            args.push(Arg::Flag(shared));
-        }
-        sql.push_str(" ORDER BY workspace, secret_name LIMIT ?");
-        args.push(Arg::Int(i64::from(limit) + 1));
-        let items = fetch_listing(&self.pool, self.dialect, sql, args, |r| {
+        let extra = ", kek_version, (SELECT COUNT(*) FROM secrets_bindings b \
+                     WHERE b.secret_id = secrets.secret_id) AS used_by";
+        let listed = |r: &AnyRow| {
             let kek: i64 = r.try_get("kek_version").map_err(db_err)?;
             let used: i64 = r.try_get("used_by").map_err(db_err)?;
             Ok(ListedSecret {
@@ -166,15 +126,8 @@ impl SqlStore {
                 kek_version: kek as u32,
                 used_by: used.max(0) as u64,
             })
-        })
-        .await?;
-        let (items, next_page_token) = cut(items, limit, |s| {
-            encode_token(&[&s.secret.workspace, &s.secret.secret_name])
-        });
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+        };
+        self.secrets_listing(f, extra, listed, |l| &l.secret).await
     }
 
     /// How many bindings use a secret (the revoke and delete warnings).

@@ -560,28 +560,8 @@ fn serve(s: &Store) -> Server {
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     std::fs::write(d.join("tls.crt"), ck.cert.pem()).unwrap();
     std::fs::write(d.join("tls.key"), ck.signing_key.serialize_pem()).unwrap();
-    let o = s.cli(&[
-        "token",
-        "create",
-        "--principal",
-        "runner",
-        "--role",
-        "runner",
-        "--workspace",
-        "default",
-        "--resource-type",
-        "SCORER_JOB",
-        "--resource-id",
-        JOB,
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let token = text(&o.stdout).trim().to_string();
-    let line = text(&o.stderr)
-        .lines()
-        .find(|l| l.contains("sha256:"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let (token, line) =
+        testkit::runner::minted(&s.cli(&testkit::runner::token_create_args("runner", JOB)));
     std::fs::write(d.join("tokens"), format!("{line}\n")).unwrap();
     let port = free_port();
     let mut child = s

@@ -3,6 +3,7 @@
 //! trust-model rules, and the same scenario over REST through `HttpStore`.
 //! See docs/testing.md for what each tree covers and how to add a test.
 
+mod batch_create;
 mod contract;
 mod http;
 mod rules;

@@ -14,7 +14,7 @@ pub use chain::{
     AuditVerifyReport, ChainChecker, ExportedHead, GENESIS_HASH, entry_hash, row_hash,
 };
 pub use writer::MAX_AUDIT_BATCH;
-pub(crate) use writer::{AuditWriter, append};
+pub(crate) use writer::{AuditWriter, append, append_many};
 
 use super::StoreError;
 use crate::model::AuditOutcome;

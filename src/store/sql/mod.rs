@@ -43,8 +43,8 @@ use crate::value::SecretValue;
 pub use dialect::Dialect;
 pub use maintenance::{MAX_REWRAP_BATCH, RewrapReport, RewrapTarget, VerifyFailure, VerifyReport};
 pub(crate) use rows::{
-    Arg, SealedRow, audit_cols, audit_entry_from_row, decode_token, encode_token, fetch_listing,
-    push_workspaces_in, secret_cols, secret_from_row,
+    Arg, SealedRow, audit_cols, audit_entry_from_row, fetch_listing, push_workspaces_in,
+    secret_from_row,
 };
 pub use sqlite::sqlite_path;
 pub use values::{BoundInfo, BoundMeta, BoundValue};
@@ -253,6 +253,14 @@ impl SecretsStore for SqlStore {
         actor: &str,
     ) -> Result<Secret> {
         self.create(new, value, actor).await
+    }
+
+    async fn create_secrets_with(
+        &self,
+        items: &[(NewSecret<'_>, &SecretValue)],
+        actor: &str,
+    ) -> Vec<Result<Secret>> {
+        self.create_many(items, actor).await
     }
 
     async fn get_secret(&self, secret_id: &str) -> Result<Secret> {

@@ -14,6 +14,7 @@ use super::{Dialect, SqlStore, db_err};
 use crate::crypto;
 use crate::model::{NewSecret, Page, Secret, SecretFilter, SecretState, now_ms};
 use crate::store::audit::{self, AuditAction, AuditRecord};
+use crate::store::ui_queries::{SecretSearch, like_pattern};
 use crate::store::{Result, StoreError, validate};
 use crate::value::SecretValue;
 
@@ -24,85 +25,117 @@ impl SqlStore {
         value: &SecretValue,
         actor: &str,
     ) -> Result<Secret> {
+        let rec = create_record(new, actor);
+        let r = async {
+            let row = self.prepare_create(new, value, actor)?;
+            let mut tx = self.begin_write().await?;
+            insert_secret(&mut tx, self.dialect, &row).await?;
+            audit::append(&mut tx, self.dialect, &row.audit(&rec)).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(row.secret)
+        }
+        .await;
+        self.audit_failure(rec, r).await
+    }
+
+    /// Create `items` in transactions of up to [`audit::MAX_AUDIT_BATCH`]
+    /// secrets, each ending with the batch's audit rows (one per secret),
+    /// for `mlflow import`: one commit per batch instead of per secret. A
+    /// batch that fails as a whole (a name taken meanwhile, the database)
+    /// is rolled back and retried one secret per transaction, so every
+    /// secret is written whole or not at all and each failure is its own,
+    /// audited. Results come back in the order of `items`.
+    pub(super) async fn create_many(
+        &self,
+        items: &[(NewSecret<'_>, &SecretValue)],
+        actor: &str,
+    ) -> Vec<Result<Secret>> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(audit::MAX_AUDIT_BATCH) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            let mut results: Vec<Option<Result<Secret>>> = Vec::with_capacity(chunk.len());
+            for (new, value) in chunk {
+                match self.prepare_create(new, value, actor) {
+                    Ok(row) => {
+                        rows.push((create_record(new, actor), row));
+                        results.push(None);
+                    }
+                    Err(e) => {
+                        let failed = self.audit_failure(create_record(new, actor), Err(e));
+                        results.push(Some(failed.await));
+                    }
+                }
+            }
+            if self.insert_batch(&rows).await.is_ok() {
+                let mut created = rows.into_iter().map(|(_, row)| row.secret);
+                for r in &mut results {
+                    if r.is_none() {
+                        *r = created.next().map(Ok);
+                    }
+                }
+            } else {
+                for ((new, value), r) in chunk.iter().zip(&mut results) {
+                    if r.is_none() {
+                        *r = Some(self.create(new, value, actor).await);
+                    }
+                }
+            }
+            out.extend(results.into_iter().flatten());
+        }
+        out
+    }
+
+    /// One transaction: every row of `rows`, then their audit rows.
+    async fn insert_batch(&self, rows: &[(AuditRecord, NewRow)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (_, row) in rows {
+            insert_secret(&mut tx, self.dialect, row).await?;
+        }
+        let recs: Vec<AuditRecord> = rows.iter().map(|(rec, row)| row.audit(rec)).collect();
+        audit::append_many(&mut tx, self.dialect, &recs.iter().collect::<Vec<_>>()).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    /// Check a new secret and seal its value under a fresh id.
+    fn prepare_create(
+        &self,
+        new: &NewSecret<'_>,
+        value: &SecretValue,
+        actor: &str,
+    ) -> Result<NewRow> {
         let NewSecret {
             workspace,
             secret_name,
             is_shared,
             provider,
         } = *new;
-        let mut detail = format!("secret_name={secret_name} is_shared={is_shared}");
+        validate::workspace(workspace)?;
+        validate::secret_name(secret_name)?;
         if let Some(p) = provider {
-            detail.push_str(&format!(" provider={p}"));
+            validate::provider(p)?;
         }
-        let mut rec = AuditRecord::new(AuditAction::Create, actor)
-            .workspace(workspace)
-            .detail(detail);
-        rec.secret_name = Some(secret_name.to_string());
-        let r = async {
-            validate::workspace(workspace)?;
-            validate::secret_name(secret_name)?;
-            if let Some(p) = provider {
-                validate::provider(p)?;
-            }
-            let secret_id = uuid::Uuid::new_v4().to_string();
-            let sealed = self.seal(workspace, &secret_id, secret_name, value)?;
-            let now = now_ms();
-            let secret = Secret {
-                secret_id: secret_id.clone(),
-                workspace: workspace.to_string(),
-                secret_name: secret_name.to_string(),
-                masked_value: value.mask(),
-                is_shared,
-                state: SecretState::Active,
-                created_by: Some(actor.to_string()),
-                created_at: now,
-                last_updated_by: Some(actor.to_string()),
-                last_updated_at: now,
-                revoked_by: None,
-                revoked_at: None,
-                provider: provider.map(str::to_string),
-            };
-            let mut tx = self.begin_write().await?;
-            let inserted = sqlx::query(self.dialect.q(
-                "INSERT INTO secrets (secret_id, workspace, secret_name, ciphertext, iv, wrapped_dek, \
-                 kek_version, aad_hash, masked_value, is_shared, state, created_by, last_updated_by, \
-                 created_at, last_updated_at, provider) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?)",
-            ))
-            .bind(&secret.secret_id)
-            .bind(&secret.workspace)
-            .bind(&secret.secret_name)
-            .bind(sealed.ciphertext)
-            .bind(sealed.iv.to_vec())
-            .bind(sealed.wrapped_dek)
-            .bind(i64::from(sealed.kek_version))
-            .bind(sealed.aad_hash)
-            .bind(&secret.masked_value)
-            .bind(is_shared)
-            .bind(actor)
-            .bind(actor)
-            .bind(now)
-            .bind(now)
-            .bind(secret.provider.clone())
-            .execute(&mut *tx)
-            .await;
-            if let Err(e) = inserted {
-                return Err(match Dialect::violated_constraint(&e) {
-                    Some("uq_secrets_workspace_secret_name") => StoreError::AlreadyExists(format!(
-                        "secret '{secret_name}' already exists in workspace '{workspace}'"
-                    )),
-                    _ => db_err(e),
-                });
-            }
-            // The id is recorded only once the row exists: a failed create
-            // names no secret.
-            let mut done = rec.clone();
-            done.set_secret_id(&secret_id);
-            audit::append(&mut tx, self.dialect, &done).await?;
-            tx.commit().await.map_err(db_err)?;
-            Ok(secret)
-        }
-        .await;
-        self.audit_failure(rec, r).await
+        let secret_id = uuid::Uuid::new_v4().to_string();
+        let sealed = self.seal(workspace, &secret_id, secret_name, value)?;
+        let now = now_ms();
+        let secret = Secret {
+            secret_id,
+            workspace: workspace.to_string(),
+            secret_name: secret_name.to_string(),
+            masked_value: value.mask(),
+            is_shared,
+            state: SecretState::Active,
+            created_by: Some(actor.to_string()),
+            created_at: now,
+            last_updated_by: Some(actor.to_string()),
+            last_updated_at: now,
+            revoked_by: None,
+            revoked_at: None,
+            provider: provider.map(str::to_string),
+        };
+        Ok(NewRow { secret, sealed })
     }
 
     pub(super) async fn secret_by_id(&self, secret_id: &str) -> Result<Secret> {
@@ -168,12 +201,25 @@ impl SqlStore {
     }
 
     pub(super) async fn secrets_page(&self, f: &SecretFilter) -> Result<Page<Secret>> {
+        self.secrets_listing(&SecretSearch::from(f), "", secret_from_row, |s| s)
+            .await
+    }
+
+    /// The one query of both secret listings, the API's `list_secrets` and
+    /// the UI's `/secrets` search (`SqlStore::search_secrets`): the secrets
+    /// matching `f` in (workspace, secret_name) order, one page at a time
+    /// (keyset paging on that pair). `extra` adds columns after the
+    /// secret's, which `from_row` reads; `secret` finds the secret in an
+    /// item, for the next page's token.
+    pub(crate) async fn secrets_listing<T>(
+        &self,
+        f: &SecretSearch,
+        extra: &str,
+        from_row: impl Fn(&AnyRow) -> Result<T>,
+        secret: impl Fn(&T) -> &Secret,
+    ) -> Result<Page<T>> {
         let limit = validate::page_size(f.max_results)?;
-        let mut sql = String::from(concat!(
-            "SELECT ",
-            secret_cols!(),
-            " FROM secrets WHERE 1 = 1"
-        ));
+        let mut sql = format!("SELECT {}{extra} FROM secrets WHERE 1 = 1", secret_cols!());
         let mut args = Vec::new();
         if let Some(ws) = &f.workspace {
             validate::workspace(ws)?;
@@ -181,9 +227,23 @@ impl SqlStore {
             args.push(Arg::Text(ws.clone()));
         }
         push_workspaces_in(&mut sql, &mut args, f.workspaces.as_deref())?;
+        if let Some(q) = f.name_contains.as_deref().filter(|q| !q.is_empty()) {
+            if q.chars().count() > 255 {
+                return Err(StoreError::InvalidParameter(
+                    "search text must be at most 255 characters".into(),
+                ));
+            }
+            sql.push_str(" AND LOWER(secret_name) LIKE ? ESCAPE '!'");
+            args.push(Arg::Text(like_pattern(q)));
+        }
         if let Some(state) = f.state {
             sql.push_str(" AND state = ?");
             args.push(Arg::Text(state.as_str().to_string()));
+        }
+        if let Some(p) = &f.provider {
+            validate::provider(p)?;
+            sql.push_str(" AND provider = ?");
+            args.push(Arg::Text(p.clone()));
         }
         if let Some(token) = &f.page_token {
             let key = decode_token(token, 2)?;
@@ -196,8 +256,9 @@ impl SqlStore {
         }
         sql.push_str(" ORDER BY workspace, secret_name LIMIT ?");
         args.push(Arg::Int(i64::from(limit) + 1));
-        let items = fetch_listing(&self.pool, self.dialect, sql, args, secret_from_row).await?;
-        Ok(page_of(items, limit, |s| {
+        let items = fetch_listing(&self.pool, self.dialect, sql, args, from_row).await?;
+        Ok(page_of(items, limit, |item| {
+            let s = secret(item);
             encode_token(&[&s.workspace, &s.secret_name])
         }))
     }
@@ -346,6 +407,79 @@ fn name_state(row: &AnyRow) -> Result<(String, String, SecretState)> {
         .parse::<SecretState>()
         .map_err(|e| StoreError::Database(format!("secrets.state: {e}")))?;
     Ok((ws, name, state))
+}
+
+/// A secret about to be inserted: its row and its sealed value.
+struct NewRow {
+    secret: Secret,
+    sealed: crypto::Sealed,
+}
+
+impl NewRow {
+    /// The audit row of the create, naming the secret (a failed create
+    /// names none: the id is recorded only once the row exists).
+    fn audit(&self, rec: &AuditRecord) -> AuditRecord {
+        let mut done = rec.clone();
+        done.set_secret_id(&self.secret.secret_id);
+        done
+    }
+}
+
+/// The audit record of creating `new`, before it has an id.
+fn create_record(new: &NewSecret<'_>, actor: &str) -> AuditRecord {
+    let mut detail = format!(
+        "secret_name={} is_shared={}",
+        new.secret_name, new.is_shared
+    );
+    if let Some(p) = new.provider {
+        detail.push_str(&format!(" provider={p}"));
+    }
+    let mut rec = AuditRecord::new(AuditAction::Create, actor)
+        .workspace(new.workspace)
+        .detail(detail);
+    rec.secret_name = Some(new.secret_name.to_string());
+    rec
+}
+
+/// INSERT one new secret inside `tx`; a taken name is `AlreadyExists`.
+async fn insert_secret(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    dialect: Dialect,
+    row: &NewRow,
+) -> Result<()> {
+    let (s, sealed) = (&row.secret, &row.sealed);
+    let inserted = sqlx::query(dialect.q(
+        "INSERT INTO secrets (secret_id, workspace, secret_name, ciphertext, iv, wrapped_dek, \
+         kek_version, aad_hash, masked_value, is_shared, state, created_by, last_updated_by, \
+         created_at, last_updated_at, provider) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?)",
+    ))
+    .bind(&s.secret_id)
+    .bind(&s.workspace)
+    .bind(&s.secret_name)
+    .bind(sealed.ciphertext.clone())
+    .bind(sealed.iv.to_vec())
+    .bind(sealed.wrapped_dek.clone())
+    .bind(i64::from(sealed.kek_version))
+    .bind(sealed.aad_hash.clone())
+    .bind(&s.masked_value)
+    .bind(s.is_shared)
+    .bind(s.created_by.clone())
+    .bind(s.last_updated_by.clone())
+    .bind(s.created_at)
+    .bind(s.last_updated_at)
+    .bind(s.provider.clone())
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match Dialect::violated_constraint(&e) {
+            Some("uq_secrets_workspace_secret_name") => StoreError::AlreadyExists(format!(
+                "secret '{}' already exists in workspace '{}'",
+                s.secret_name, s.workspace
+            )),
+            _ => db_err(e),
+        }),
+    }
 }
 
 pub(crate) fn not_found_secret(secret_id: &str) -> StoreError {

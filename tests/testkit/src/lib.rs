@@ -15,6 +15,7 @@ mod resp;
 pub mod mlflow;
 pub mod notice;
 pub mod ops;
+pub mod runner;
 pub mod tokens;
 mod values;
 
