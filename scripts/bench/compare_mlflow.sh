@@ -24,7 +24,7 @@
 #
 # Environment (optional): BENCH_SECRETS=10000 BENCH_ROUNDS=3 BENCH_DURATION=10
 # BENCH_WARMUP=3 BENCH_CONNECTIONS=32 BENCH_THREADS=2 BENCH_SEED_CONCURRENCY=8
-# BENCH_MLFLOW_REST_SECRETS=200 MLFLOW_SECRETS_MLFLOW_VERSION (3.17.2)
+# BENCH_MLFLOW_REST_SECRETS=50 MLFLOW_SECRETS_MLFLOW_VERSION (3.17.2)
 # CARGO_TARGET_DIR (default <repo>/target). Needs wrk, curl, python3.
 set -Eeuo pipefail
 
@@ -39,7 +39,7 @@ WARMUP="${BENCH_WARMUP:-3}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
 THREADS="${BENCH_THREADS:-2}"
 SEED_CONCURRENCY="${BENCH_SEED_CONCURRENCY:-8}"
-MLFLOW_REST_SECRETS="${BENCH_MLFLOW_REST_SECRETS:-200}"
+MLFLOW_REST_SECRETS="${BENCH_MLFLOW_REST_SECRETS:-50}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$CARGO_TARGET_DIR/release/mlflow-secrets"
 
@@ -92,6 +92,10 @@ measure() {
         file="$WORK/pages-$server"
     fi
     record "$server" "$endpoint" "$(run_wrk "$server-$endpoint-$round" "$base" "$prefix" "$file" "$token" "$DURATION")"
+    # MLflow may still be working off requests wrk gave up on (its list
+    # takes seconds): let it finish before the next server is measured.
+    [[ "$server" == mlflow ]] && settle "$MLFLOW_PID"
+    return 0
 }
 
 for server in ours mlflow; do
@@ -140,8 +144,11 @@ for endpoint in get list; do
         printf "%s: %.1fx MLflow'"'"'s requests/s, p99 1/%.1f of MLflow'"'"'s%s\n", e, a/b, d/c,
             (e == "list") ? " (a page of 100 against MLflow'"'"'s unpaged list of all)" : ""}'
 done
-awk -v a="$ours_pss" -v b="$ml_pss" 'BEGIN{printf "memory (PSS): 1/%.1f of MLflow'"'"'s\n", b/a}'
+# The memory target is judged on PSS: summing RSS over MLflow's processes
+# counts the pages they share once per process, which would flatter us.
+awk -v a="$ours_pss" -v b="$ml_pss" -v c="$ours_rss" -v d="$ml_rss" 'BEGIN{
+    printf "memory: PSS 1/%.1f of MLflow'"'"'s (summed RSS 1/%.1f)\n", b/a, d/c}'
 a=$(median ours get 3) b=$(median mlflow get 3) c=$(median ours get 5) d=$(median mlflow get 5)
 awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" -v m="$ours_pss" -v n="$ml_pss" 'BEGIN{
-    printf "targets: get >= 25x throughput: %s; get p99 <= 1/25: %s; RSS <= 1/4: %s\n",
+    printf "targets: get >= 25x throughput: %s; get p99 <= 1/25: %s; memory <= 1/4 (PSS): %s\n",
         (a/b >= 25) ? "MET" : "NOT MET", (d/c >= 25) ? "MET" : "NOT MET", (n/m >= 4) ? "MET" : "NOT MET"}'
