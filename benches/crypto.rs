@@ -2,7 +2,8 @@
 //!
 //! - `encrypt_secret`: fresh DEK and IV, seal the value, wrap the DEK.
 //! - `decrypt_secret`: the store's read path with the KEK cached: keystore
-//!   lookup, AAD hash check, DEK unwrap, AES-GCM decrypt, JSON parse.
+//!   lookup, AAD hash check, DEK unwrap, AES-GCM decrypt, JSON parse, of a
+//!   string value; `decrypt_secret_object` the same for `{"api_key": ...}`.
 //! - `derive_kek`: PBKDF2-HMAC-SHA256 at 600000 iterations.
 //! - `aead/<backend>`: the AEAD steps of one read (open a wrapped DEK with a
 //!   cached KEK, expand the DEK, open the value with its AAD) with AWS-LC
@@ -37,30 +38,40 @@ fn envelope(c: &mut Criterion) {
             black_box(crypto::seal(ks.active().unwrap(), &aad, &v.to_plaintext()).unwrap())
         })
     });
-    let ks = handle.current();
-    let sealed = crypto::seal(
-        ks.active().unwrap(),
-        &Aad::new("default", SECRET_ID, "openai-key"),
-        &v.to_plaintext(),
-    )
-    .unwrap();
-    c.bench_function("decrypt_secret", |b| {
-        b.iter(|| {
-            let ks = handle.current();
-            let kek = ks.kek(sealed.kek_version).unwrap();
-            let aad = Aad::new("default", SECRET_ID, "openai-key");
-            let pt = crypto::open(
-                kek,
-                &aad,
-                &sealed.aad_hash,
-                &sealed.ciphertext,
-                &sealed.iv,
-                &sealed.wrapped_dek,
-            )
+    // `decrypt_secret` reads a string value (the usual API key);
+    // `decrypt_secret_object` one field in an object, the shape MLflow
+    // stores (`{"api_key": ...}`, what scripts/bench/mlflow_decrypt.py reads),
+    // which takes the general JSON path.
+    let object =
+        SecretValue::from_json_text(r#"{"api_key":"sk-proj-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp"}"#)
             .unwrap();
-            black_box(SecretValue::from_plaintext(&pt).unwrap())
-        })
-    });
+    for (name, v) in [("decrypt_secret", &v), ("decrypt_secret_object", &object)] {
+        let ks = handle.current();
+        let aad = Aad::new("default", SECRET_ID, "openai-key");
+        let sealed = crypto::seal(ks.active().unwrap(), &aad, &v.to_plaintext()).unwrap();
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let ks = handle.current();
+                let kek = ks.kek(sealed.kek_version).unwrap();
+                let aad = Aad::new("default", SECRET_ID, "openai-key");
+                // The store's read path (SqlStore::open_row): decrypt into
+                // a wiped stack buffer and parse it there.
+                let value = crypto::open_with(
+                    kek,
+                    &aad,
+                    crypto::Columns {
+                        aad_hash: &sealed.aad_hash,
+                        ciphertext: &sealed.ciphertext,
+                        iv: &sealed.iv,
+                        wrapped_dek: &sealed.wrapped_dek,
+                    },
+                    SecretValue::from_plaintext,
+                )
+                .unwrap();
+                black_box(value.unwrap())
+            })
+        });
+    }
 }
 
 fn kdf(c: &mut Criterion) {

@@ -13,6 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+mod plaintext;
+
 /// The key a plain string value is stored under.
 pub const STRING_KEY: &str = "value";
 
@@ -180,18 +182,13 @@ impl SecretValue {
     }
 
     /// Parse decrypted plaintext. `{"value": s}` alone unwraps to a string.
+    ///
+    /// This is on every read, so it goes straight from the JSON to the
+    /// value (see [`plaintext`]): no intermediate map for the common
+    /// single-string case, keys borrowed from `plaintext` when unescaped.
+    /// Each string is copied once, into its `SecretString`.
     pub fn from_plaintext(plaintext: &[u8]) -> Result<Self, ValueError> {
-        let mut map: BTreeMap<String, SecretString> =
-            serde_json::from_slice(plaintext).map_err(|_| ValueError::BadPlaintext)?;
-        if map.len() == 1
-            && let Some(s) = map.remove(STRING_KEY)
-        {
-            return Ok(Self::String(s));
-        }
-        if map.is_empty() {
-            return Err(ValueError::BadPlaintext);
-        }
-        Ok(Self::Object(map))
+        plaintext::parse(plaintext).ok_or(ValueError::BadPlaintext)
     }
 
     /// The display form stored in `masked_value`. An object shares one

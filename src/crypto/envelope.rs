@@ -6,38 +6,112 @@
 //! whose metadata was changed fails with a precise error instead of a
 //! generic authentication failure.
 
-use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
+use aws_lc_rs::digest::{Digest, SHA256, SHA256_OUTPUT_LEN, digest};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::keys::{Dek, KEY_LEN, Kek, NONCE_LEN, TAG_LEN};
 use super::{CryptoError, random_bytes};
 
 /// The additional authenticated data that binds a ciphertext to its row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Aad(String);
+///
+/// Built on every read, so the usual row's AAD lives inline (no heap
+/// allocation); a longer one (long workspace and name) goes to the heap.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Aad(AadBytes);
+
+/// Inline capacity: a 36-character id plus a workspace and a name of up to
+/// 100 bytes together.
+const AAD_INLINE: usize = 138;
+
+#[derive(Clone, PartialEq, Eq)]
+enum AadBytes {
+    Inline { buf: [u8; AAD_INLINE], len: u8 },
+    Heap(Vec<u8>),
+}
+
+/// Length of `aad_hash`: lower-case hex of a SHA-256.
+const AAD_HASH_HEX_LEN: usize = 2 * SHA256_OUTPUT_LEN;
 
 impl Aad {
     pub fn new(workspace: &str, secret_id: &str, secret_name: &str) -> Self {
-        Self(format!("{workspace}|{secret_id}|{secret_name}"))
+        let parts = [
+            workspace.as_bytes(),
+            b"|",
+            secret_id.as_bytes(),
+            b"|",
+            secret_name.as_bytes(),
+        ];
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > AAD_INLINE {
+            return Self(AadBytes::Heap(parts.concat()));
+        }
+        let mut buf = [0u8; AAD_INLINE];
+        let mut at = 0;
+        for part in parts {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        Self(AadBytes::Inline {
+            buf,
+            len: u8::try_from(len).expect("AAD_INLINE fits in u8"),
+        })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
+        match &self.0 {
+            AadBytes::Inline { buf, len } => &buf[..usize::from(*len)],
+            AadBytes::Heap(v) => v,
+        }
     }
 
     /// Lower-case hex SHA-256 of the AAD bytes: the `aad_hash` column.
     pub fn hash_hex(&self) -> String {
-        hex::encode(Sha256::digest(self.0.as_bytes()))
+        let hash = self.hash();
+        let mut out = String::with_capacity(AAD_HASH_HEX_LEN);
+        for byte in hash.as_ref() {
+            out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+        }
+        out
     }
 
-    /// Constant-shape comparison against a stored `aad_hash`.
+    /// SHA-256 through AWS-LC: SHA-NI assembly in one call, no hasher
+    /// state to set up.
+    fn hash(&self) -> Digest {
+        digest(&SHA256, self.as_bytes())
+    }
+
+    /// Compare against a stored `aad_hash`, accepting upper-case hex digits
+    /// as before (a stored character matches iff it lower-cases to ours).
+    /// Each digit of our digest is compared as it is encoded: no decoding
+    /// of the stored text and no intermediate buffer. The loop has no early
+    /// exit, so its time does not depend on where the two differ.
     fn matches(&self, stored_hex: &str) -> bool {
-        let mut expected = [0u8; 32];
-        if stored_hex.len() != 64 || hex::decode_to_slice(stored_hex, &mut expected).is_err() {
+        let stored = stored_hex.as_bytes();
+        if stored.len() != AAD_HASH_HEX_LEN {
             return false;
         }
-        let actual: [u8; 32] = Sha256::digest(self.0.as_bytes()).into();
-        actual == expected
+        let hash = self.hash();
+        let diff =
+            hash.as_ref()
+                .iter()
+                .zip(stored.chunks_exact(2))
+                .fold(0u8, |acc, (byte, pair)| {
+                    acc | (HEX_DIGITS[usize::from(byte >> 4)] ^ pair[0].to_ascii_lowercase())
+                        | (HEX_DIGITS[usize::from(byte & 0x0f)] ^ pair[1].to_ascii_lowercase())
+                });
+        diff == 0
+    }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// The AAD is row metadata (`workspace|id|name`), never secret: shown as text.
+impl std::fmt::Debug for Aad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Aad")
+            .field(&String::from_utf8_lossy(self.as_bytes()))
+            .finish()
     }
 }
 
@@ -102,8 +176,18 @@ fn dek_bytes(dek: &Dek) -> &[u8] {
     dek.as_bytes()
 }
 
-/// Decrypt a row's value. Checks, in order: the AAD hash, the DEK unwrap, the
-/// value authentication. `kek` must be the KEK of `sealed.kek_version`.
+/// The crypto columns of one row, borrowed as the database returned them
+/// (lengths are checked when opening).
+#[derive(Clone, Copy)]
+pub struct Columns<'a> {
+    pub aad_hash: &'a str,
+    pub ciphertext: &'a [u8],
+    pub iv: &'a [u8],
+    pub wrapped_dek: &'a [u8],
+}
+
+/// Decrypt a row's value into zeroizing memory: [`open_with`] for callers
+/// that keep the plaintext.
 pub fn open(
     kek: &Kek,
     aad: &Aad,
@@ -112,14 +196,41 @@ pub fn open(
     iv: &[u8],
     wrapped_dek: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    if !aad.matches(aad_hash) {
+    let row = Columns {
+        aad_hash,
+        ciphertext,
+        iv,
+        wrapped_dek,
+    };
+    open_with(kek, aad, row, |pt| Zeroizing::new(pt.to_vec()))
+}
+
+/// Values whose ciphertext fits in this many bytes are decrypted on the
+/// stack by [`open_with`]. Secrets are mostly API keys of a few dozen bytes.
+const STACK_CIPHERTEXT: usize = 256;
+
+/// Decrypt a row's value and hand the plaintext to `read`: the store's read
+/// path, which only parses it. Checks, in order: the AAD hash (first, for
+/// the precise error on a moved or renamed row), the lengths, the DEK
+/// unwrap, the value authentication. `kek` must be the KEK of the row's
+/// `kek_version`. A small value is decrypted in a stack buffer (no
+/// allocation on the hot path); the bytes it held are wiped when `read`
+/// returns, or on unwind.
+pub fn open_with<T>(
+    kek: &Kek,
+    aad: &Aad,
+    row: Columns<'_>,
+    read: impl FnOnce(&[u8]) -> T,
+) -> Result<T, CryptoError> {
+    if !aad.matches(row.aad_hash) {
         return Err(CryptoError::AadMismatch);
     }
-    let iv: [u8; NONCE_LEN] = iv.try_into().map_err(|_| CryptoError::Malformed {
+    let iv: [u8; NONCE_LEN] = row.iv.try_into().map_err(|_| CryptoError::Malformed {
         field: "iv",
         expected: NONCE_LEN,
-        found: iv.len(),
+        found: row.iv.len(),
     })?;
+    let ciphertext = row.ciphertext;
     if ciphertext.len() < TAG_LEN {
         return Err(CryptoError::Malformed {
             field: "ciphertext",
@@ -127,10 +238,36 @@ pub fn open(
             found: ciphertext.len(),
         });
     }
-    let dek = kek.unwrap_dek(wrapped_dek)?;
-    dek.cipher()
-        .open(iv, aad.as_bytes(), ciphertext)
-        .ok_or(CryptoError::DecryptFailed)
+    let cipher = kek.unwrap_dek(row.wrapped_dek)?.cipher();
+    if ciphertext.len() > STACK_CIPHERTEXT {
+        let plaintext = cipher
+            .open(iv, aad.as_bytes(), ciphertext)
+            .ok_or(CryptoError::DecryptFailed)?;
+        return Ok(read(&plaintext));
+    }
+    let mut buf = StackBuf {
+        bytes: [0u8; STACK_CIPHERTEXT],
+        used: ciphertext.len(),
+    };
+    let in_out = &mut buf.bytes[..ciphertext.len()];
+    in_out.copy_from_slice(ciphertext);
+    cipher
+        .open_in_place(iv, aad.as_bytes(), in_out)
+        .ok_or(CryptoError::DecryptFailed)?;
+    Ok(read(&in_out[..ciphertext.len() - TAG_LEN]))
+}
+
+/// A stack buffer that wipes the prefix it used on drop (all of it would
+/// be 256 volatile writes for a 60-byte value).
+struct StackBuf {
+    bytes: [u8; STACK_CIPHERTEXT],
+    used: usize,
+}
+
+impl Drop for StackBuf {
+    fn drop(&mut self) {
+        self.bytes[..self.used].zeroize();
+    }
 }
 
 /// Re-wrap a DEK from one KEK to another without touching the value

@@ -9,7 +9,7 @@ pub(crate) mod envelope;
 pub(crate) mod kdf;
 pub(crate) mod keys;
 
-pub use envelope::{Aad, Sealed, open, rewrap_dek, seal};
+pub use envelope::{Aad, Columns, Sealed, open, open_with, rewrap_dek, seal};
 pub use kdf::{DEFAULT_ITERATIONS, default_salt, derive_kek_bytes};
 pub use keys::{Dek, KEY_LEN, Kek, NONCE_LEN, TAG_LEN, WRAPPED_DEK_LEN};
 

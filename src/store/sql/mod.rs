@@ -205,19 +205,22 @@ impl SqlStore {
         let ks = self.keys.current();
         let kek = ks.kek(row.kek_version)?;
         let aad = Aad::new(&row.workspace, &row.secret_id, &row.secret_name);
-        let plaintext = crypto::open(
+        let parsed = crypto::open_with(
             kek,
             &aad,
-            &row.aad_hash,
-            &row.ciphertext,
-            &row.iv,
-            &row.wrapped_dek,
+            crypto::Columns {
+                aad_hash: &row.aad_hash,
+                ciphertext: &row.ciphertext,
+                iv: &row.iv,
+                wrapped_dek: &row.wrapped_dek,
+            },
+            SecretValue::from_plaintext,
         )
         .map_err(|source| StoreError::Crypto {
             secret_id: row.secret_id.clone(),
             source,
         })?;
-        SecretValue::from_plaintext(&plaintext).map_err(|_| StoreError::Crypto {
+        parsed.map_err(|_| StoreError::Crypto {
             secret_id: row.secret_id.clone(),
             source: crypto::CryptoError::DecryptFailed,
         })
