@@ -10,6 +10,7 @@ pub mod incident;
 mod limits;
 pub mod migrate;
 pub mod sql;
+pub mod timing;
 pub mod ui_queries;
 pub mod validate;
 
