@@ -123,7 +123,12 @@ mod tests {
             ..Default::default()
         };
         s.observe(&m, Instant::now(), true);
-        for st in [STAGE_JOB_VERIFY_CACHE, STAGE_SECRET_WRITE, STAGE_TOTAL, STAGE_OURS] {
+        for st in [
+            STAGE_JOB_VERIFY_CACHE,
+            STAGE_SECRET_WRITE,
+            STAGE_TOTAL,
+            STAGE_OURS,
+        ] {
             assert_eq!(count(st), 1, "{st}");
         }
     }
