@@ -40,8 +40,9 @@ pub const STAGE_TOTAL: &str = "total";
 pub const STAGE_OURS: &str = "ours";
 
 /// Bucket bounds (seconds) of the stage histograms: 25 µs steps to 0.5 ms,
-/// 50 µs to 2 ms, 100 µs to 5 ms, then coarser up to 5 s, so that a p99
-/// read from the buckets is within 50-100 µs where the targets are.
+/// 50 µs to 2 ms, 100 µs to 5 ms, then 10-50% wider each up to 5 s, so
+/// that a p99 read from the buckets is within 50-100 µs where the targets
+/// are.
 pub fn stage_buckets() -> Vec<f64> {
     let mut b = Vec::new();
     let mut push_steps = |from_us: u32, to_us: u32, step_us: u32| {
@@ -55,7 +56,8 @@ pub fn stage_buckets() -> Vec<f64> {
     push_steps(550, 2000, 50);
     push_steps(2100, 5000, 100);
     for ms in [
-        6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
+        6.0, 7.0, 8.0, 9.0, 10.0, 12.5, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 75.0, 100.0, 150.0,
+        200.0, 300.0, 500.0, 750.0, 1000.0, 2000.0, 5000.0,
     ] {
         b.push(ms / 1e3);
     }

@@ -155,6 +155,12 @@ impl WebhookState {
         self.view.namespaces_synced()
     }
 
+    /// Whether the Job watch has listed once, so that Jobs that existed
+    /// before the webhook started are answered from the cache.
+    pub fn jobs_synced(&self) -> bool {
+        self.view.jobs_synced()
+    }
+
     /// Whether `ns` exists and opted in to injection, as the watch saw it.
     pub fn knows_namespace(&self, ns: &str) -> bool {
         self.view.opted_in(ns)
