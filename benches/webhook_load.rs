@@ -581,6 +581,13 @@ fn stage_ms(
         .map_or(f64::NAN, |s| s * 1000.0)
 }
 
+/// `/proc/loadavg`'s three averages: how busy the shared machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "MISS" }
 }
@@ -664,6 +671,7 @@ async fn run_backend(backend: Backend, k: &Knobs) -> Option<String> {
     // the first clock starts. The max-throughput phase's are created after
     // the fixed-rate phase, so they do not sit in the API server's heap
     // (and its garbage collector's work) while the latency is measured.
+    let load_at_start = load_average();
     let load_jobs = 50 + (rate * secs) as usize;
     let get_jobs = 50 + (rate * get_secs) as usize;
     let t0 = Instant::now();
@@ -832,6 +840,11 @@ async fn run_backend(backend: Backend, k: &Knobs) -> Option<String> {
         );
     }
     let b = format!("{backend:?}");
+    println!(
+        "  RESULT [{b}] machine: {} CPUs, load average (1/5/15 min) at the start of the setup {load_at_start}, at the end {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
     let ours = stage_ms(&stages, STAGE_OURS, 0.99);
     let e2e = fixed.pct(0.99);
     let create = stage_ms(&stages, STAGE_SECRET_WRITE, 0.99);
