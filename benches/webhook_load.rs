@@ -863,7 +863,10 @@ async fn run_backend(backend: Backend, k: &Knobs) -> Option<String> {
     );
     println!(
         "  RESULT [{b}] end-to-end p99 - Secret-create p99: {added:.3} ms; target <= {TARGET_ADDED_MS} ms at 200/s: {}",
-        verdict(clean && added <= TARGET_ADDED_MS)
+        // Only where the buckets are fine (≤ 5 ms) is the create's p99
+        // exact enough to subtract; past them, or when the difference is
+        // negative (interpolation in a wide bucket), it is no PASS.
+        verdict(clean && create <= 5.0 && (0.0..=TARGET_ADDED_MS).contains(&added))
     );
     println!(
         "  RESULT [{b}] Job verification p99: watch cache {:.3} ms (n={}), API GET {:.3} ms (n={}, cache-off phase)",
