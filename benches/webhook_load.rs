@@ -17,8 +17,31 @@
 //! Needs `MLFLOW_SECRETS_TEST_KUBECONFIG` (the test control plane) and, for
 //! PostgreSQL, `MLFLOW_SECRETS_TEST_POSTGRES_URL` (`scripts/db.sh env`).
 //! Knobs: `WEBHOOK_BENCH_RATE` (200/s), `WEBHOOK_BENCH_SECS` (20),
-//! `WEBHOOK_BENCH_MAX_SECS` (10), `WEBHOOK_BENCH_CONCURRENCY` (16),
-//! `WEBHOOK_BENCH_BACKENDS` (`sqlite,postgres`).
+//! `WEBHOOK_BENCH_GET_SECS` (10, the phase with the Job cache off),
+//! `WEBHOOK_BENCH_MAX_SECS` (10; 0 skips the max-throughput phase),
+//! `WEBHOOK_BENCH_CONCURRENCY` (16), `WEBHOOK_BENCH_BACKENDS`
+//! (`sqlite,postgres`).
+//!
+//! The split target (docs/benchmarks.md), from one fixed-rate phase:
+//! - **our half**: the p99 of the webhook's own `ours` stage histogram
+//!   (`mlflow_secrets_operator_webhook_stage_seconds`, read in-process
+//!   before and after the phase), which is each request's `total` less its
+//!   `secret_write`: Job verification, store read and decrypt, audit row,
+//!   patch, parse and serialization;
+//! - **end-to-end**: the webhook call as its caller (the API server, here
+//!   the load generator) sees it: from the request's due time to the
+//!   response read, over TLS, open loop (exact, from every request);
+//! - **Secret create**: the p99 of the `secret_write` stage of the same
+//!   requests, the API server's create of the per-Job Secret as the
+//!   webhook waits for it;
+//! - the difference end-to-end p99 − Secret-create p99.
+//!
+//! Stage p99s come from the histogram buckets (25 µs wide to 0.5 ms, 50 µs
+//! to 2 ms, 100 µs to 5 ms), interpolated as Prometheus does. The Job
+//! verification's two paths are measured in two phases of the same run at
+//! the same rate: the first with the watch cache (the default), then one
+//! against a second webhook built `with_job_cache(false)`, which GETs
+//! every Job.
 //!
 //! Latency at the fixed rate is measured from each request's *scheduled*
 //! send time (open loop), so a stall is not hidden by requests that were
@@ -44,8 +67,11 @@ use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, PostParams};
-use mlflow_secrets::k8s::metrics::OperatorMetrics;
-use mlflow_secrets::k8s::webhook::certs::{self, CertConfig};
+use mlflow_secrets::k8s::metrics::{
+    HistogramSnapshot, OperatorMetrics, STAGE_JOB_VERIFY_API, STAGE_JOB_VERIFY_CACHE, STAGE_OURS,
+    STAGE_SECRET_WRITE, STAGE_TOTAL, WEBHOOK_STAGES,
+};
+use mlflow_secrets::k8s::webhook::certs::{self, CertConfig, WebhookCerts};
 use mlflow_secrets::k8s::webhook::secret::{self, OwningJob};
 use mlflow_secrets::k8s::webhook::{WebhookState, router, server};
 use mlflow_secrets::store::SecretsStore;
@@ -63,6 +89,10 @@ const MAX_PHASE_RATE: u64 = 1000;
 /// Job creations in flight while the pool is filled.
 const JOB_CREATE_CONCURRENCY: usize = 32;
 const RID: &str = "bench-scorer";
+/// Our half of an admission, p99 (issue 15's decision).
+const TARGET_OURS_MS: f64 = 1.5;
+/// End-to-end admission p99 less the Secret create's p99, same run.
+const TARGET_ADDED_MS: f64 = 3.0;
 
 type Https = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -463,15 +493,142 @@ where
 /// plane (and its garbage collector, at 20 requests/s) busy for minutes,
 /// which would be measured as the next backend's latency.
 /// `scripts/bench_webhook.sh` gives each backend a fresh control plane.
-async fn run_backend(
-    backend: Backend,
+#[derive(Clone, Copy)]
+struct Knobs {
     rate: u64,
     secs: u64,
+    get_secs: u64,
     max_secs: u64,
     conc: usize,
     breakdown_n: usize,
     max_phase_jobs: usize,
-) -> Option<String> {
+}
+
+/// One webhook served in-process over TLS on a port of its own, with
+/// metrics of its own (so two of them in one run keep their stages apart).
+struct Served {
+    url: String,
+    metrics: Arc<OperatorMetrics>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn serve_webhook(
+    client: &kube::Client,
+    store: Arc<dyn SecretsStore>,
+    certs: Arc<WebhookCerts>,
+    job_cache: bool,
+) -> Served {
+    let metrics = Arc::new(OperatorMetrics::new());
+    let state = Arc::new(
+        WebhookState::new(
+            client.clone(),
+            store,
+            metrics.clone(),
+            Duration::from_secs(5),
+        )
+        .with_job_cache(job_cache),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Measure the cache, not its first list: wait until the Job watch has
+    // listed the fixture Jobs (they all exist by now).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(state.synced() && state.jobs_synced()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let task = tokio::spawn(server::serve(
+        listener,
+        router(state),
+        certs,
+        None,
+        std::future::pending(),
+    ));
+    Served {
+        url: format!("https://127.0.0.1:{port}/mutate"),
+        metrics,
+        task,
+    }
+}
+
+/// Every stage histogram of `m`, to take the difference over a phase.
+fn stage_snapshots(m: &OperatorMetrics) -> Vec<(&'static str, HistogramSnapshot)> {
+    WEBHOOK_STAGES
+        .iter()
+        .map(|st| (*st, m.stage_snapshot(st)))
+        .collect()
+}
+
+/// The stages observed between two [`stage_snapshots`].
+fn stages_since(
+    after: &[(&'static str, HistogramSnapshot)],
+    before: &[(&'static str, HistogramSnapshot)],
+) -> std::collections::BTreeMap<&'static str, HistogramSnapshot> {
+    after
+        .iter()
+        .zip(before)
+        .map(|((st, a), (_, b))| (*st, a.since(b)))
+        .collect()
+}
+
+/// A stage's quantile in ms, NaN when it saw nothing.
+fn stage_ms(
+    stages: &std::collections::BTreeMap<&'static str, HistogramSnapshot>,
+    stage: &str,
+    q: f64,
+) -> f64 {
+    stages
+        .get(stage)
+        .and_then(|h| h.quantile(q))
+        .map_or(f64::NAN, |s| s * 1000.0)
+}
+
+/// `/proc/loadavg`'s three averages: how busy the shared machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+/// The fixed-rate phase against `served`, after a 1 s warm-up at 50/s,
+/// with the webhook's stage histograms over exactly the measured requests.
+async fn measured_phase(
+    ca: &str,
+    ns: &str,
+    served: &Served,
+    pool: Arc<JobPool>,
+    rate: u64,
+    secs: u64,
+) -> (
+    Stats,
+    Stats,
+    std::collections::BTreeMap<&'static str, HistogramSnapshot>,
+) {
+    let metrics = served.metrics.clone();
+    generate_load(ca, &served.url, ns, pool, move |t| async move {
+        // Warm up: connections, statement caches.
+        let _ = fixed_rate(t.clone(), 50, 1).await;
+        let before = stage_snapshots(&metrics);
+        let (fixed, late) = fixed_rate(t, rate, secs).await;
+        let stages = stages_since(&stage_snapshots(&metrics), &before);
+        (fixed, late, stages)
+    })
+    .await
+}
+
+async fn run_backend(backend: Backend, k: &Knobs) -> Option<String> {
+    let Knobs {
+        rate,
+        secs,
+        get_secs,
+        max_secs,
+        conc,
+        breakdown_n,
+        max_phase_jobs,
+    } = *k;
     let Some(db) = TestDb::new(backend).await else {
         println!("webhook_load: {backend:?} not configured, skipped");
         return None;
@@ -515,11 +672,14 @@ async fn run_backend(
     // the first clock starts. The max-throughput phase's are created after
     // the fixed-rate phase, so they do not sit in the API server's heap
     // (and its garbage collector's work) while the latency is measured.
+    let load_at_start = load_average();
     let load_jobs = 50 + (rate * secs) as usize;
+    let get_jobs = 50 + (rate * get_secs) as usize;
     let t0 = Instant::now();
     let scorers = JobPool::create(&client, &ns, "scorer", JOBS).await.jobs;
     let new_jobs = JobPool::create(&client, &ns, "apply-new", breakdown_n).await;
     let load_pool = Arc::new(JobPool::create(&client, &ns, "first-pod", load_jobs).await);
+    let get_pool = Arc::new(JobPool::create(&client, &ns, "get-pod", get_jobs).await);
     let setup_secs = t0.elapsed().as_secs_f64();
 
     // The two halves alone.
@@ -593,42 +753,32 @@ async fn run_backend(
     let mut cfg = CertConfig::new(&ns, "");
     cfg.extra_sans = vec!["127.0.0.1".into()];
     let certs = certs::bootstrap(client.clone(), &cfg).await.unwrap();
-    let metrics = Arc::new(OperatorMetrics::new());
-    let state = Arc::new(WebhookState::new(
-        client.clone(),
-        store.clone(),
-        metrics,
-        Duration::from_secs(5),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server_task = tokio::spawn(server::serve(
-        listener,
-        router(state),
-        certs.clone(),
-        None,
-        std::future::pending(),
-    ));
-    let url = format!("https://127.0.0.1:{port}/mutate");
     let ca = certs.ca_bundle();
-    let (fixed, lateness) = generate_load(&ca, &url, &ns, load_pool, move |t| async move {
-        // Warm up: connections, statement caches.
-        let _ = fixed_rate(t.clone(), 50, 1).await;
-        fixed_rate(t, rate, secs).await
-    })
-    .await;
-    let max_pool = Arc::new(JobPool::create(&client, &ns, "max-pod", max_phase_jobs).await);
-    let max = generate_load(&ca, &url, &ns, max_pool, move |t| async move {
-        max_throughput(t, conc, max_secs).await
-    })
-    .await;
+    // One webhook at a time: the second one's watches would otherwise
+    // list every fixture Job during the first one's phase.
+    let cached = serve_webhook(&client, store.clone(), certs.clone(), true).await;
+    let (fixed, lateness, stages) = measured_phase(&ca, &ns, &cached, load_pool, rate, secs).await;
+    let uncached = serve_webhook(&client, store.clone(), certs.clone(), false).await;
+    let (get_fixed, _, get_stages) =
+        measured_phase(&ca, &ns, &uncached, get_pool, rate, get_secs).await;
+    let max = if max_secs > 0 {
+        let max_pool = Arc::new(JobPool::create(&client, &ns, "max-pod", max_phase_jobs).await);
+        Some(
+            generate_load(&ca, &cached.url, &ns, max_pool, move |t| async move {
+                max_throughput(t, conc, max_secs).await
+            })
+            .await,
+        )
+    } else {
+        None
+    };
 
     println!(
         "webhook_load [{backend:?}] pod with {BINDINGS} bindings, dryRun=false, each request the first pod of a real (suspended) Job, its per-Job Secret created on the test control plane"
     );
     println!(
         "  setup: {} Jobs created (and synced, if a job controller runs) in {setup_secs:.1}s, not timed; {max_phase_jobs} more before the max-throughput phase",
-        JOBS + breakdown_n + load_jobs
+        JOBS + breakdown_n + load_jobs + get_jobs
     );
     println!(
         "  {}",
@@ -654,7 +804,10 @@ async fn run_backend(
             "API alone, per-Job Secret write, existing Secret: create 409 + replace ({breakdown_n} sequential)"
         ))
     );
-    println!("  {}", fixed.line(&format!("fixed {rate}/s for {secs}s")));
+    println!(
+        "  {}",
+        fixed.line(&format!("fixed {rate}/s for {secs}s, Job cache on"))
+    );
     println!("    {}", fixed.slow_by_second(rate, 10.0));
     println!(
         "    requests sent after their due time by: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (the load generator keeping its schedule)",
@@ -662,22 +815,76 @@ async fn run_backend(
         lateness.pct(0.99),
         lateness.pct(1.0)
     );
+    println!("    webhook stages over these requests (histogram, ms):");
+    for st in WEBHOOK_STAGES {
+        let n = stages.get(st).map_or(0, |h| h.count);
+        if n > 0 {
+            println!(
+                "      {st:<17} n={n:<6} p50 {:.3}  p99 {:.3}",
+                stage_ms(&stages, st, 0.50),
+                stage_ms(&stages, st, 0.99)
+            );
+        }
+    }
     println!(
         "  {}",
-        max.line(&format!(
-            "max throughput, {conc} concurrent, up to {max_secs}s"
+        get_fixed.line(&format!(
+            "fixed {rate}/s for {get_secs}s, Job cache off (every Job a GET)"
         ))
     );
+    if let Some(max) = &max {
+        println!(
+            "  {}",
+            max.line(&format!(
+                "max throughput, {conc} concurrent, up to {max_secs}s"
+            ))
+        );
+    }
+    let b = format!("{backend:?}");
     println!(
-        "  target p99 <= 10 ms at 200/s: {}",
-        if rate == 200 && fixed.pct(0.99) <= 10.0 && fixed.failed == 0 {
-            "met"
-        } else {
-            "NOT met (or not measured at 200/s)"
-        }
+        "  RESULT [{b}] machine: {} CPUs, load average (1/5/15 min) at the start of the setup {load_at_start}, at the end {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    let ours = stage_ms(&stages, STAGE_OURS, 0.99);
+    let e2e = fixed.pct(0.99);
+    let create = stage_ms(&stages, STAGE_SECRET_WRITE, 0.99);
+    let added = e2e - create;
+    let clean = fixed.failed == 0 && fixed.denied == 0 && rate == 200;
+    println!(
+        "  RESULT [{b}] our half p99 (per request: total {:.3} ms p99 less its secret_write): {ours:.3} ms; target <= {TARGET_OURS_MS} ms at 200/s: {}",
+        stage_ms(&stages, STAGE_TOTAL, 0.99),
+        verdict(clean && ours <= TARGET_OURS_MS)
+    );
+    println!(
+        "  RESULT [{b}] end-to-end admission p99 (webhook call as its caller sees it, due time to response): {e2e:.3} ms"
+    );
+    println!(
+        "  RESULT [{b}] API server Secret-create p99 (secret_write stage, same requests): {create:.3} ms"
+    );
+    println!(
+        "  RESULT [{b}] end-to-end p99 - Secret-create p99: {added:.3} ms; target <= {TARGET_ADDED_MS} ms at 200/s: {}",
+        // Only where the buckets are fine (≤ 5 ms) is the create's p99
+        // exact enough to subtract; past them, or when the difference is
+        // negative (interpolation in a wide bucket), it is no PASS.
+        verdict(clean && create <= 5.0 && (0.0..=TARGET_ADDED_MS).contains(&added))
+    );
+    println!(
+        "  RESULT [{b}] Job verification p99: watch cache {:.3} ms (n={}), API GET {:.3} ms (n={}, cache-off phase)",
+        stage_ms(&stages, STAGE_JOB_VERIFY_CACHE, 0.99),
+        stages.get(STAGE_JOB_VERIFY_CACHE).map_or(0, |h| h.count),
+        stage_ms(&get_stages, STAGE_JOB_VERIFY_API, 0.99),
+        get_stages.get(STAGE_JOB_VERIFY_API).map_or(0, |h| h.count),
+    );
+    println!(
+        "  RESULT [{b}] with the cache off: our half p99 {:.3} ms, end-to-end p99 {:.3} ms, Secret-create p99 {:.3} ms",
+        stage_ms(&get_stages, STAGE_OURS, 0.99),
+        get_fixed.pct(0.99),
+        stage_ms(&get_stages, STAGE_SECRET_WRITE, 0.99)
     );
 
-    server_task.abort();
+    cached.task.abort();
+    uncached.task.abort();
     Some(ns)
 }
 
@@ -692,16 +899,17 @@ fn main() {
         }
         return;
     }
-    let (rate, secs, max_secs, conc, n) = if bench {
+    let (rate, secs, get_secs, max_secs, conc, n) = if bench {
         (
             env_num("WEBHOOK_BENCH_RATE", 200),
             env_num("WEBHOOK_BENCH_SECS", 20),
+            env_num("WEBHOOK_BENCH_GET_SECS", 10),
             env_num("WEBHOOK_BENCH_MAX_SECS", 10),
             env_num("WEBHOOK_BENCH_CONCURRENCY", 16) as usize,
             500,
         )
     } else {
-        (20, 1, 1, 2, 20)
+        (20, 1, 1, 1, 2, 20)
     };
     // The test run's max phase is a smoke test: it may run out of Jobs.
     let max_phase_jobs = if bench {
@@ -725,9 +933,16 @@ fn main() {
                 "mysql" => Backend::Mysql,
                 other => panic!("unknown backend {other}"),
             };
-            if let Some(ns) =
-                run_backend(backend, rate, secs, max_secs, conc, n, max_phase_jobs).await
-            {
+            let knobs = Knobs {
+                rate,
+                secs,
+                get_secs,
+                max_secs,
+                conc,
+                breakdown_n: n,
+                max_phase_jobs,
+            };
+            if let Some(ns) = run_backend(backend, &knobs).await {
                 used.push(ns);
             }
         }

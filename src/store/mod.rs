@@ -11,6 +11,7 @@ pub(crate) mod incident;
 mod limits;
 pub(crate) mod migrate;
 pub(crate) mod sql;
+pub(crate) mod timing;
 pub(crate) mod ui_queries;
 pub mod validate;
 

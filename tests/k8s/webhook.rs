@@ -135,6 +135,23 @@ async fn job_pods_get_secret_env_and_the_secret_is_collected_with_the_job() {
             .render()
             .contains("mlflow_secrets_operator_injections_total")
     );
+    // Every stage of an injecting admission is timed, the Job verification
+    // by where its answer came from (cache or GET).
+    let stage = |s: &str| w.metrics.stage_snapshot(s).count;
+    for s in [
+        "store_read",
+        "audit",
+        "patch",
+        "secret_write",
+        "total",
+        "ours",
+    ] {
+        assert!(stage(s) >= 1, "stage {s} observed");
+    }
+    assert!(stage("job_verify_cache") + stage("job_verify_api") >= 1);
+    assert!(w.metrics.render().contains(
+        "mlflow_secrets_operator_webhook_stage_seconds_bucket{stage=\"ours\",le=\"0.00005\"}"
+    ));
 
     // Deleting the Job garbage-collects the Secret.
     let jobs: Api<Job> = Api::namespaced(w.client.clone(), n);

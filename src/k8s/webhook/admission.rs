@@ -19,13 +19,14 @@ use super::consent::{Offered, consent, service_account};
 use super::inject::{InjectMode, InjectedBinding, Injection, build_patch};
 use super::job::verify_job;
 use super::secret::{self, OwningJob};
+use super::stages::Stages;
 use crate::k8s::{
     ANNOTATION_INJECT_MODE, ANNOTATION_RESOURCE_ID, ANNOTATION_RESOURCE_TYPE,
     DEFAULT_RESOURCE_TYPE, LABEL_INJECT, LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED,
 };
 use crate::model::ResourceRef;
 use crate::store::audit::{AuditAction, AuditRecord};
-use crate::store::{BoundMeta, StoreError, incident};
+use crate::store::{BoundMeta, StoreError, incident, timing};
 
 /// Metric `result` label values.
 pub const RESULT_INJECTED: &str = "injected";
@@ -100,6 +101,7 @@ pub(super) enum Verdict {
 pub(super) async fn review(
     state: &WebhookState,
     req: &AdmissionRequest<Pod>,
+    stages: &mut Stages,
 ) -> (Verdict, Option<Subject>) {
     let Some(pod) = req.object.as_ref() else {
         return (Verdict::Skip, None);
@@ -133,7 +135,7 @@ pub(super) async fn review(
             .unwrap_or_else(|| DEFAULT_RESOURCE_TYPE.to_string()),
         resource_id: get_ann(ANNOTATION_RESOURCE_ID).filter(|t| !t.is_empty()),
     };
-    let verdict = match decide(state, req, pod, &subject).await {
+    let verdict = match decide(state, req, pod, &subject, stages).await {
         Ok(v) => v,
         Err(d) => Verdict::Deny(d),
     };
@@ -145,6 +147,7 @@ async fn decide(
     req: &AdmissionRequest<Pod>,
     pod: &Pod,
     s: &Subject,
+    stages: &mut Stages,
 ) -> Result<Verdict, Deny> {
     let deadline = Instant::now() + state.deadline;
     if s.namespace.is_empty() {
@@ -190,13 +193,15 @@ async fn decide(
         ));
     };
     let (ns, rtype) = (s.namespace.as_str(), s.resource_type.as_str());
-    within(
+    let verify_started = Instant::now();
+    let source = within(
         deadline,
         state.deadline,
         "Kubernetes API",
         verify_job(state, ns, job, pod),
     )
     .await??;
+    stages.job_verify = Some((source, verify_started.elapsed()));
 
     let secret_name = secret::secret_name(&job.name);
     if req.dry_run {
@@ -274,16 +279,20 @@ async fn decide(
     let slot = &mut refused;
     let pick =
         Box::new(move |meta: &[BoundMeta<'_>]| choose(meta).map_err(|d| *slot = Some(d)).ok());
-    let bound = within(
+    let store_started = Instant::now();
+    let (bound, timing) = within(
         deadline,
         state.deadline,
         "store",
-        state
-            .store
-            .choose_bound_values(ResourceRef::new(ns, rtype, resource_id), &actor, pick),
+        timing::measured(
+            state
+                .store
+                .choose_bound_values(ResourceRef::new(ns, rtype, resource_id), &actor, pick),
+        ),
     )
-    .await?
-    .map_err(|e| {
+    .await?;
+    stages.store(store_started.elapsed(), timing.audit);
+    let bound = bound.map_err(|e| {
         let mut d = store_deny(&e);
         d.audited = true;
         d
@@ -320,7 +329,10 @@ async fn decide(
         containers,
     };
     // Check the pod can be patched before any value leaves the process.
+    let patch_started = Instant::now();
     let patch = build_patch(pod, &injection).map_err(|e| Deny::policy(e.to_string()))?;
+    stages.add_patch(patch_started.elapsed());
+    let write_started = Instant::now();
     let written = within(
         deadline,
         state.deadline,
@@ -335,7 +347,9 @@ async fn decide(
             &secret_ids,
         ),
     )
-    .await?;
+    .await;
+    stages.secret_write = Some(write_started.elapsed());
+    let written = written?;
     drop(values);
     written.map_err(|e| match e {
         secret::WriteError::NotOurs { .. } => Deny::policy(e.to_string()),

@@ -225,6 +225,12 @@ impl ClusterView {
             .all(|m| m.synced.load(Ordering::SeqCst))
     }
 
+    /// Whether every Job watch has listed once (until then a Job the
+    /// cache does not know is verified with a GET, never guessed at).
+    pub fn jobs_synced(&self) -> bool {
+        self.jobs.iter().all(|m| m.synced.load(Ordering::SeqCst))
+    }
+
     /// `namespace` exists, is watched and carries the opt-in label, as the
     /// watch last saw it.
     pub fn opted_in(&self, namespace: &str) -> bool {

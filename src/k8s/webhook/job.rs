@@ -11,6 +11,7 @@ use super::admission::{Deny, kube_reason};
 use super::cache::JobFacts;
 use super::consent::service_account;
 use super::secret::OwningJob;
+use super::stages::JobSource;
 use crate::k8s::LABEL_INJECT;
 
 /// The owning Job must be real (docs/design.md §8, "The Job is real"): it exists in
@@ -18,14 +19,25 @@ use crate::k8s::LABEL_INJECT;
 /// carries the inject label, and the pod's injection annotations and
 /// ServiceAccount are the template's. The watch cache answers when it
 /// knows the Job with that uid; otherwise (a Job created a moment ago, or
-/// a forged reference) one GET decides.
+/// a forged reference) one GET decides. Returns which of the two answered,
+/// for the stage metrics.
 pub(super) async fn verify_job(
     state: &WebhookState,
     ns: &str,
     job: &OwningJob,
     pod: &Pod,
-) -> Result<(), Deny> {
-    let facts = match state.view.job(ns, &job.name).filter(|f| f.uid == job.uid) {
+) -> Result<JobSource, Deny> {
+    let cached = state
+        .job_cache
+        .then(|| state.view.job(ns, &job.name))
+        .flatten()
+        .filter(|f| f.uid == job.uid);
+    let source = if cached.is_some() {
+        JobSource::Cache
+    } else {
+        JobSource::Api
+    };
+    let facts = match cached {
         Some(f) => Some(f),
         None => {
             let api: Api<Job> = Api::namespaced(state.client.clone(), ns);
@@ -64,7 +76,8 @@ pub(super) async fn verify_job(
             "pod does not match the pod template of Job {ns}/{}: {why}",
             job.name
         ))
-    })
+    })?;
+    Ok(source)
 }
 
 /// The pod's injection annotations and ServiceAccount against its Job's

@@ -40,6 +40,7 @@ pub(crate) mod inject;
 mod job;
 pub mod secret;
 pub mod server;
+mod stages;
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
@@ -87,6 +88,9 @@ pub struct WebhookState {
     pub(crate) metrics: Arc<OperatorMetrics>,
     pub(crate) deadline: Duration,
     pub(crate) view: cache::ClusterView,
+    /// Whether "the Job is real" may be answered from the Job watch
+    /// (default); off, every admission GETs its Job.
+    pub(crate) job_cache: bool,
     per_service_account: Option<DefaultKeyedRateLimiter<String>>,
     /// Namespace label values handed out so far (bounded).
     series: Mutex<HashSet<String>>,
@@ -122,6 +126,7 @@ impl WebhookState {
             store,
             metrics,
             deadline,
+            job_cache: true,
             per_service_account: None,
             series: Mutex::new(HashSet::new()),
         }
@@ -136,9 +141,24 @@ impl WebhookState {
         self
     }
 
+    /// `false`: verify every admission's Job with a GET to the API server,
+    /// never from the watch cache. Slower and never less safe (the GET is
+    /// what a cache miss does anyway); for measuring what the cache saves
+    /// (`benches/webhook_load.rs`).
+    pub fn with_job_cache(mut self, on: bool) -> Self {
+        self.job_cache = on;
+        self
+    }
+
     /// Whether the webhook's namespace watch has listed once.
     pub fn synced(&self) -> bool {
         self.view.namespaces_synced()
+    }
+
+    /// Whether the Job watch has listed once, so that Jobs that existed
+    /// before the webhook started are answered from the cache.
+    pub fn jobs_synced(&self) -> bool {
+        self.view.jobs_synced()
     }
 
     /// Whether `ns` exists and opted in to injection, as the watch saw it.
@@ -223,8 +243,13 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
             );
         }
     };
-    let (verdict, subject) = admission::review(&state, &req).await;
+    let mut stages = stages::Stages::default();
+    let (verdict, subject) = admission::review(&state, &req, &mut stages).await;
+    let patch_started = Instant::now();
     let resp = admission::response(&req, &verdict);
+    if matches!(verdict, Verdict::Allow { .. }) {
+        stages.add_patch(patch_started.elapsed());
+    }
     let ns = state.namespace_label(
         &subject
             .as_ref()
@@ -278,7 +303,9 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
             Verdict::Skip => {}
         }
     }
-    reply(StatusCode::OK, resp)
+    let reply = reply(StatusCode::OK, resp);
+    stages.observe(&state.metrics, started, result == RESULT_INJECTED);
+    reply
 }
 
 fn reply(status: StatusCode, resp: AdmissionResponse) -> Response {

@@ -143,7 +143,9 @@ impl SqlStore {
                 .filter(|r| chosen.contains(&r.binding_name))
                 .collect();
             let map = self.open_bound(rows, &mut rec)?;
+            let audit_started = std::time::Instant::now();
             self.append_audit(&rec).await?;
+            crate::store::timing::add_audit(audit_started.elapsed());
             Ok(Ok(map))
         }
         .await;
