@@ -41,16 +41,9 @@ async fn main() {
             .create_secret("default", &format!("audited-{i}"), &v, false, "bench")
             .await
             .unwrap();
-        store
-            .bind_secret(
-                &s.secret_id,
-                "SCORER_JOB",
-                &format!("job-{i}"),
-                "API_KEY",
-                "bench",
-            )
-            .await
-            .unwrap();
+        let job = format!("job-{i}");
+        let bound = store.bind_secret(&s.secret_id, "SCORER_JOB", &job, "API_KEY", "bench");
+        bound.await.unwrap();
     }
     drop(store);
     let mut wal = db.clone().into_os_string();

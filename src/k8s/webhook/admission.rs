@@ -284,11 +284,11 @@ async fn decide(
         deadline,
         state.deadline,
         "store",
-        timing::measured(
-            state
-                .store
-                .choose_bound_values(ResourceRef::new(ns, rtype, resource_id), &actor, pick),
-        ),
+        timing::measured(state.store.choose_bound_values(
+            ResourceRef::new(ns, rtype, resource_id),
+            &actor,
+            pick,
+        )),
     )
     .await?;
     stages.store(store_started.elapsed(), timing.audit);

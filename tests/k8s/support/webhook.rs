@@ -469,7 +469,7 @@ impl Webhook {
         secret: &str,
         value: &str,
         rid: &str,
-        binding: &str,
+        binding_name: &str,
         service_accounts: &[&str],
     ) -> String {
         let s = self
@@ -490,7 +490,7 @@ impl Webhook {
                     secret_id: &s.secret_id,
                     resource_type: "SCORER_JOB",
                     resource_id: rid,
-                    binding_name: binding,
+                    binding_name,
                     value_field: None,
                     service_accounts: &sas,
                 },
