@@ -11,10 +11,10 @@
 mod db;
 mod keystore;
 mod logs;
-mod resp;
 pub mod mlflow;
 pub mod notice;
 pub mod ops;
+mod resp;
 pub mod runner;
 pub mod tokens;
 mod values;
@@ -54,7 +54,9 @@ pub fn output_with_stdin(
     } else {
         Stdio::null()
     };
-    cmd.stdin(input).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(input)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn the command");
     if let Some(text) = stdin {
         let mut pipe = child.stdin.take().expect("a stdin pipe");

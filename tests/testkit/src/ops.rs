@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::db::{require_all, with_database};
 use mlflow_secrets::keystore::{Keystore, KeystoreConfig, KeystoreHandle, PassphraseSource};
 use mlflow_secrets::store::{SecretsStore, SqlStore};
 use mlflow_secrets::value::SecretValue;
 use sqlx::Connection;
-use crate::db::{require_all, with_database};
 
 pub const PASS_V1: &str = "ops drill passphrase number one";
 pub const PASS_V2: &str = "ops drill passphrase number two";
@@ -117,7 +117,12 @@ pub fn value_for(name: &str) -> String {
 
 /// Create secret `name` in `default` with [`value_for`]`(name)` through the
 /// store (audited); returns the value.
-pub async fn create_drill_secret(store: &SqlStore, name: &str, shared: bool, actor: &str) -> String {
+pub async fn create_drill_secret(
+    store: &SqlStore,
+    name: &str,
+    shared: bool,
+    actor: &str,
+) -> String {
     let v = value_for(name);
     let value = SecretValue::from_string(v.clone()).unwrap();
     store
