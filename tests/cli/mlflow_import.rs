@@ -222,18 +222,16 @@ async fn wrong_passphrase_fails_before_any_write() {
     assert_eq!(count_ours(&ours).await, 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_import_matches_and_leaves_mlflow_unchanged() {
-    testkit::mlflow_skip_if_off!();
-    let Some(uri) = testkit::mlflow::mlflow_postgres().await else {
-        return;
-    };
+/// Import from MLflow's store on a database server (`uri` as SQLAlchemy
+/// names it; `sqlx_url` the same database for our snapshot): every value
+/// matches what MLflow's own code decrypts, a rerun skips them all, and
+/// MLflow's rows are unchanged.
+async fn server_import_matches_and_leaves_mlflow_unchanged(uri: String, sqlx_url: String) {
     let ours = Ours::new();
     mlflow_seed(&uri, &specs());
     let snapshot = || async {
         use sqlx::{Connection, Row};
-        let url = uri.replacen("postgresql+psycopg2://", "postgres://", 1);
-        let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let mut c = sqlx::AnyConnection::connect(&sqlx_url).await.unwrap();
         let rows = sqlx::query(
             "SELECT secret_id, encrypted_value, wrapped_dek, last_updated_at FROM secrets ORDER BY secret_id",
         )
@@ -262,4 +260,24 @@ async fn postgres_import_matches_and_leaves_mlflow_unchanged() {
     let rep = import(&ours, &uri, &[]).json();
     assert_eq!(names(&rep, "skipped").len(), 3);
     assert_eq!(snapshot().await, before, "MLflow's database is only read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_import_matches_and_leaves_mlflow_unchanged() {
+    testkit::mlflow_skip_if_off!();
+    let Some(uri) = testkit::mlflow::mlflow_postgres().await else {
+        return;
+    };
+    let url = uri.replacen("postgresql+psycopg2://", "postgres://", 1);
+    server_import_matches_and_leaves_mlflow_unchanged(uri, url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_import_matches_and_leaves_mlflow_unchanged() {
+    testkit::mlflow_skip_if_off!();
+    let Some(uri) = testkit::mlflow::mlflow_mysql().await else {
+        return;
+    };
+    let url = uri.replacen("mysql+pymysql://", "mysql://", 1);
+    server_import_matches_and_leaves_mlflow_unchanged(uri, url).await;
 }

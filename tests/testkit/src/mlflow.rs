@@ -172,6 +172,32 @@ pub async fn mlflow_postgres() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
+/// A fresh MariaDB database for MLflow's store on the dev server, as
+/// SQLAlchemy names it (`mysql+pymysql://`), or `None` when MariaDB is not
+/// configured.
+pub async fn mlflow_mysql() -> Option<String> {
+    let Ok(admin) = std::env::var("MLFLOW_SECRETS_TEST_MYSQL_URL") else {
+        assert!(
+            std::env::var("MLFLOW_SECRETS_REQUIRE_ALL_BACKENDS").as_deref() != Ok("1"),
+            "MLFLOW_SECRETS_TEST_MYSQL_URL is not set but all backends are required"
+        );
+        eprintln!("skipping MySQL: MLFLOW_SECRETS_TEST_MYSQL_URL is not set");
+        return None;
+    };
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("mlf_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let base = base.replacen("mysql://", "mysql+pymysql://", 1);
+    Some(format!("{base}/{name}"))
+}
+
 /// Our side: a keystore, a passphrase file and a SQLite store.
 pub struct Ours {
     pub tmp: tempfile::TempDir,
