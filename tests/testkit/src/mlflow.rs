@@ -148,40 +148,36 @@ pub fn mlflow_sqlite(dir: &Path) -> (String, PathBuf) {
 
 /// A fresh PostgreSQL database for MLflow, as SQLAlchemy names it, or `None`
 /// when `MLFLOW_SECRETS_TEST_POSTGRES_URL` is unset (and not required).
+/// SQLAlchemy 2.1 defaults `postgresql://` to psycopg 3; the venv has
+/// psycopg2.
 pub async fn mlflow_postgres() -> Option<String> {
-    let Ok(admin) = std::env::var("MLFLOW_SECRETS_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("MLFLOW_SECRETS_REQUIRE_ALL_BACKENDS").as_deref() != Ok("1"),
-            "MLFLOW_SECRETS_TEST_POSTGRES_URL is not set but all backends are required"
-        );
-        eprintln!("skipping PostgreSQL: MLFLOW_SECRETS_TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let name = format!("mlf_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-    let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.ok();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    // SQLAlchemy 2.1 defaults postgresql:// to psycopg 3; the venv has psycopg2.
-    let base = base.replacen("postgres://", "postgresql+psycopg2://", 1);
-    Some(format!("{base}/{name}"))
+    mlflow_database(
+        "MLFLOW_SECRETS_TEST_POSTGRES_URL",
+        "postgres://",
+        "postgresql+psycopg2://",
+    )
+    .await
 }
 
-/// A fresh MariaDB database for MLflow's store on the dev server, as
-/// SQLAlchemy names it (`mysql+pymysql://`), or `None` when MariaDB is not
-/// configured.
+/// The same on MariaDB (`MLFLOW_SECRETS_TEST_MYSQL_URL`), with PyMySQL.
 pub async fn mlflow_mysql() -> Option<String> {
-    let Ok(admin) = std::env::var("MLFLOW_SECRETS_TEST_MYSQL_URL") else {
+    mlflow_database(
+        "MLFLOW_SECRETS_TEST_MYSQL_URL",
+        "mysql://",
+        "mysql+pymysql://",
+    )
+    .await
+}
+
+/// A new database on the server of the admin URL in `var`, named for
+/// SQLAlchemy (`ours` scheme replaced by `sqlalchemy`'s).
+async fn mlflow_database(var: &str, ours: &str, sqlalchemy: &str) -> Option<String> {
+    let Ok(admin) = std::env::var(var) else {
         assert!(
             std::env::var("MLFLOW_SECRETS_REQUIRE_ALL_BACKENDS").as_deref() != Ok("1"),
-            "MLFLOW_SECRETS_TEST_MYSQL_URL is not set but all backends are required"
+            "{var} is not set but all backends are required"
         );
-        eprintln!("skipping MySQL: MLFLOW_SECRETS_TEST_MYSQL_URL is not set");
+        eprintln!("skipping MLflow on a database server: {var} is not set");
         return None;
     };
     use sqlx::Connection;
@@ -194,7 +190,7 @@ pub async fn mlflow_mysql() -> Option<String> {
         .unwrap();
     conn.close().await.ok();
     let (base, _) = admin.rsplit_once('/').unwrap();
-    let base = base.replacen("mysql://", "mysql+pymysql://", 1);
+    let base = base.replacen(ours, sqlalchemy, 1);
     Some(format!("{base}/{name}"))
 }
 
