@@ -95,6 +95,18 @@ done
 curl -fsS "$url/health" >/dev/null
 
 step "schemathesis $SCHEMATHESIS_VERSION, every check"
+# Two of hypothesis' health checks judge the generator, not the server:
+# `too_slow` fires when generating the first examples takes too long, which
+# on a shared two-core CI machine depends on the load; `filter_too_much`
+# fires when the negative generator rejects most of its own drafts (a UUID
+# pattern, say). Either stops that operation's phase with no finding. Every
+# check of the server's answers stays on.
+# One worker: CPython 3.11 before 3.11.8 keeps the AST constructor's
+# recursion depth in shared state (python/cpython#106905), so two worker
+# threads that parse source at once (hypothesis does, to describe a filter
+# lambda) can fail with "AST constructor recursion depth mismatch", an
+# error of the tool that CI runs hit. The threads share the GIL, so one
+# worker costs little of the 180 s budget.
 seed_args=()
 if [ -n "${SCHEMATHESIS_SEED:-}" ]; then seed_args=(--seed "$SCHEMATHESIS_SEED"); fi
 run_schemathesis() {
@@ -104,18 +116,18 @@ run_schemathesis() {
     -H "Authorization: Bearer $token" \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" \
     --max-time "${SCHEMATHESIS_MAX_TIME:-180}" \
-    --workers 2 \
+    --workers 1 \
     --request-timeout 10 \
     --output-sanitize true \
+    --suppress-health-check too_slow,filter_too_much \
     "${seed_args[@]}" 2>&1 | tee "$tmp/schemathesis.out"
   return "${PIPESTATUS[0]}"
 }
 rc=0
 run_schemathesis || rc=$?
-# CPython 3.11's AST constructor can raise "AST constructor recursion
-# depth mismatch" (python/cpython#106905) inside hypothesis while it names a
-# filter lambda: an error of the tool, not a finding. Only such a run, with
-# no check failure, is run once more.
+# Should the CPython bug above still hit (hypothesis' own threads), such a
+# run, with no check failure, is run once more: an error of the tool is
+# not a finding.
 if [ "$rc" != 0 ] && grep -q "AST constructor recursion depth mismatch" "$tmp/schemathesis.out" \
   && ! grep -q "= FAILURES =" "$tmp/schemathesis.out"; then
   step "schemathesis hit CPython's AST recursion bug (no check failed): running it once more"
