@@ -36,6 +36,7 @@ contract!(
     foreign_mlflow_table_is_refused,
     decrypts_are_rate_limited,
     concurrent_audit_appends_commit_together_and_fail_closed,
+    audit_appends_from_two_stores_and_operations_keep_one_chain,
 );
 
 async fn create_and_get(db: TestDb) {
@@ -1122,6 +1123,74 @@ async fn concurrent_audit_appends_commit_together_and_fail_closed(db: TestDb) {
         let r = t.await.unwrap();
         assert!(r.is_err(), "an audit write that did not commit must fail");
     }
+}
+
+/// The group-commit writer remembers the head its last batch left and
+/// appends after it in one round trip while that guess holds. Another
+/// store on the same database (another replica, the CLI) and the store's
+/// own operations (which append in their own transactions) move the head
+/// behind its back: every append must still land exactly once, in one
+/// unforked chain with no gap, whatever interleaves.
+async fn audit_appends_from_two_stores_and_operations_keep_one_chain(db: TestDb) {
+    use mlflow_secrets::store::audit::{AuditAction, AuditRecord};
+    const ROUNDS: usize = 12;
+    let a = db.store.clone();
+    let b = SqlStore::connect(&db.uri, db.keystore.handle())
+        .await
+        .unwrap();
+    let before = a.all_audit().await.len();
+    let rec = |who: &str, i: usize| {
+        AuditRecord::new(AuditAction::GetSecret, who)
+            .workspace("default")
+            .detail(format!("{who}-{i}"))
+    };
+    // Strictly alternating first: every append of one store finds the
+    // head the other one moved.
+    for i in 0..ROUNDS {
+        a.append_audit(&rec("a", i)).await.unwrap();
+        b.append_audit(&rec("b", i)).await.unwrap();
+    }
+    // An operation's own audit row moves the head too.
+    a.create_secret(
+        "default",
+        "chain-op",
+        &val("sk-chain-op-0001"),
+        false,
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    a.append_audit(&rec("a", ROUNDS)).await.unwrap();
+    // Then both at once, many in flight on each.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let (s, who) = if i % 2 == 0 {
+                (a.clone(), "ca")
+            } else {
+                (b.clone(), "cb")
+            };
+            tokio::spawn(async move { s.append_audit(&rec(who, i)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().expect("every append is committed");
+    }
+    let after = a.all_audit().await;
+    // 2 x ROUNDS alternating, the create, one more, 40 concurrent.
+    assert_eq!(after.len(), before + 2 * ROUNDS + 1 + 1 + 40);
+    let mut details: Vec<&str> = after.iter().filter_map(|e| e.detail.as_deref()).collect();
+    let all = details.len();
+    details.sort_unstable();
+    details.dedup();
+    assert_eq!(details.len(), all, "no row was written twice");
+    let seqs: Vec<i64> = after.iter().map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "sequence numbers without gaps: {seqs:?}"
+    );
+    let report = a.audit_verify().await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert!(b.audit_verify().await.unwrap().ok);
 }
 
 /// Run `sql` on a raw connection, behind the store's back; it must succeed.

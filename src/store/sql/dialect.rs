@@ -137,19 +137,15 @@ impl Dialect {
     /// Settings of every new connection. SQLite: foreign keys on, WAL with
     /// `synchronous = NORMAL`, the busy timeout, and no automatic
     /// checkpoint (the store checkpoints in the background instead, see
-    /// `sqlite::Checkpointer`), and a WAL cut back to
-    /// `sqlite::WAL_SIZE_LIMIT_BYTES` after each reset.
+    /// `sqlite::Checkpointer`). No `journal_size_limit`: it cuts the WAL
+    /// file back in the first commit after a reset, under the write lock;
+    /// the checkpointer bounds the file instead, and truncates it when idle.
     pub(crate) async fn on_connect(self, conn: &mut AnyConnection) -> sqlx::Result<()> {
         if self == Self::Sqlite {
             conn.execute("PRAGMA foreign_keys = ON").await?;
             conn.execute("PRAGMA journal_mode = WAL").await?;
             conn.execute("PRAGMA synchronous = NORMAL").await?;
             conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-            conn.execute(AssertSqlSafe(format!(
-                "PRAGMA journal_size_limit = {}",
-                super::sqlite::WAL_SIZE_LIMIT_BYTES
-            )))
-            .await?;
             conn.execute(AssertSqlSafe(format!(
                 "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"
             )))

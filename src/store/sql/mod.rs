@@ -54,6 +54,14 @@ pub use values::{BoundInfo, BoundMeta, BoundValue};
 /// timeout when the database hangs.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A pooled connection idle for longer than this is pinged before it is
+/// handed out, so one the database server dropped (a restart, an idle
+/// timeout) is replaced instead of failing a request. sqlx's default pings
+/// on *every* acquire: a round trip to the database server, or a hop to the
+/// SQLite worker thread, before each query, where the audited `get` and
+/// the webhook's read have only one or two of their own to make.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Map a driver error. Connection-level failures mean the store is down.
 /// The driver's text goes to the log under an incident id, never into the
 /// error (docs/design.md §6): callers include REST clients and tenants reading a
@@ -126,6 +134,15 @@ impl SqlStore {
         let pool = AnyPoolOptions::new()
             .max_connections(dialect.max_connections())
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _| Box::pin(dialect.on_connect(conn)))
             .connect(&url)
             .await
