@@ -139,7 +139,7 @@ impl Dialect {
     /// checkpoint (the store checkpoints in the background instead, see
     /// `sqlite::Checkpointer`). No `journal_size_limit`: it cuts the WAL
     /// file back in the first commit after a reset, under the write lock;
-    /// the checkpointer bounds the file instead, and truncates it when idle.
+    /// the checkpointer bounds the file instead (`sqlite::should_restart`).
     pub(crate) async fn on_connect(self, conn: &mut AnyConnection) -> sqlx::Result<()> {
         if self == Self::Sqlite {
             conn.execute("PRAGMA foreign_keys = ON").await?;

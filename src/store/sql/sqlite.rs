@@ -24,45 +24,38 @@ pub(super) const WAL_RESTART_PAGES: i64 = 32_768;
 
 const PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 const RESTART: &str = "PRAGMA wal_checkpoint(RESTART)";
-const TRUNCATE: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
 
-/// What one tick does after its PASSIVE pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Next {
-    /// Nothing more.
-    Done,
-    /// Another PASSIVE pass (it copies only what was committed during the
-    /// first), then `RESTART`: the next commit writes from the start of
-    /// the WAL file again. `RESTART` holds the write lock for what it still
-    /// has to copy and sync, so it runs only right after a pass that copied
-    /// everything, when what is left is the last few milliseconds of
-    /// commits. It does not truncate the file: cutting a 100 MiB WAL file
-    /// took 60-160 ms here, under the write lock, and every audited read
-    /// waited behind it.
-    Restart,
-    /// No commit since the last tick: `TRUNCATE` gives the file's space
-    /// back while nobody waits for the write lock.
-    Truncate,
+/// Whether to restart the WAL after a PASSIVE pass that reported `log`
+/// frames since the WAL was last reset, `checkpointed` of them copied back:
+/// the next commit then writes from the start of the WAL file again. A
+/// RESTART holds the write lock (every commit waits) for what it still has
+/// to copy and sync and while it waits for readers, so it runs only right
+/// after a pass that copied everything, when what is left is a few
+/// milliseconds of commits (readers still on old frames would only make it
+/// fail). It never truncates the file, which stays at its high-water mark
+/// (at most this bound plus one tick of commits) until the store closes:
+/// cutting a 100 MiB WAL file took 60-470 ms here under the write lock (the
+/// kernel drops the file's cached and in-flight pages), and every audited
+/// read waited behind it.
+///
+/// The pass just before did the same work as the RESTART will under the
+/// lock (copy a few milliseconds of commits, sync the database file), so
+/// its duration `pass` predicts the stall: when the disk is slow to sync
+/// (passes of 100-230 ms were seen on a shared disk, and a RESTART behind
+/// one stalled commits for 176 ms) the RESTART waits for a tick with a fast
+/// pass, unless the WAL is [`WAL_FORCE_RESTART_FACTOR`] times past the
+/// bound.
+pub(super) fn should_restart(log: i64, checkpointed: i64, pass: Duration) -> bool {
+    let copied_back = log >= WAL_RESTART_PAGES && checkpointed >= log;
+    copied_back && (pass <= FAST_PASS || log >= WAL_RESTART_PAGES * WAL_FORCE_RESTART_FACTOR)
 }
 
-/// The decision of a tick, from its PASSIVE pass (`log` frames in the WAL
-/// since it was last reset, `checkpointed` of them copied back) and the
-/// previous tick's `log`. `truncated` says the WAL was truncated since the
-/// last commit, so an idle store is truncated once, not every tick.
-pub(super) fn next_step(log: i64, checkpointed: i64, last_log: i64, truncated: bool) -> Next {
-    if long_and_copied_back(log, checkpointed) {
-        Next::Restart
-    } else if log == last_log && log >= 0 && checkpointed >= log && !truncated {
-        Next::Truncate
-    } else {
-        Next::Done
-    }
-}
+/// A checkpoint pass this quick says the disk syncs quickly right now.
+const FAST_PASS: Duration = Duration::from_millis(10);
 
-/// A WAL past [`WAL_RESTART_PAGES`] whose every frame is in the database.
-fn long_and_copied_back(log: i64, checkpointed: i64) -> bool {
-    log >= WAL_RESTART_PAGES && checkpointed >= log
-}
+/// How far past [`WAL_RESTART_PAGES`] the WAL may grow while passes are
+/// slow before it is restarted anyway.
+const WAL_FORCE_RESTART_FACTOR: i64 = 4;
 
 /// Keeps the background checkpointer of one SQLite pool running: the task
 /// stops once the last store holding this is dropped.
@@ -85,8 +78,6 @@ impl Checkpointer {
 
 async fn run(pool: AnyPool, alive: Weak<Checkpointer>) {
     let mut conn: Option<AnyConnection> = None;
-    let mut last_log = -1;
-    let mut truncated = false;
     loop {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
         if alive.upgrade().is_none() {
@@ -102,56 +93,34 @@ async fn run(pool: AnyPool, alive: Weak<Checkpointer>) {
                 }
             },
         };
-        match tick(c, last_log, truncated).await {
-            Ok((log, t)) => {
-                if log != last_log {
-                    truncated = false;
-                }
-                truncated |= t;
-                last_log = log;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "background WAL checkpoint failed");
-                conn = None;
-            }
+        if let Err(e) = tick(c).await {
+            tracing::debug!(error = %e, "background WAL checkpoint failed");
+            conn = None;
         }
     }
 }
 
-/// One tick (see [`Next`]). Returns the WAL's `log` after it, and whether
-/// it truncated the WAL. A busy RESTART or TRUNCATE leaves the WAL as it
-/// was; the next tick tries again.
-async fn tick(c: &mut AnyConnection, last_log: i64, truncated: bool) -> sqlx::Result<(i64, bool)> {
+/// One tick: a PASSIVE checkpoint; past [`WAL_RESTART_PAGES`], a second
+/// PASSIVE pass (it copies only what was committed during the first) and,
+/// if that copied everything, a RESTART ([`should_restart`]). A busy
+/// RESTART leaves the WAL as it was; the next tick tries again.
+async fn tick(c: &mut AnyConnection) -> sqlx::Result<()> {
+    let (log, _) = run_checkpoint(c, PASSIVE).await?;
+    if log < WAL_RESTART_PAGES {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
     let (log, checkpointed) = run_checkpoint(c, PASSIVE).await?;
-    match next_step(log, checkpointed, last_log, truncated) {
-        Next::Done => Ok((log, false)),
-        Next::Truncate => {
-            let (busy, log, _) = run_checkpoint3(c, TRUNCATE).await?;
-            Ok((log, busy == 0))
-        }
-        Next::Restart => {
-            let (log, checkpointed) = run_checkpoint(c, PASSIVE).await?;
-            if long_and_copied_back(log, checkpointed) {
-                let (_, log, _) = run_checkpoint3(c, RESTART).await?;
-                return Ok((log, false));
-            }
-            Ok((log, false))
-        }
+    if should_restart(log, checkpointed, started.elapsed()) {
+        run_checkpoint(c, RESTART).await?;
     }
-}
-
-/// `log` and `checkpointed` of one `PRAGMA wal_checkpoint`.
-async fn run_checkpoint(c: &mut AnyConnection, sql: &'static str) -> sqlx::Result<(i64, i64)> {
-    let (_, log, checkpointed) = run_checkpoint3(c, sql).await?;
-    Ok((log, checkpointed))
+    Ok(())
 }
 
 /// Run one `PRAGMA wal_checkpoint`; its row is (busy, log, checkpointed),
-/// -1s when the database is not in WAL mode.
-async fn run_checkpoint3(
-    c: &mut AnyConnection,
-    sql: &'static str,
-) -> sqlx::Result<(i64, i64, i64)> {
+/// -1s when the database is not in WAL mode. Returns `log` and
+/// `checkpointed`.
+async fn run_checkpoint(c: &mut AnyConnection, sql: &'static str) -> sqlx::Result<(i64, i64)> {
     let started = std::time::Instant::now();
     let row = sqlx::query(sql).fetch_optional(&mut *c).await?;
     let get = |i| {
@@ -168,7 +137,7 @@ async fn run_checkpoint3(
         ms = started.elapsed().as_secs_f64() * 1e3,
         "WAL checkpoint"
     );
-    Ok((busy, log, checkpointed))
+    Ok((log, checkpointed))
 }
 
 /// How long the checkpointer's RESTART waits for the readers still on WAL
@@ -288,28 +257,27 @@ mod tests {
 
     #[test]
     fn a_long_wal_is_restarted_only_once_it_is_copied_back() {
-        use Next::*;
         let big = WAL_RESTART_PAGES;
-        assert_eq!(next_step(big - 1, big - 1, 0, false), Done);
-        assert_eq!(next_step(big, big, 0, false), Restart);
-        assert_eq!(next_step(big * 8, big * 8, big, false), Restart);
+        let fast = Duration::from_millis(2);
+        assert!(!should_restart(0, 0, fast));
+        assert!(!should_restart(big - 1, big - 1, fast));
+        assert!(should_restart(big, big, fast));
+        assert!(should_restart(big * 8, big * 8, fast));
         // Readers still on old frames: a RESTART would copy the rest under
         // the write lock, then fail on them anyway.
-        assert_eq!(next_step(big * 8, big, big, false), Done);
+        assert!(!should_restart(big * 8, big, fast));
+        // Not in WAL mode.
+        assert!(!should_restart(-1, -1, fast));
     }
 
     #[test]
-    fn an_idle_wal_is_truncated_once() {
-        use Next::*;
-        // No commit since the last tick: give the space back.
-        assert_eq!(next_step(700, 700, 700, false), Truncate);
-        assert_eq!(next_step(0, 0, 0, false), Truncate);
-        // Truncated already, still idle: nothing.
-        assert_eq!(next_step(0, 0, 0, true), Done);
-        // Commits since the last tick: not idle.
-        assert_eq!(next_step(800, 800, 700, false), Done);
-        // Not copied back yet (a reader on old frames), or not WAL mode.
-        assert_eq!(next_step(700, 600, 700, false), Done);
-        assert_eq!(next_step(-1, -1, -1, false), Done);
+    fn a_slow_disk_defers_the_restart_until_the_wal_is_far_past_its_bound() {
+        let big = WAL_RESTART_PAGES;
+        let slow = FAST_PASS * 10;
+        assert!(should_restart(big, big, FAST_PASS));
+        assert!(!should_restart(big, big, slow));
+        let far = big * WAL_FORCE_RESTART_FACTOR;
+        assert!(!should_restart(far - 1, far - 1, slow));
+        assert!(should_restart(far, far, slow));
     }
 }
