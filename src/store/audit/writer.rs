@@ -385,71 +385,62 @@ async fn append_if_head(
     head: &Head,
     recs: &[&AuditRecord],
 ) -> Result<Option<Head>> {
-    let at = now_ms();
+    // Move the head from the remembered one to the one this batch leaves;
+    // it matches no row once anybody else has moved it.
+    const MOVE_HEAD_IF_UNMOVED: &str = "UPDATE secrets_audit_head SET seq = ?, last_hash = ? \
+                                        WHERE id = 1 AND seq = ? AND last_hash = ?";
     let tuples = value_tuples(recs.len());
-    match dialect {
-        Dialect::Mysql => Ok(None),
-        Dialect::Postgres => {
-            let (rows, moved) = chain(head, recs, at);
-            let sql = format!(
-                "WITH moved AS (UPDATE secrets_audit_head SET seq = ?, last_hash = ? \
-                 WHERE id = 1 AND seq = ? AND last_hash = ? RETURNING id) \
-                 INSERT INTO secrets_audit_log ({AUDIT_COLUMNS}) \
-                 SELECT v.* FROM (VALUES {tuples}) AS v ({AUDIT_COLUMNS}) \
-                 WHERE EXISTS (SELECT 1 FROM moved)"
-            );
-            let q = sqlx::query(dialect.q_composed(sql))
-                .bind(moved.seq)
-                .bind(moved.hash.clone())
-                .bind(head.seq)
-                .bind(head.hash.clone());
-            let done = bind_rows(q, recs, &rows, at)
-                .execute(pool)
-                .await
-                .map_err(db_err)?;
-            Ok((done.rows_affected() == rows.len() as u64).then_some(moved))
+    let sql = match dialect {
+        Dialect::Mysql => return Ok(None),
+        Dialect::Postgres => format!(
+            "WITH moved AS ({MOVE_HEAD_IF_UNMOVED} RETURNING id) \
+             INSERT INTO secrets_audit_log ({AUDIT_COLUMNS}) \
+             SELECT v.* FROM (VALUES {tuples}) AS v ({AUDIT_COLUMNS}) \
+             WHERE EXISTS (SELECT 1 FROM moved)"
+        ),
+        Dialect::Sqlite => format!(
+            "BEGIN IMMEDIATE; \
+             {MOVE_HEAD_IF_UNMOVED}; \
+             INSERT INTO secrets_audit_log ({AUDIT_COLUMNS}) \
+             SELECT * FROM (VALUES {tuples}) \
+             WHERE (SELECT seq FROM secrets_audit_head WHERE id = 1) = ? \
+             AND (SELECT last_hash FROM secrets_audit_head WHERE id = 1) = ?; \
+             SELECT seq, last_hash FROM secrets_audit_head WHERE id = 1; \
+             COMMIT"
+        ),
+    };
+    let at = now_ms();
+    let (rows, moved) = chain(head, recs, at);
+    let q = sqlx::query(dialect.q_composed(sql))
+        .bind(moved.seq)
+        .bind(moved.hash.clone())
+        .bind(head.seq)
+        .bind(head.hash.clone());
+    let q = bind_rows(q, recs, &rows, at);
+    if dialect == Dialect::Postgres {
+        let done = q.execute(pool).await.map_err(db_err)?;
+        return Ok((done.rows_affected() == rows.len() as u64).then_some(moved));
+    }
+    // SQLite: the rows went in only if the head is now the one they leave.
+    let q = q.bind(moved.seq).bind(moved.hash.clone());
+    let mut conn = pool.acquire().await.map_err(db_err)?;
+    match q.fetch_all(&mut *conn).await {
+        Ok(found) => {
+            let Some(r) = found.first() else {
+                return Ok(None);
+            };
+            let now = Head {
+                seq: r.try_get("seq").map_err(db_err)?,
+                hash: r.try_get("last_hash").map_err(db_err)?,
+            };
+            Ok((now == moved).then_some(moved))
         }
-        Dialect::Sqlite => {
-            let (rows, moved) = chain(head, recs, at);
-            let sql = format!(
-                "BEGIN IMMEDIATE; \
-                 UPDATE secrets_audit_head SET seq = ?, last_hash = ? \
-                 WHERE id = 1 AND seq = ? AND last_hash = ?; \
-                 INSERT INTO secrets_audit_log ({AUDIT_COLUMNS}) \
-                 SELECT * FROM (VALUES {tuples}) \
-                 WHERE (SELECT seq FROM secrets_audit_head WHERE id = 1) = ? \
-                 AND (SELECT last_hash FROM secrets_audit_head WHERE id = 1) = ?; \
-                 SELECT seq, last_hash FROM secrets_audit_head WHERE id = 1; \
-                 COMMIT"
-            );
-            let q = sqlx::query(dialect.q_composed(sql))
-                .bind(moved.seq)
-                .bind(moved.hash.clone())
-                .bind(head.seq)
-                .bind(head.hash.clone());
-            let q = bind_rows(q, recs, &rows, at)
-                .bind(moved.seq)
-                .bind(moved.hash.clone());
-            let mut conn = pool.acquire().await.map_err(db_err)?;
-            match q.fetch_all(&mut *conn).await {
-                Ok(found) => {
-                    let now = match found.first() {
-                        Some(r) => Head {
-                            seq: r.try_get("seq").map_err(db_err)?,
-                            hash: r.try_get("last_hash").map_err(db_err)?,
-                        },
-                        None => return Ok(None),
-                    };
-                    Ok((now == moved).then_some(moved))
-                }
-                Err(e) => {
-                    // The command stopped part-way, perhaps inside its
-                    // transaction: end it before the connection goes back
-                    // to the pool (an error here means there was none).
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    Err(db_err(e))
-                }
-            }
+        Err(e) => {
+            // The command stopped part-way, perhaps inside its transaction:
+            // end it before the connection goes back to the pool (an error
+            // here means there was none).
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(db_err(e))
         }
     }
 }
