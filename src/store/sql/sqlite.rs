@@ -34,7 +34,7 @@ const RESTART: &str = "PRAGMA wal_checkpoint(RESTART)";
 /// milliseconds of commits (readers still on old frames would only make it
 /// fail). It never truncates the file, which stays at its high-water mark
 /// (at most this bound plus one tick of commits) until the store closes:
-/// cutting a 100 MiB WAL file took 60-470 ms here under the write lock (the
+/// cutting a 100 MiB WAL file took 60-160 ms here under the write lock (the
 /// kernel drops the file's cached and in-flight pages), and every audited
 /// read waited behind it.
 ///
