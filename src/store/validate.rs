@@ -1,6 +1,8 @@
 //! Input validation shared by every front end. Errors name the field and
 //! the rule, and quote the offending identifier (never a value).
 
+use std::sync::LazyLock;
+
 use super::{AuditFilter, Result, StoreError};
 use crate::model::BindingFilter;
 
@@ -8,19 +10,57 @@ use crate::model::BindingFilter;
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
+/// The non-ASCII characters a secret name may hold (see
+/// [`SECRET_NAME_PATTERN`]). Non-ASCII text in a name (MLflow's gateway
+/// secrets may be called `clé-ü` or `日本-key`) is allowed except for what a reader cannot see or
+/// what reorders text around it, so two names that look alike on a screen
+/// are not two different byte strings by a hidden character, and a name
+/// cannot flip the line it is printed in. As character-class ranges of
+/// literal characters, from U+00A1 up, leaving out: C1 controls and
+/// no-break space (U+0080-U+00A0), the soft hyphen U+00AD, the combining
+/// grapheme joiner U+034F, the Arabic letter mark U+061C, the Hangul
+/// fillers (U+115F, U+1160, U+3164, U+FFA0), the Ogham space U+1680, the
+/// Khmer inherent vowels U+17B4-U+17B5, the Mongolian selectors
+/// U+180B-U+180F, the spaces, zero-width characters and direction marks
+/// U+2000-U+200F, the separators and bidi embeddings U+2028-U+202F,
+/// U+205F-U+206F (word joiner, invisible operators, bidi isolates), the
+/// Braille blank U+2800, the ideographic space U+3000, surrogates and
+/// private use (U+D800-U+F8FF, planes 15-16), the noncharacters
+/// U+FDD0-U+FDEF, variation selectors (U+FE00-U+FE0F, U+E0100-U+E01EF),
+/// the byte order mark U+FEFF, the specials U+FFF0-U+FFFF, the shorthand
+/// and musical format controls (U+1BCA0-U+1BCA3, U+1D173-U+1D17A) and the
+/// tag characters (U+E0000-U+E0FFF).
+macro_rules! visible_non_ascii {
+    () => {
+        "\u{a1}-\u{ac}\u{ae}-\u{34e}\u{350}-\u{61b}\u{61d}-\u{115e}\u{1161}-\u{167f}\
+         \u{1681}-\u{17b3}\u{17b6}-\u{180a}\u{1810}-\u{1fff}\u{2010}-\u{2027}\
+         \u{2030}-\u{205e}\u{2070}-\u{27ff}\u{2801}-\u{2fff}\u{3001}-\u{3163}\
+         \u{3165}-\u{d7ff}\u{f900}-\u{fdcf}\u{fdf0}-\u{fdff}\u{fe10}-\u{fefe}\
+         \u{ff00}-\u{ff9f}\u{ffa1}-\u{ffef}\u{10000}-\u{1bc9f}\u{1bca4}-\u{1d172}\
+         \u{1d17b}-\u{dffff}\u{e1000}-\u{effff}"
+    };
+}
+
 /// The identifier rules below as regular expressions, for schemas that
 /// cannot call the validators: the OpenAPI document (`server::openapi`)
 /// and the CRD schema (`k8s::crd`). Lengths are the schemas'
 /// `minLength`/`maxLength`. The syntax is the subset that Go's RE2 (the
-/// apiserver), Python's `re` (schemathesis), ECMAScript and the `regex`
-/// crate read alike: `\xHH` escapes and literal characters, no `\s`, `\p`
-/// or `\u`. A unit test checks each pattern against its validator on a
+/// apiserver), Python's `re` (schemathesis), ECMAScript (with the `u`
+/// flag) and the `regex` crate read alike: `\xHH` escapes and literal
+/// characters, no `\s`, `\p` or `\u`. A unit test checks each pattern against its validator on a
 /// corpus of good and bad identifiers.
 ///
 /// [`workspace`]: an RFC 1123 label.
 pub const WORKSPACE_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
-/// [`secret_name`].
-pub const SECRET_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._/:@-]*$";
+/// [`secret_name`]: an ASCII letter or digit, or a visible non-ASCII
+/// character, first; then also `._/:@-`.
+pub const SECRET_NAME_PATTERN: &str = concat!(
+    "^[A-Za-z0-9",
+    visible_non_ascii!(),
+    "][A-Za-z0-9._/:@",
+    visible_non_ascii!(),
+    "-]*$"
+);
 /// [`resource_type`].
 pub const RESOURCE_TYPE_PATTERN: &str = "^[A-Z][A-Z0-9_]*$";
 /// [`resource_id`]: no control character (Unicode `Cc`: U+0000-U+001F,
@@ -77,24 +117,29 @@ pub fn workspace(ws: &str) -> Result<()> {
     }
 }
 
-/// Secret names: 1-255 characters of letters, digits and `._-/:@`, starting
-/// with a letter or digit. No whitespace or control characters, so a name
-/// is safe in a URL query, a table and a log line.
+/// Secret names: 1-255 bytes of UTF-8 matching [`SECRET_NAME_PATTERN`]
+/// (letters, digits, `._-/:@` and visible non-ASCII characters, starting
+/// with a letter, digit or non-ASCII character), in Unicode NFC. No
+/// whitespace, control, zero-width or bidi characters, so a name is safe
+/// in a URL query, a table and a log line; and NFC, so `é` typed composed
+/// and decomposed is one name, not two that look the same.
 pub fn secret_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
-    if ok {
-        Ok(())
+    static RULE: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(SECRET_NAME_PATTERN).expect("SECRET_NAME_PATTERN is a valid regex")
+    });
+    let why = if name.is_empty() || name.len() > 255 {
+        "it must be 1-255 bytes of UTF-8"
+    } else if !RULE.is_match(name) {
+        "it must start with a letter or digit and hold only letters, digits, ._-/:@ and visible non-ASCII characters (no whitespace, control, zero-width, bidi or private-use characters)"
+    } else if !unicode_normalization::is_nfc(name) {
+        "it must be in Unicode NFC form (a composed character, not a letter followed by a combining mark)"
     } else {
-        Err(invalid(format!(
-            "secret_name {:?} is invalid: it must be 1-255 characters of letters, digits and ._-/:@, starting with a letter or digit",
-            printable_id(name)
-        )))
-    }
+        return Ok(());
+    };
+    Err(invalid(format!(
+        "secret_name {:?} is invalid: {why}",
+        printable_id(name)
+    )))
 }
 
 /// Resource types are upper-case identifiers such as `SCORER_JOB`.
@@ -190,9 +235,12 @@ pub const RESERVED_BINDING_NAME_REGEX: &str = "^(PATH|HOME|SHELL|USER|LD_.*|DYLD
 pub fn reserved_rule(name: &str) -> Option<&'static str> {
     RESERVED_BINDING_NAMES.iter().copied().find(|rule| {
         if let Some(suffix) = rule.strip_prefix('*') {
-            // Only `*_PROXY`: any case.
+            // Only `*_PROXY`: any case. `get`, not an index: the tail of
+            // a non-ASCII name may not start on a character boundary.
             name.len() >= suffix.len()
-                && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                && name
+                    .get(name.len() - suffix.len()..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
         } else if let Some(prefix) = rule.strip_suffix('*') {
             name.starts_with(prefix)
         } else {
@@ -408,6 +456,24 @@ mod tests {
             "sa.",
             "a*b",
             "a\\b",
+            "clé-ü",
+            "日本-key",
+            "\u{e9}",
+            "e\u{301}",
+            "\u{301}a",
+            "a\u{ad}b",
+            "a\u{34f}b",
+            "a\u{200d}b",
+            "a\u{202e}b",
+            "a\u{2066}b",
+            "a\u{2800}b",
+            "a\u{3164}b",
+            "a\u{e000}b",
+            "a\u{fdd0}b",
+            "a\u{fe0f}b",
+            "a\u{fffd}b",
+            "a\u{e0041}b",
+            "a\u{10fffd}b",
             "\"q\"",
         ]
         .iter()
@@ -416,7 +482,17 @@ mod tests {
         type Check = fn(&str) -> Result<()>;
         let pairs: [(&str, &str, Check); 8] = [
             ("workspace", WORKSPACE_PATTERN, workspace),
-            ("secret_name", SECRET_NAME_PATTERN, secret_name),
+            // NFC is the validator's own rule, past the pattern.
+            ("secret_name", SECRET_NAME_PATTERN, |n| {
+                let name_chars = regex::Regex::new(SECRET_NAME_PATTERN).unwrap();
+                secret_name(n).or_else(|e| {
+                    if name_chars.is_match(n) && !unicode_normalization::is_nfc(n) {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+            }),
             ("resource_type", RESOURCE_TYPE_PATTERN, resource_type),
             ("resource_id", RESOURCE_ID_PATTERN, resource_id),
             // Reserved names are the CRD's separate CEL rule.
@@ -464,6 +540,17 @@ mod tests {
         assert!(secret_name("openai-key").is_ok());
         assert!(secret_name("a/b:c@d.e_f").is_ok());
         assert!(secret_name("has space").is_err());
+        assert!(secret_name("clé-ü").is_ok());
+        assert!(secret_name("日本-key").is_ok());
+        let bidi = secret_name("abc\u{202e}gpj.exe").unwrap_err().to_string();
+        assert!(
+            bidi.contains("bidi") && bidi.contains("\\u{202e}"),
+            "{bidi}"
+        );
+        let nfd = secret_name("cle\u{301}").unwrap_err().to_string();
+        assert!(nfd.contains("NFC"), "{nfd}");
+        assert!(secret_name(&"é".repeat(128)).is_err(), "256 bytes");
+        assert!(secret_name(&"é".repeat(127)).is_ok());
         assert!(secret_name("").is_err());
         assert!(secret_name(&"a".repeat(256)).is_err());
         assert!(binding_name("OPENAI_API_KEY").is_ok());
@@ -527,6 +614,11 @@ mod tests {
         ] {
             assert!(binding_name(name).is_ok(), "{name}");
         }
+        // A row read back from the database is checked with the rule
+        // alone (`store::sql::values`): non-ASCII text must not panic it.
+        assert_eq!(reserved_rule("日本"), None);
+        assert_eq!(reserved_rule("日本x"), None);
+        assert_eq!(reserved_rule("é_PROXY"), Some("*_PROXY"));
     }
 
     /// The exported regex names every entry of the list, with the same

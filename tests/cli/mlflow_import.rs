@@ -24,17 +24,24 @@ fn specs() -> Value {
             "api_version": "2024-06-01"
         }, "provider": "azure"},
         {"name": "anthropic-key", "value": {"api_key": UNICODE_VALUE}, "provider": "anthropic"},
-        // Our names are ASCII (src/store/validate.rs): this one decrypts
-        // (its UTF-8 AAD is MLflow's) and then fails on its name alone.
-        {"name": "clé-ü", "value": {"api_key": "non-ascii-name-value-42"}, "provider": "openai"}
+        // A non-ASCII name imports: its UTF-8 AAD is MLflow's.
+        {"name": "clé-ü", "value": {"api_key": "non-ascii-name-value-42"}, "provider": "openai"},
+        // MLflow takes any name; ours have no whitespace
+        // (src/store/validate.rs): this one decrypts and then fails on its
+        // name alone.
+        {"name": "has space", "value": {"api_key": "spaced-name-value-43"}, "provider": "openai"}
     ])
 }
+
+/// The names that import, in the report's order (byte order).
+const IMPORTED: [&str; 4] = ["anthropic-key", "azure-creds", "clé-ü", "openai-key"];
 
 const FORBIDDEN: &[&str] = &[
     OPENAI,
     AZURE_KEY,
     UNICODE_VALUE,
     "non-ascii-name-value-42",
+    "spaced-name-value-43",
     MLFLOW_PASS,
 ];
 
@@ -81,25 +88,67 @@ async fn assert_values_match(ours: &Ours, mlflow_uri: &str, expect: &[&str]) {
     }
 }
 
+/// `run` hands a scorer exactly what MLflow wrote: every imported secret
+/// bound to one resource (the Azure credential as three field bindings, as
+/// a judge reads it), and the child writes its environment to a file with
+/// masking off; each variable equals the field MLflow's own code decrypts.
+fn run_delivers_what_mlflow_wrote(ours: &Ours, mlflow_uri: &str) {
+    let theirs = mlflow_decrypt_all(mlflow_uri);
+    let bindings: [(&str, &str, Option<&str>); 6] = [
+        ("openai-key", "OPENAI_API_KEY", Some("api_key")),
+        ("anthropic-key", "ANTHROPIC_API_KEY", Some("api_key")),
+        ("clé-ü", "OTHER_OPENAI_KEY", Some("api_key")),
+        ("azure-creds", "AZURE_API_KEY", Some("api_key")),
+        ("azure-creds", "AZURE_API_BASE", Some("api_base")),
+        ("azure-creds", "AZURE_API_VERSION", Some("api_version")),
+    ];
+    for (secret, env, field) in bindings {
+        let mut c = ours.cmd();
+        c.args(["bind", secret, "--resource-type", "SCORER_JOB"])
+            .args(["--resource-id", "judge-1", "--name", env]);
+        if let Some(f) = field {
+            c.args(["--field", f]);
+        }
+        let r = run(c, FORBIDDEN);
+        assert_eq!(r.code, 0, "bind {secret} as {env}: {}", r.stderr);
+    }
+    let out = ours.tmp.path().join("env.json");
+    let script = "import json, os, sys; json.dump({k: os.environ[k] for k in sys.argv[2:]}, open(sys.argv[1], 'w'))";
+    let mut c = ours.cmd();
+    c.args(["run", "--resource-id", "judge-1", "--mask", "never", "--"])
+        .args(["python3", "-c", script])
+        .arg(&out)
+        .args(bindings.map(|(_, env, _)| env));
+    let r = run(c, FORBIDDEN);
+    assert_eq!(r.code, 0, "run: {}", r.stderr);
+    let got: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    for (secret, env, field) in bindings {
+        let want = &theirs[secret][field.unwrap()];
+        assert!(
+            got[env] == *want,
+            "{env} under run differs from MLflow's {secret}.{}",
+            field.unwrap()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_import_is_exact_idempotent_and_read_only() {
     testkit::mlflow_skip_if_off!();
     let ours = Ours::new();
     let (uri, path) = testkit::mlflow::mlflow_sqlite(ours.tmp.path());
     let seeded = mlflow_seed(&uri, &specs());
-    assert_eq!(seeded.len(), 4);
+    assert_eq!(seeded.len(), 5);
     let before = sha256_file(&path);
 
     // --dry-run decides everything and writes nothing.
     let r = import(&ours, &uri, &["--dry-run"]);
-    assert_eq!(r.code, 1, "the non-ASCII name fails: {}", r.stderr);
+    assert_eq!(r.code, 1, "the name with a space fails: {}", r.stderr);
     let rep = r.json();
     assert_eq!(rep["dry_run"], json!(true));
-    assert_eq!(
-        names(&rep, "imported"),
-        ["anthropic-key", "azure-creds", "openai-key"]
-    );
-    assert_eq!(names(&rep, "failed"), ["clé-ü"]);
+    assert_eq!(names(&rep, "imported"), IMPORTED);
+    assert_eq!(names(&rep, "failed"), ["has space"]);
     let why = rep["failed"][0]["reason"].as_str().unwrap();
     assert!(why.contains("secret_name"), "{why}");
     assert_eq!(count_ours(&ours).await, 0, "a dry run writes nothing");
@@ -109,10 +158,7 @@ async fn sqlite_import_is_exact_idempotent_and_read_only() {
     let r = import(&ours, &uri, &[]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let rep = r.json();
-    assert_eq!(
-        names(&rep, "imported"),
-        ["anthropic-key", "azure-creds", "openai-key"]
-    );
+    assert_eq!(names(&rep, "imported"), IMPORTED);
     for e in rep["imported"].as_array().unwrap() {
         let mlflow_id = e["mlflow_secret_id"].as_str().unwrap();
         let name = e["secret_name"].as_str().unwrap();
@@ -126,14 +172,12 @@ async fn sqlite_import_is_exact_idempotent_and_read_only() {
     assert!(azure.is_shared);
     assert_eq!(azure.provider.as_deref(), Some("azure"));
     assert_eq!(rep["imported"][1]["secret_id"], json!(azure.secret_id));
-    assert_values_match(&ours, &uri, &["openai-key", "azure-creds", "anthropic-key"]).await;
+    assert_values_match(&ours, &uri, &IMPORTED).await;
+    run_delivers_what_mlflow_wrote(&ours, &uri);
 
     // A rerun skips every value it already holds.
     let rep = import(&ours, &uri, &[]).json();
-    assert_eq!(
-        names(&rep, "skipped"),
-        ["anthropic-key", "azure-creds", "openai-key"]
-    );
+    assert_eq!(names(&rep, "skipped"), IMPORTED);
     assert!(names(&rep, "imported").is_empty() && names(&rep, "updated").is_empty());
 
     // Our value changes: skipped without --update, reported with --update
@@ -192,7 +236,7 @@ async fn wrong_passphrase_fails_before_any_write() {
     assert_eq!(r.code, 1);
     assert!(
         r.stderr
-            .contains("wrong MLflow passphrase: 4 of 4 gateway secrets with KEK version 1"),
+            .contains("wrong MLflow passphrase: 5 of 5 gateway secrets with KEK version 1"),
         "{}",
         r.stderr
     );
@@ -218,8 +262,8 @@ async fn wrong_passphrase_fails_before_any_write() {
         .arg("--mlflow-passphrase-file")
         .arg(&pf);
     let rep = run(c, FORBIDDEN).json();
-    assert_eq!(names(&rep, "imported").len(), 3);
-    assert_eq!(count_ours(&ours).await, 4);
+    assert_eq!(names(&rep, "imported").len(), 4);
+    assert_eq!(count_ours(&ours).await, 5);
 }
 
 /// Import from MLflow's store on a database server (`uri` as SQLAlchemy
@@ -250,15 +294,10 @@ async fn server_import_matches_and_leaves_mlflow_unchanged(uri: String, sqlx_url
     let before = snapshot().await;
     let r = import(&ours, &uri, &[]);
     let rep = r.json();
-    assert_eq!(
-        names(&rep, "imported"),
-        ["anthropic-key", "azure-creds", "openai-key"],
-        "{}",
-        r.stderr
-    );
-    assert_values_match(&ours, &uri, &["openai-key", "azure-creds", "anthropic-key"]).await;
+    assert_eq!(names(&rep, "imported"), IMPORTED, "{}", r.stderr);
+    assert_values_match(&ours, &uri, &IMPORTED).await;
     let rep = import(&ours, &uri, &[]).json();
-    assert_eq!(names(&rep, "skipped").len(), 3);
+    assert_eq!(names(&rep, "skipped"), IMPORTED);
     assert_eq!(snapshot().await, before, "MLflow's database is only read");
 }
 
