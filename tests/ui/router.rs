@@ -386,6 +386,70 @@ async fn create_bind_rotate_revoke_delete_never_show_the_value() {
 }
 
 #[tokio::test]
+async fn a_create_and_bind_whose_bind_fails_leaves_no_secret() {
+    let fx = Fixture::new(false).await;
+    let b = fx.sign_in(WRITER).await;
+    // Another secret already holds OPENAI_API_KEY on SCORER_JOB/eval: the
+    // store finds that inside the create's transaction.
+    let other = seed(&fx, "default", "other").await;
+    fx.store
+        .bind_secret(
+            &other.secret_id,
+            "SCORER_JOB",
+            "eval",
+            "OPENAI_API_KEY",
+            "t",
+        )
+        .await
+        .unwrap();
+    let taken = [("resource_id", "eval"), ("binding_name", "OPENAI_API_KEY")];
+    let r = create(&fx, &b, "fresh", &taken).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("role=\"alert\""));
+    assert!(
+        r.text.contains("already exists") && r.text.contains("the secret was not created"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("value=\"fresh\""), "the name is kept");
+    no_value(&r);
+    assert!(
+        fx.store
+            .get_secret_by_name("default", "fresh")
+            .await
+            .is_err()
+    );
+    // Nothing was created and deleted again: one failed CREATE, no DELETE.
+    let log = fx
+        .store
+        .list_audit(&mlflow_secrets::store::AuditFilter::default())
+        .await
+        .unwrap();
+    let fresh: Vec<_> = log
+        .iter()
+        .filter(|e| e.secret_name.as_deref() == Some("fresh"))
+        .map(|e| (e.action.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(fresh, [("CREATE", "FAILED")]);
+    assert!(!log.iter().any(|e| e.action == "DELETE"));
+    // A free name binds, in the same request.
+    let free = [("resource_id", "eval"), ("binding_name", "OTHER_KEY")];
+    let r = create(&fx, &b, "fresh", &free).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let id = id_from_location(&r);
+    let bound = fx
+        .store
+        .get_binding_by_key(
+            mlflow_secrets::model::ResourceRef::new("default", "SCORER_JOB", "eval"),
+            "OTHER_KEY",
+        )
+        .await
+        .unwrap()
+        .expect("the binding");
+    assert_eq!(bound.secret_id, id);
+}
+
+#[tokio::test]
 async fn key_value_rows_make_an_object_value() {
     let fx = Fixture::new(false).await;
     let b = fx.sign_in(WRITER).await;
