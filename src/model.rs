@@ -104,6 +104,37 @@ pub struct NewBinding<'a> {
     pub service_accounts: &'a [String],
 }
 
+/// The binding a secret that does not exist yet is to get: what
+/// `create_and_bind_secret` needs besides the secret, the value and the
+/// actor. [`NewBinding`] without the `secret_id`, which the create makes.
+#[derive(Debug, Clone, Copy)]
+pub struct BindingSpec<'a> {
+    pub resource_type: &'a str,
+    pub resource_id: &'a str,
+    pub binding_name: &'a str,
+    /// See [`SecretBinding::value_field`].
+    pub value_field: Option<&'a str>,
+    /// See [`SecretBinding::service_accounts`].
+    pub service_accounts: &'a [String],
+}
+
+impl<'a> BindingSpec<'a> {
+    /// This binding, of the secret `secret_id`.
+    pub fn for_secret<'b>(&self, secret_id: &'b str) -> NewBinding<'b>
+    where
+        'a: 'b,
+    {
+        NewBinding {
+            secret_id,
+            resource_type: self.resource_type,
+            resource_id: self.resource_id,
+            binding_name: self.binding_name,
+            value_field: self.value_field,
+            service_accounts: self.service_accounts,
+        }
+    }
+}
+
 /// A resource secrets are bound to (a scorer job, say): the key of
 /// `index_secrets_bindings_resource`. A binding never crosses workspaces
 /// (docs/design.md §6), so the workspace is part of the key.

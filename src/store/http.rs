@@ -27,8 +27,8 @@ use super::{
     StoreError,
 };
 use crate::model::{
-    AuditEntry, BindingFilter, NewBinding, NewSecret, Page, ResourceRef, Secret, SecretBinding,
-    SecretFilter,
+    AuditEntry, BindingFilter, BindingSpec, NewBinding, NewSecret, Page, ResourceRef, Secret,
+    SecretBinding, SecretFilter,
 };
 use crate::net::{self, UrlProblem};
 use crate::value::SecretValue;
@@ -299,6 +299,25 @@ impl SecretsStore for HttpStore {
         let body = serde_json::to_vec(&fields).expect("body");
         let r: BindingResponse = self.call(Method::POST, "bind", &[], Some(body)).await?;
         Ok(r.binding)
+    }
+
+    /// Refused: the REST API (MLflow's `create` and `bind`) has no request
+    /// that does both, and two requests cannot be one transaction. A
+    /// client that accepts the gap (a crash or a lost connection between
+    /// them leaves the secret unbound) calls `create_secret_with`, then
+    /// `bind_secret_with`, itself; nothing here pretends to be atomic.
+    async fn create_and_bind_secret(
+        &self,
+        new: &NewSecret<'_>,
+        _value: &SecretValue,
+        binding: &BindingSpec<'_>,
+        _actor: &str,
+    ) -> Result<(Secret, SecretBinding)> {
+        Err(StoreError::PermissionDenied(format!(
+            "secret '{}' in workspace '{}': the REST API cannot create a secret and bind it to {}/{} in one transaction; \
+             create it, then bind it (two requests), or use direct database access",
+            new.secret_name, new.workspace, binding.resource_type, binding.resource_id
+        )))
     }
 
     async fn get_binding(&self, binding_id: &str) -> Result<SecretBinding> {

@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use crate::crypto::CryptoError;
 use crate::keystore::KeystoreError;
 use crate::model::{
-    AuditEntry, BindingFilter, NewBinding, NewSecret, Page, ResourceRef, Secret, SecretBinding,
-    SecretFilter,
+    AuditEntry, BindingFilter, BindingSpec, NewBinding, NewSecret, Page, ResourceRef, Secret,
+    SecretBinding, SecretFilter,
 };
 use crate::value::SecretValue;
 use audit::AuditRecord;
@@ -230,6 +230,25 @@ pub trait SecretsStore: Send + Sync {
 
     /// Bind with every optional column (`value_field`, `service_accounts`).
     async fn bind_secret_with(&self, new: &NewBinding<'_>, actor: &str) -> Result<SecretBinding>;
+
+    /// Create a secret and bind it to a resource as one operation: the
+    /// secret, its binding and both audit rows (the `CREATE` and the `BIND`
+    /// that [`SecretsStore::create_secret_with`] and
+    /// [`SecretsStore::bind_secret_with`] write) commit together, or
+    /// nothing does. A failure of either part (a name taken, a binding name
+    /// the resource already has, a `value_field` the value lacks) leaves no
+    /// secret, no binding and no success row; one `CREATE` row records the
+    /// failed attempt. Every rule of the two operations applies unchanged.
+    ///
+    /// The web UI's "create and bind" uses it, so a crash between the two
+    /// steps cannot leave a secret without the binding it was made for.
+    async fn create_and_bind_secret(
+        &self,
+        new: &NewSecret<'_>,
+        value: &SecretValue,
+        binding: &BindingSpec<'_>,
+        actor: &str,
+    ) -> Result<(Secret, SecretBinding)>;
 
     /// [`SecretsStore::bind_secret_with`] of the whole value, to any pod of
     /// the resource: the short form of docs/design.md §6.

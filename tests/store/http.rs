@@ -7,7 +7,7 @@
 //! principal.
 
 use mlflow_secrets::model::ResourceRef;
-use mlflow_secrets::model::{BindingFilter, SecretFilter, SecretState};
+use mlflow_secrets::model::{BindingFilter, BindingSpec, NewSecret, SecretFilter, SecretState};
 use mlflow_secrets::server::auth::{Role, Scope, tokens_file_line};
 use mlflow_secrets::server::{ServeConfig, Server};
 use mlflow_secrets::store::{AuditFilter, HttpStore, SecretsStore, StoreError};
@@ -309,6 +309,29 @@ async fn run_backend(backend: Backend) {
         ),
     ];
     assert_eq!(errors, ["PERMISSION_DENIED"; 3]);
+    // Create-and-bind is one transaction only with direct database access;
+    // over REST it is refused, and nothing is written.
+    let spec = BindingSpec {
+        resource_type: "SCORER_JOB",
+        resource_id: "job-9",
+        binding_name: "KEY",
+        value_field: None,
+        service_accounts: &[],
+    };
+    let new = NewSecret {
+        workspace: "default",
+        secret_name: "both",
+        is_shared: false,
+        provider: None,
+    };
+    let refused = http
+        .create_and_bind_secret(&new, &val("both-value-123456789"), &spec, "x")
+        .await;
+    assert_eq!(code(refused), "PERMISSION_DENIED");
+    assert_eq!(
+        code(http.get_secret_by_name("default", "both").await),
+        "RESOURCE_DOES_NOT_EXIST"
+    );
     // The writer may not read the audit log; the admin may, and it names
     // the token's principal.
     assert_eq!(

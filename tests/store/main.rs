@@ -5,6 +5,7 @@
 
 mod batch_create;
 mod contract;
+mod create_and_bind;
 mod http;
 mod rules;
 mod support;

@@ -386,6 +386,70 @@ async fn create_bind_rotate_revoke_delete_never_show_the_value() {
 }
 
 #[tokio::test]
+async fn a_create_and_bind_whose_bind_fails_leaves_no_secret() {
+    let fx = Fixture::new(false).await;
+    let b = fx.sign_in(WRITER).await;
+    // Another secret already holds OPENAI_API_KEY on SCORER_JOB/eval: the
+    // store finds that inside the create's transaction.
+    let other = seed(&fx, "default", "other").await;
+    fx.store
+        .bind_secret(
+            &other.secret_id,
+            "SCORER_JOB",
+            "eval",
+            "OPENAI_API_KEY",
+            "t",
+        )
+        .await
+        .unwrap();
+    let taken = [("resource_id", "eval"), ("binding_name", "OPENAI_API_KEY")];
+    let r = create(&fx, &b, "fresh", &taken).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("role=\"alert\""));
+    assert!(
+        r.text.contains("already exists") && r.text.contains("the secret was not created"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("value=\"fresh\""), "the name is kept");
+    no_value(&r);
+    assert!(
+        fx.store
+            .get_secret_by_name("default", "fresh")
+            .await
+            .is_err()
+    );
+    // Nothing was created and deleted again: one failed CREATE, no DELETE.
+    let log = fx
+        .store
+        .list_audit(&mlflow_secrets::store::AuditFilter::default())
+        .await
+        .unwrap();
+    let fresh: Vec<_> = log
+        .iter()
+        .filter(|e| e.secret_name.as_deref() == Some("fresh"))
+        .map(|e| (e.action.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(fresh, [("CREATE", "FAILED")]);
+    assert!(!log.iter().any(|e| e.action == "DELETE"));
+    // A free name binds, in the same request.
+    let free = [("resource_id", "eval"), ("binding_name", "OTHER_KEY")];
+    let r = create(&fx, &b, "fresh", &free).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let id = id_from_location(&r);
+    let bound = fx
+        .store
+        .get_binding_by_key(
+            mlflow_secrets::model::ResourceRef::new("default", "SCORER_JOB", "eval"),
+            "OTHER_KEY",
+        )
+        .await
+        .unwrap()
+        .expect("the binding");
+    assert_eq!(bound.secret_id, id);
+}
+
+#[tokio::test]
 async fn key_value_rows_make_an_object_value() {
     let fx = Fixture::new(false).await;
     let b = fx.sign_in(WRITER).await;
@@ -621,6 +685,114 @@ async fn audit_page_filters_pages_exports_and_verifies() {
         fx.get(&b, "/audit?since=yesterday").await.status,
         StatusCode::BAD_REQUEST
     );
+}
+
+/// `n` shared secrets made through the store: `n` CREATE rows.
+async fn seed_many(fx: &Fixture, n: usize) {
+    let names: Vec<String> = (0..n).map(|i| format!("bulk-{i:05}")).collect();
+    let v = SecretValue::from_string(VALUE.into()).unwrap();
+    let items: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let new = mlflow_secrets::model::NewSecret {
+                workspace: "default",
+                secret_name: name,
+                is_shared: true,
+                provider: None,
+            };
+            (new, &v)
+        })
+        .collect();
+    for r in fx.store.create_secrets_with(&items, "t").await {
+        r.unwrap();
+    }
+}
+
+/// The `seq` of each JSON line, checking the line's action.
+fn export_seqs(text: &str, action: &str) -> Vec<i64> {
+    text.lines()
+        .map(|l| {
+            let j: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(j["action"], action, "{l}");
+            j["seq"].as_i64().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_export_streams_pages_newest_first_and_audits_its_filter() {
+    let fx = Fixture::new(false).await;
+    // More than two pages of validate::MAX_PAGE_SIZE (1,000) rows.
+    seed_many(&fx, 2_500).await;
+    let b = fx.sign_in(ADMIN).await;
+    let exp = fx.get(&b, "/audit/export?action=CREATE").await;
+    assert_eq!(exp.status, StatusCode::OK);
+    assert_ui_headers(&exp, false);
+    assert_eq!(exp.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(
+        exp.header("content-disposition"),
+        Some("attachment; filename=\"audit.jsonl\"")
+    );
+    assert!(exp.text.ends_with('\n'));
+    let seqs = export_seqs(&exp.text, "CREATE");
+    assert_eq!(seqs.len(), 2_500);
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first");
+    no_value(&exp);
+    // The export's own row records the filter and the limit; an export
+    // does not contain its own row.
+    let own = fx.get(&b, "/audit/export?action=LIST_AUDIT").await;
+    let rows: Vec<serde_json::Value> = own
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{}", own.text);
+    assert_eq!(
+        rows[0]["detail"],
+        "via=ui export limit=100000 filter=action=CREATE"
+    );
+}
+
+#[tokio::test]
+async fn a_store_error_mid_export_ends_the_body_as_an_error() {
+    let fx = Fixture::new(false).await;
+    seed_many(&fx, 1_500).await;
+    let b = fx.sign_in(ADMIN).await;
+    let resp = fx
+        .response(
+            Method::GET,
+            "/audit/export?action=CREATE",
+            &[("cookie", &b.cookie)],
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The first page was read before the response; break the table under
+    // the second.
+    let uri = format!("sqlite://{}", fx.dir.path().join("ui.db").display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&uri)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE secrets_audit_log RENAME TO secrets_audit_log_gone")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let mut text = Vec::new();
+    let ended = loop {
+        match http_body_util::BodyExt::frame(&mut body).await {
+            Some(Ok(f)) => text.extend_from_slice(f.data_ref().map_or(&[][..], |d| &d[..])),
+            Some(Err(e)) => break Some(e.to_string()),
+            None => break None,
+        }
+    };
+    let ended = ended.expect("the body ends with an error, not a clean end");
+    assert!(
+        !ended.contains("no such table") && ended.contains("incident"),
+        "{ended}"
+    );
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!(export_seqs(&text, "CREATE").len(), 1_000, "one whole page");
 }
 
 #[tokio::test]

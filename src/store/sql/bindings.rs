@@ -1,7 +1,7 @@
 //! Bindings: bind (with the private-secret rule), unbind, and the binding
 //! reads and listing.
 
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use super::rows::{
     Arg, SealedRow, binding_cols, binding_from_row, decode_token, encode_token, fetch_listing,
@@ -15,6 +15,33 @@ use crate::store::{Result, StoreError, validate};
 
 impl SqlStore {
     pub(super) async fn bind(&self, new: &NewBinding<'_>, actor: &str) -> Result<SecretBinding> {
+        let mut rec = bind_record(new, actor);
+        let r = async {
+            check_binding(new)?;
+            let mut tx = self.begin_write().await?;
+            let binding = self.bind_in(&mut tx, new, actor, &mut rec).await?;
+            audit::append(&mut tx, self.dialect, &rec).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(binding)
+        }
+        .await;
+        self.audit_failure(rec, r).await
+    }
+
+    /// The body of a bind inside `tx`, for [`SqlStore::bind`] and the
+    /// create-and-bind (`SqlStore::create_and_bind`): the secret row
+    /// locked, the revoked, `value_field` and private-secret rules, the
+    /// INSERT with its constraint errors. `new` must have passed
+    /// [`check_binding`]. Fills `rec` (the `BIND` row, see [`bind_record`])
+    /// but leaves appending it to the caller, which appends its audit rows
+    /// last (the chain head's lock order, `audit::append`).
+    pub(super) async fn bind_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        new: &NewBinding<'_>,
+        actor: &str,
+        rec: &mut AuditRecord,
+    ) -> Result<SecretBinding> {
         let NewBinding {
             secret_id,
             resource_type,
@@ -23,120 +50,102 @@ impl SqlStore {
             value_field,
             service_accounts,
         } = *new;
-        let mut rec = AuditRecord::new(AuditAction::Bind, actor).secret_id(secret_id);
-        let r = async {
-            validate::uuid("secret_id", secret_id)?;
-            validate::resource_type(resource_type)?;
-            validate::resource_id(resource_id)?;
-            validate::binding_name(binding_name)?;
-            if let Some(f) = value_field {
-                validate::value_field(f)?;
-            }
-            validate::service_accounts(service_accounts)?;
-            let mut tx = self.begin_write().await?;
-            // Lock the secret row: the private-secret rule below reads other
-            // bindings, and two concurrent binds must not both pass it. The
-            // sealed columns come along for the value_field check.
-            let row = sqlx::query(self.dialect.q_locking(concat!(
-                "SELECT ",
-                sealed_cols!(),
-                ", CASE WHEN is_shared THEN 1 ELSE 0 END AS is_shared FROM secrets WHERE secret_id = ?"
-            )))
+        // Lock the secret row: the private-secret rule below reads other
+        // bindings, and two concurrent binds must not both pass it. The
+        // sealed columns come along for the value_field check.
+        let row = sqlx::query(self.dialect.q_locking(concat!(
+            "SELECT ",
+            sealed_cols!(),
+            ", CASE WHEN is_shared THEN 1 ELSE 0 END AS is_shared FROM secrets WHERE secret_id = ?"
+        )))
+        .bind(secret_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| not_found_secret(secret_id))?;
+        let sealed = SealedRow::from_row(&row)?;
+        let (ws, name) = (sealed.workspace.clone(), sealed.secret_name.clone());
+        let shared: i64 = row.try_get("is_shared").map_err(db_err)?;
+        rec.set_secret(secret_id, &name).set_workspace(&ws);
+        if sealed.is_revoked() {
+            return Err(StoreError::Conflict(format!(
+                "secret '{name}' in workspace '{ws}' is revoked and cannot be bound"
+            )));
+        }
+        if let Some(f) = value_field {
+            // The field must exist now; reads check again (an update may
+            // drop it). Only the keys are looked at; the value is wiped
+            // when it goes out of scope here.
+            self.open_row(&sealed)?.field(f).map_err(|e| {
+                StoreError::InvalidParameter(format!("secret '{name}' in workspace '{ws}': {e}"))
+            })?;
+        }
+        // An MLFLOW_GATEWAY link records where `mlflow push` sent the
+        // value; it is not a second consumer, on either side of the rule.
+        let gateway = crate::model::MLFLOW_GATEWAY_RESOURCE_TYPE;
+        if shared == 0 && resource_type != gateway {
+            let other = sqlx::query(self.dialect.q(
+                "SELECT resource_type, resource_id FROM secrets_bindings \
+                 WHERE secret_id = ? AND NOT (resource_type = ? AND resource_id = ?) \
+                 AND resource_type <> ?",
+            ))
             .bind(secret_id)
-            .fetch_optional(&mut *tx)
+            .bind(resource_type)
+            .bind(resource_id)
+            .bind(gateway)
+            .fetch_optional(&mut **tx)
             .await
-            .map_err(db_err)?
-            .ok_or_else(|| not_found_secret(secret_id))?;
-            let sealed = SealedRow::from_row(&row)?;
-            let (ws, name) = (sealed.workspace.clone(), sealed.secret_name.clone());
-            let shared: i64 = row.try_get("is_shared").map_err(db_err)?;
-            rec.set_secret(secret_id, &name).set_workspace(&ws);
-            if sealed.is_revoked() {
+            .map_err(db_err)?;
+            if let Some(o) = other {
+                let t: String = o.try_get("resource_type").map_err(db_err)?;
+                let i: String = o.try_get("resource_id").map_err(db_err)?;
                 return Err(StoreError::Conflict(format!(
-                    "secret '{name}' in workspace '{ws}' is revoked and cannot be bound"
+                    "secret '{name}' in workspace '{ws}' is private and already bound to {t}/{i}; \
+                     make it shared to bind it to more than one resource"
                 )));
             }
-            if let Some(f) = value_field {
-                // The field must exist now; reads check again (an update may
-                // drop it). Only the keys are looked at; the value is wiped
-                // when it goes out of scope here.
-                self.open_row(&sealed)?.field(f).map_err(|e| {
-                    StoreError::InvalidParameter(format!(
-                        "secret '{name}' in workspace '{ws}': {e}"
-                    ))
-                })?;
-            }
-            // An MLFLOW_GATEWAY link records where `mlflow push` sent the
-            // value; it is not a second consumer, on either side of the rule.
-            let gateway = crate::model::MLFLOW_GATEWAY_RESOURCE_TYPE;
-            if shared == 0 && resource_type != gateway {
-                let other = sqlx::query(self.dialect.q(
-                    "SELECT resource_type, resource_id FROM secrets_bindings \
-                     WHERE secret_id = ? AND NOT (resource_type = ? AND resource_id = ?) \
-                     AND resource_type <> ?",
-                ))
-                .bind(secret_id)
-                .bind(resource_type)
-                .bind(resource_id)
-                .bind(gateway)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                if let Some(o) = other {
-                    let t: String = o.try_get("resource_type").map_err(db_err)?;
-                    let i: String = o.try_get("resource_id").map_err(db_err)?;
-                    return Err(StoreError::Conflict(format!(
-                        "secret '{name}' in workspace '{ws}' is private and already bound to {t}/{i}; \
-                         make it shared to bind it to more than one resource"
-                    )));
-                }
-            }
-            let binding = SecretBinding {
-                binding_id: uuid::Uuid::new_v4().to_string(),
-                secret_id: secret_id.to_string(),
-                workspace: ws.clone(),
-                resource_type: resource_type.to_string(),
-                resource_id: resource_id.to_string(),
-                binding_name: binding_name.to_string(),
-                created_by: Some(actor.to_string()),
-                created_at: now_ms(),
-                value_field: value_field.map(str::to_string),
-                service_accounts: service_accounts.to_vec(),
-            };
-            let inserted = sqlx::query(self.dialect.q(
-                "INSERT INTO secrets_bindings (binding_id, secret_id, workspace, resource_type, \
-                 resource_id, binding_name, created_by, created_at, value_field, service_accounts) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ))
-            .bind(&binding.binding_id)
-            .bind(&binding.secret_id)
-            .bind(&binding.workspace)
-            .bind(&binding.resource_type)
-            .bind(&binding.resource_id)
-            .bind(&binding.binding_name)
-            .bind(actor)
-            .bind(binding.created_at)
-            .bind(binding.value_field.clone())
-            .bind(join_service_accounts(&binding.service_accounts))
-            .execute(&mut *tx)
-            .await;
-            if let Err(e) = inserted {
-                return Err(match Dialect::violated_constraint(&e) {
-                    Some("unique_binding_per_resource") => StoreError::AlreadyExists(format!(
-                        "binding '{binding_name}' already exists for {resource_type}/{resource_id} in workspace '{ws}'"
-                    )),
-                    Some("fk_secrets_bindings_secret_id") => not_found_secret(secret_id),
-                    _ => db_err(e),
-                });
-            }
-            rec.set_resource(resource_type, resource_id)
-                .set_detail(binding_detail(&binding));
-            audit::append(&mut tx, self.dialect, &rec).await?;
-            tx.commit().await.map_err(db_err)?;
-            Ok(binding)
         }
+        let binding = SecretBinding {
+            binding_id: uuid::Uuid::new_v4().to_string(),
+            secret_id: secret_id.to_string(),
+            workspace: ws.clone(),
+            resource_type: resource_type.to_string(),
+            resource_id: resource_id.to_string(),
+            binding_name: binding_name.to_string(),
+            created_by: Some(actor.to_string()),
+            created_at: now_ms(),
+            value_field: value_field.map(str::to_string),
+            service_accounts: service_accounts.to_vec(),
+        };
+        let inserted = sqlx::query(self.dialect.q(
+            "INSERT INTO secrets_bindings (binding_id, secret_id, workspace, resource_type, \
+             resource_id, binding_name, created_by, created_at, value_field, service_accounts) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(&binding.binding_id)
+        .bind(&binding.secret_id)
+        .bind(&binding.workspace)
+        .bind(&binding.resource_type)
+        .bind(&binding.resource_id)
+        .bind(&binding.binding_name)
+        .bind(actor)
+        .bind(binding.created_at)
+        .bind(binding.value_field.clone())
+        .bind(join_service_accounts(&binding.service_accounts))
+        .execute(&mut **tx)
         .await;
-        self.audit_failure(rec, r).await
+        if let Err(e) = inserted {
+            return Err(match Dialect::violated_constraint(&e) {
+                Some("unique_binding_per_resource") => StoreError::AlreadyExists(format!(
+                    "binding '{binding_name}' already exists for {resource_type}/{resource_id} in workspace '{ws}'"
+                )),
+                Some("fk_secrets_bindings_secret_id") => not_found_secret(secret_id),
+                _ => db_err(e),
+            });
+        }
+        rec.set_resource(resource_type, resource_id)
+            .set_detail(binding_detail(&binding));
+        Ok(binding)
     }
 
     pub(super) async fn binding_by_id(&self, binding_id: &str) -> Result<SecretBinding> {
@@ -247,6 +256,24 @@ impl SqlStore {
         .await;
         self.audit_failure(rec, r).await
     }
+}
+
+/// The checks of a new binding's inputs, before anything is written.
+pub(super) fn check_binding(new: &NewBinding<'_>) -> Result<()> {
+    validate::uuid("secret_id", new.secret_id)?;
+    validate::resource_type(new.resource_type)?;
+    validate::resource_id(new.resource_id)?;
+    validate::binding_name(new.binding_name)?;
+    if let Some(f) = new.value_field {
+        validate::value_field(f)?;
+    }
+    validate::service_accounts(new.service_accounts)
+}
+
+/// The `BIND` audit record of `new`, before [`SqlStore::bind_in`] fills in
+/// the secret's name, workspace and the resource.
+pub(super) fn bind_record(new: &NewBinding<'_>, actor: &str) -> AuditRecord {
+    AuditRecord::new(AuditAction::Bind, actor).secret_id(new.secret_id)
 }
 
 /// The audit detail of a bind or unbind: ids and names, never a value.

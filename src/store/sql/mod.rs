@@ -5,7 +5,8 @@
 //! rule 5); what differs between the databases is behind [`Dialect`].
 //! Each operation is written once, in the file of its concern, with its
 //! validation, its transaction and its audit record together:
-//! `secrets.rs` (create, update, revoke, delete, metadata reads),
+//! `secrets.rs` (create, create-and-bind, update, revoke, delete,
+//! metadata reads),
 //! `bindings.rs` (bind, unbind, binding reads), `values.rs` (every
 //! value read, the webhook's included), `maintenance.rs` (verify, rewrap,
 //! KEK usage); the audit log itself is `store::audit`.
@@ -35,8 +36,8 @@ use super::{
 use crate::crypto::{self, Aad};
 use crate::keystore::KeystoreHandle;
 use crate::model::{
-    AuditEntry, BindingFilter, NewBinding, NewSecret, Page, ResourceRef, Secret, SecretBinding,
-    SecretFilter,
+    AuditEntry, BindingFilter, BindingSpec, NewBinding, NewSecret, Page, ResourceRef, Secret,
+    SecretBinding, SecretFilter,
 };
 use crate::value::SecretValue;
 
@@ -318,6 +319,16 @@ impl SecretsStore for SqlStore {
 
     async fn bind_secret_with(&self, new: &NewBinding<'_>, actor: &str) -> Result<SecretBinding> {
         self.bind(new, actor).await
+    }
+
+    async fn create_and_bind_secret(
+        &self,
+        new: &NewSecret<'_>,
+        value: &SecretValue,
+        binding: &BindingSpec<'_>,
+        actor: &str,
+    ) -> Result<(Secret, SecretBinding)> {
+        self.create_and_bind(new, value, binding, actor).await
     }
 
     async fn get_binding(&self, binding_id: &str) -> Result<SecretBinding> {

@@ -1,18 +1,21 @@
-//! Secrets: create, the metadata reads and listing, update, revoke and
-//! delete. Each change runs in one transaction that ends with its audit
-//! row, so a change and its audit row commit together or not at all; a
-//! failure is audited after the rollback.
+//! Secrets: create (alone, in batches, or with a binding), the metadata
+//! reads and listing, update, revoke and delete. Each change runs in one
+//! transaction that ends with its audit row, so a change and its audit row
+//! commit together or not at all; a failure is audited after the rollback.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::bindings::{bind_record, check_binding};
 use super::rows::{
     Arg, decode_token, encode_token, fetch_listing, kek_version_col, page_of, push_workspaces_in,
     secret_cols, secret_from_row,
 };
 use super::{Dialect, SqlStore, db_err};
 use crate::crypto;
-use crate::model::{NewSecret, Page, Secret, SecretFilter, SecretState, now_ms};
+use crate::model::{
+    BindingSpec, NewSecret, Page, Secret, SecretBinding, SecretFilter, SecretState, now_ms,
+};
 use crate::store::audit::{self, AuditAction, AuditRecord};
 use crate::store::ui_queries::{SecretSearch, like_pattern};
 use crate::store::{Result, StoreError, validate};
@@ -36,6 +39,44 @@ impl SqlStore {
         }
         .await;
         self.audit_failure(rec, r).await
+    }
+
+    /// Create a secret and bind it in one transaction
+    /// (`SecretsStore::create_and_bind_secret`): the create's checks and
+    /// INSERT, then the bind's (`SqlStore::bind_in`) on the new row, then
+    /// both audit rows, exactly as `create` and `bind` write them, last. A
+    /// failure rolls back all of it and is audited as one failed `CREATE`
+    /// naming the binding it was to get.
+    pub(super) async fn create_and_bind(
+        &self,
+        new: &NewSecret<'_>,
+        value: &SecretValue,
+        spec: &BindingSpec<'_>,
+        actor: &str,
+    ) -> Result<(Secret, SecretBinding)> {
+        let rec = create_record(new, actor);
+        let mut failed = rec.clone();
+        failed.set_detail(format!(
+            "{} bind={}/{} binding_name={}",
+            rec.detail.as_deref().unwrap_or(""),
+            spec.resource_type,
+            spec.resource_id,
+            spec.binding_name
+        ));
+        let r = async {
+            let row = self.prepare_create(new, value, actor)?;
+            let nb = spec.for_secret(&row.secret.secret_id);
+            check_binding(&nb)?;
+            let mut bound = bind_record(&nb, actor);
+            let mut tx = self.begin_write().await?;
+            insert_secret(&mut tx, self.dialect, &row).await?;
+            let binding = self.bind_in(&mut tx, &nb, actor, &mut bound).await?;
+            audit::append_many(&mut tx, self.dialect, &[&row.audit(&rec), &bound]).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok((row.secret, binding))
+        }
+        .await;
+        self.audit_failure(failed, r).await
     }
 
     /// Create `items` in transactions of up to [`audit::MAX_AUDIT_BATCH`]

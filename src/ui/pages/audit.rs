@@ -1,21 +1,26 @@
 //! `/audit` (admin): the audit log, newest first, with filters (principal,
 //! action, secret, resource, outcome, time), paging, the chain's head and,
-//! on request, a full chain check (`audit verify`); `/audit/export` gives
+//! on request, a full chain check (`audit verify`); `/audit/export` streams
 //! the same rows as JSON Lines. A scoped admin sees its workspaces' rows
 //! only, as with `list-audit`.
 
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures::{Stream, stream};
 use maud::html;
 
 use super::secrets::api_to_ui;
+use crate::model::AuditEntry;
 use crate::server::AppState;
 use crate::server::auth::Role;
 use crate::server::tokens_file::parse_rfc3339;
 use crate::store::audit::{AuditAction, AuditRecord};
 use crate::store::ui_queries::AuditSearch;
-use crate::store::validate;
+use crate::store::{SqlStore, incident, validate};
 use crate::ui::form::UiForm;
 use crate::ui::guard::{Ctx, UiError};
 use crate::ui::layout::{self, or_dash, time};
@@ -188,33 +193,40 @@ pub async fn page(
     Ok(layout::page(&ctx, "Audit log", body))
 }
 
-/// `GET /audit/export`: the filtered rows as JSON Lines, newest first.
+/// `GET /audit/export`: the filtered rows as JSON Lines, newest first, at
+/// most [`MAX_EXPORT_ROWS`], streamed one page of
+/// [`validate::MAX_PAGE_SIZE`] rows at a time so the server never holds
+/// the whole export.
+///
+/// The first page is read, then the export's own `LIST_AUDIT` row is
+/// written, then the body streams: a filter the store refuses, or a store
+/// that is down, is still an error page; the export is audited before any
+/// row leaves (fail closed, as every UI read); and it does not contain its
+/// own row. Because the row is written before the rows are counted, its
+/// detail records the filter and the limit, not how many rows were sent.
+/// A store error on a later page ends the body as an error (the client
+/// sees a truncated transfer, not a short but complete file); the cause is
+/// logged under an incident id, never sent.
 pub async fn export(
     State(st): State<AppState>,
     ctx: Ctx,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
-    let (_, mut search) = admin_search(&ctx, raw)?;
+    let (q, mut search) = admin_search(&ctx, raw)?;
     search.max_results = Some(validate::MAX_PAGE_SIZE);
-    let mut out = String::new();
-    let mut n = 0usize;
-    loop {
-        let (rows, next) = st.store.search_audit(&search).await?;
-        for e in &rows {
-            out.push_str(
-                &serde_json::to_string(e).map_err(|e| UiError::bad_request(e.to_string()))?,
-            );
-            out.push('\n');
-        }
-        n += rows.len();
-        match next {
-            Some(seq) if n < MAX_EXPORT_ROWS => search.before_seq = Some(seq),
-            _ => break,
-        }
-    }
-    let rec = AuditRecord::new(AuditAction::ListAudit, &ctx.principal.name)
-        .detail(format!("returned={n} via=ui export"));
+    let first = st.store.search_audit(&search).await?;
+    let fq = filter_query(&q);
+    let rec = AuditRecord::new(AuditAction::ListAudit, &ctx.principal.name).detail(format!(
+        "via=ui export limit={MAX_EXPORT_ROWS} filter={}",
+        if fq.is_empty() { "none" } else { &fq }
+    ));
     st.audit_required(rec).await.map_err(api_to_ui)?;
+    let pages = ExportPages {
+        store: st.store.clone(),
+        search,
+        first: Some(first),
+        left: MAX_EXPORT_ROWS,
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-ndjson"),
@@ -223,7 +235,57 @@ pub async fn export(
                 "attachment; filename=\"audit.jsonl\"",
             ),
         ],
-        out,
+        Body::from_stream(pages.into_stream()),
     )
         .into_response())
+}
+
+/// Where a streaming export is: the filter, the page already read (the
+/// first, read before the response), and how many rows it may still send.
+struct ExportPages {
+    store: Arc<SqlStore>,
+    search: AuditSearch,
+    first: Option<(Vec<AuditEntry>, Option<i64>)>,
+    left: usize,
+}
+
+impl ExportPages {
+    /// One chunk of JSON Lines per page, the next page read only when the
+    /// body wants more; an error ends the stream.
+    fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+        stream::try_unfold(self, |mut p| async move {
+            let Some((rows, next)) = p.next_page().await? else {
+                return Ok(None);
+            };
+            let take = rows.len().min(p.left);
+            p.left -= take;
+            let mut chunk = Vec::with_capacity(take * 256);
+            for e in &rows[..take] {
+                serde_json::to_writer(&mut chunk, e).map_err(std::io::Error::other)?;
+                chunk.push(b'\n');
+            }
+            p.search.before_seq = next.filter(|_| p.left > 0);
+            Ok(Some((Bytes::from(chunk), p)))
+        })
+    }
+
+    /// The first page, else the page before `search.before_seq`; `None`
+    /// when the export is done.
+    async fn next_page(
+        &mut self,
+    ) -> Result<Option<(Vec<AuditEntry>, Option<i64>)>, std::io::Error> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(first));
+        }
+        if self.search.before_seq.is_none() {
+            return Ok(None);
+        }
+        match self.store.search_audit(&self.search).await {
+            Ok(page) => Ok(Some(page)),
+            Err(e) => Err(std::io::Error::other(incident::record(
+                "the audit export ended early: the store failed",
+                &e,
+            ))),
+        }
+    }
 }

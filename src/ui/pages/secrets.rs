@@ -16,7 +16,7 @@ use maud::{Markup, html};
 use secrecy::SecretString;
 
 use super::secrets_actions;
-use crate::model::{BindingFilter, NewBinding, NewSecret, Secret, SecretState};
+use crate::model::{BindingFilter, BindingSpec, NewSecret, Secret, SecretState};
 use crate::server::AppState;
 use crate::server::auth::Role;
 use crate::store::audit::{AuditAction, AuditRecord};
@@ -371,9 +371,11 @@ pub async fn new_form(ctx: Ctx) -> Result<Response, UiError> {
     Ok(new_page(&ctx, &Entered::default(), StatusCode::OK, None))
 }
 
-/// `POST /secrets/new`: create, and bind when a resource id is given.
-/// Bind inputs are checked before anything is written; if the bind still
-/// fails the new secret is deleted again, so nothing is half-made.
+/// `POST /secrets/new`: create, and bind when a resource id or variable
+/// name is given. The bind inputs are checked before anything is written;
+/// a create with a bind is one store transaction
+/// (`SecretsStore::create_and_bind_secret`), so a bind that still fails
+/// leaves no secret behind.
 pub async fn create(State(st): State<AppState>, p: Posted) -> Result<Response, UiError> {
     let Posted { ctx, form } = p;
     ctx.require(Role::Writer)?;
@@ -404,39 +406,40 @@ pub async fn create(State(st): State<AppState>, p: Posted) -> Result<Response, U
         is_shared: e.shared,
         provider: (!e.provider.is_empty()).then_some(e.provider.as_str()),
     };
-    let secret = match st
-        .store
-        .create_secret_with(&new, &value, &ctx.principal.name)
-        .await
-    {
-        Ok(s) => s,
-        Err(
-            err @ (StoreError::InvalidParameter(_)
-            | StoreError::AlreadyExists(_)
-            | StoreError::Conflict(_)),
-        ) => {
-            return again(err.to_string());
-        }
-        Err(err) => return Err(err.into()),
-    };
-    drop(value);
-    st.metrics.encrypts.inc();
-    if bind {
-        let nb = NewBinding {
-            secret_id: &secret.secret_id,
+    let actor = &ctx.principal.name;
+    let made = if bind {
+        let spec = BindingSpec {
             resource_type: &e.resource_type,
             resource_id: &e.resource_id,
             binding_name: &e.binding_name,
             value_field: None,
             service_accounts: &[],
         };
-        if let Err(err) = st.store.bind_secret_with(&nb, &ctx.principal.name).await {
-            st.store
-                .delete_secret(&secret.secret_id, &ctx.principal.name)
-                .await?;
-            return again(format!("{err} (the secret was not created)"));
+        st.store
+            .create_and_bind_secret(&new, &value, &spec, actor)
+            .await
+            .map(|(s, _)| s)
+    } else {
+        st.store.create_secret_with(&new, &value, actor).await
+    };
+    drop(value);
+    let secret = match made {
+        Ok(s) => s,
+        Err(
+            err @ (StoreError::InvalidParameter(_)
+            | StoreError::AlreadyExists(_)
+            | StoreError::Conflict(_)),
+        ) => {
+            let note = if bind {
+                " (the secret was not created)"
+            } else {
+                ""
+            };
+            return again(format!("{err}{note}"));
         }
-    }
+        Err(err) => return Err(err.into()),
+    };
+    st.metrics.encrypts.inc();
     ctx.flash(&st, format!("Secret '{}' created.", secret.secret_name));
     Ok(see_other(&format!("/secrets/{}", secret.secret_id)))
 }

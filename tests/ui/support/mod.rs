@@ -93,6 +93,25 @@ impl Fixture {
         headers: &[(&str, &str)],
         body: Option<String>,
     ) -> Resp {
+        let resp = self.response(method, path, headers, body).await;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// [`Fixture::send`], with the body not read yet (a streamed body).
+    pub async fn response(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> axum::response::Response {
         let mut b = Request::builder().method(method).uri(path);
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             b = b.header(header::HOST, HOST);
@@ -107,15 +126,7 @@ impl Fixture {
                 .unwrap(),
             None => b.body(Body::empty()).unwrap(),
         };
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        Resp {
-            status,
-            headers,
-            text: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        self.app.clone().oneshot(req).await.unwrap()
     }
 
     /// The sign-in form posted with `token` from `origin`, as it answers.
