@@ -197,5 +197,31 @@ async fn the_schema_refuses_reserved_names_bad_fields_and_service_accounts() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("provider"), "{err}");
+    // The API server runs the store's secret-name pattern: visible
+    // non-ASCII text passes, whitespace and a bidi override do not.
+    let named = |name: &str| -> mlflow_secrets::k8s::crd::MlflowSecret {
+        serde_json::from_value(json!({
+            "apiVersion": "secrets.mlflow.org/v1alpha1", "kind": "MlflowSecret",
+            "metadata": { "name": "n" }, "spec": { "secretName": name }
+        }))
+        .unwrap()
+    };
+    for name in ["clé-ü", "日本-key"] {
+        assert!(validate::secret_name(name).is_ok(), "{name}");
+        h.secrets()
+            .create(&dry, &named(name))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    for name in ["has space", "abc\u{202e}gpj.exe", "a\u{200b}b"] {
+        assert!(validate::secret_name(name).is_err(), "{name:?}");
+        let err = h
+            .secrets()
+            .create(&dry, &named(name))
+            .await
+            .expect_err(name)
+            .to_string();
+        assert!(err.contains("secretName"), "{name:?}: {err}");
+    }
     h.cleanup().await;
 }
