@@ -7,7 +7,9 @@
 //! back with their `error_code` and never with the value.
 
 use serde_json::{Value, json};
-use testkit::mlflow::{MLFLOW_PASS, MlflowServer, Ours, mlflow_decrypt_all, mlflow_list, run};
+use testkit::mlflow::{
+    MLFLOW_ADMIN, MLFLOW_PASS, MlflowServer, Ours, mlflow_decrypt_all, mlflow_list, run,
+};
 
 const V1: &str = "sk-push-first-value-0123456789";
 const V2: &str = "sk-push-second-value-9876543210";
@@ -15,7 +17,7 @@ const HAND: &str = "sk-made-by-hand-in-mlflow-4242";
 const OURS_HAND: &str = "sk-ours-for-the-same-name-777";
 const AZURE: &str = "azure-push-key-0123456789abc";
 
-const FORBIDDEN: &[&str] = &[V1, V2, HAND, OURS_HAND, AZURE, MLFLOW_PASS];
+const FORBIDDEN: &[&str] = &[V1, V2, HAND, OURS_HAND, AZURE, MLFLOW_PASS, MLFLOW_ADMIN.1];
 
 fn with_stdin(c: std::process::Command, input: &str) -> testkit::mlflow::Run {
     let out = testkit::output_with_stdin(c, Some(input));
@@ -32,6 +34,16 @@ fn create(ours: &Ours, name: &str, extra: &[&str], value: &str) {
     let mut c = ours.cmd();
     c.args(["create", name]).args(extra);
     with_stdin(c, value);
+}
+
+/// The secret both tests push: private, a string, provider `openai`.
+fn create_openai_key(ours: &Ours) {
+    create(
+        ours,
+        "openai-key",
+        &["--provider", "openai", "--value-stdin"],
+        V1,
+    );
 }
 
 fn push(ours: &Ours, server: &MlflowServer, args: &[&str]) -> testkit::mlflow::Run {
@@ -77,12 +89,7 @@ async fn push_create_update_conflict_and_errors_against_real_mlflow() {
 
     // A private string secret with a provider: created in MLflow as
     // {"api_key": value}.
-    create(
-        &ours,
-        "openai-key",
-        &["--provider", "openai", "--value-stdin"],
-        V1,
-    );
+    create_openai_key(&ours);
     let r = push(&ours, &server, &["openai-key"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let pushed = r.json();
@@ -202,4 +209,57 @@ fn push_to(ours: &Ours, tracking_uri: &str) -> testkit::mlflow::Run {
         tracking_uri,
     ]);
     run(c, FORBIDDEN)
+}
+
+/// MLflow's basic-auth app: `push` signs in as MLflow clients do
+/// (`MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`) and MLflow
+/// decrypts our value; without credentials, or with a wrong password, the
+/// push fails naming MLflow's answer, writes no link, and never prints the
+/// password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_signs_in_to_mlflow_basic_auth() {
+    testkit::mlflow_skip_if_off!();
+    let server = MlflowServer::start_with_basic_auth().await;
+    let ours = Ours::new();
+    create_openai_key(&ours);
+    let push_as = |user: Option<(&str, &str)>| {
+        let mut c = ours.cmd();
+        if let Some((u, p)) = user {
+            c.env("MLFLOW_TRACKING_USERNAME", u)
+                .env("MLFLOW_TRACKING_PASSWORD", p);
+        }
+        c.args([
+            "mlflow",
+            "push",
+            "openai-key",
+            "--tracking-uri",
+            &server.url,
+        ]);
+        run(c, FORBIDDEN)
+    };
+
+    for (who, user) in [
+        ("no credentials", None),
+        (
+            "a wrong password",
+            Some((MLFLOW_ADMIN.0, "not-the-password")),
+        ),
+    ] {
+        let r = push_as(user);
+        assert_eq!(r.code, 1, "{who}: {}", r.stderr);
+        assert!(r.stderr.contains("HTTP 401"), "{who}: {}", r.stderr);
+        assert!(links(&ours).is_empty(), "{who}: no link is recorded");
+    }
+    assert!(
+        mlflow_list(&server.db_uri).is_empty(),
+        "nothing reached MLflow"
+    );
+
+    let r = push_as(Some(MLFLOW_ADMIN));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        mlflow_decrypt_all(&server.db_uri)["openai-key"] == json!({"api_key": V1}),
+        "MLflow's own decrypt path must read our value"
+    );
+    assert_eq!(links(&ours).len(), 1);
 }

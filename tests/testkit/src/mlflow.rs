@@ -316,8 +316,22 @@ pub struct MlflowServer {
     _dir: tempfile::TempDir,
 }
 
+/// The admin of [`MlflowServer::start_with_basic_auth`].
+pub const MLFLOW_ADMIN: (&str, &str) = ("admin", "admin-pass-for-the-push-test-9137");
+
 impl MlflowServer {
     pub async fn start() -> Self {
+        Self::start_app(false).await
+    }
+
+    /// MLflow's basic-auth app (`--app-name basic-auth`, `mlflow[auth]`)
+    /// with [`MLFLOW_ADMIN`] as its admin and its user database in the
+    /// server's own directory.
+    pub async fn start_with_basic_auth() -> Self {
+        Self::start_app(true).await
+    }
+
+    async fn start_app(basic_auth: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (db_uri, _) = mlflow_sqlite(dir.path());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -331,8 +345,30 @@ impl MlflowServer {
         // Its own process group: `mlflow server` runs uvicorn as a child,
         // and drop must stop both.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        if basic_auth {
+            let ini = dir.path().join("basic_auth.ini");
+            std::fs::write(
+                &ini,
+                format!(
+                    "[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{}\n\
+                     admin_username = {}\nadmin_password = {}\n\
+                     authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+                    dir.path().join("basic_auth.db").display(),
+                    MLFLOW_ADMIN.0,
+                    MLFLOW_ADMIN.1
+                ),
+            )
+            .unwrap();
+            // The app refuses to start without a static key for its CSRF
+            // tokens (browser forms; API clients send none).
+            cmd.args(["server", "--app-name", "basic-auth"])
+                .env("MLFLOW_AUTH_CONFIG_PATH", ini)
+                .env("MLFLOW_FLASK_SERVER_SECRET_KEY", "push-test-flask-key-5521");
+        } else {
+            cmd.arg("server");
+        }
         let child = cmd
-            .args(["server", "--host", "127.0.0.1", "--workers", "1"])
+            .args(["--host", "127.0.0.1", "--workers", "1"])
             .args(["--port", &port.to_string(), "--backend-store-uri", &db_uri])
             .arg("--default-artifact-root")
             .arg(dir.path().join("artifacts"))
