@@ -500,6 +500,36 @@ async fn key_value_rows_make_an_object_value() {
     no_value(&r);
 }
 
+/// A link to a resource page whose id is a shell command (the page renders
+/// the id from its URL): the page's `run` snippet holds the id as one
+/// quoted shell word, so pasting it runs `mlflow-secrets run` and nothing
+/// else (the snippets' own unit tests parse them back).
+#[tokio::test]
+async fn a_hostile_resource_id_in_a_link_is_one_quoted_word_in_the_snippets() {
+    let fx = Fixture::new(false).await;
+    let b = fx.sign_in(ADMIN).await;
+    let page = fx
+        .get(
+            &b,
+            "/resources/SCORER_JOB/x%3Btouch%24%7BIFS%7Dpwned?workspace=default",
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let quoted = [
+        "--resource-id &#39;x;touch${IFS}pwned&#39;",
+        "--resource-id 'x;touch${IFS}pwned'",
+    ];
+    assert!(
+        quoted.iter().any(|q| page.text.contains(q)),
+        "{}",
+        page.text
+    );
+    assert!(
+        !page.text.contains("--resource-id x;touch"),
+        "the id is pasted unquoted"
+    );
+}
+
 #[tokio::test]
 async fn a_team_a_session_gets_404_for_a_team_b_secret() {
     let fx = Fixture::new(false).await;
