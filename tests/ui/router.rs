@@ -530,6 +530,31 @@ async fn a_hostile_resource_id_in_a_link_is_one_quoted_word_in_the_snippets() {
     );
 }
 
+/// A binding whose resource id holds `?`, `=` and `#` (any writer may make
+/// one): the secret page's "used by" link goes to that resource's own page
+/// in the binding's workspace, not to another workspace's.
+#[tokio::test]
+async fn a_resource_id_with_url_characters_links_to_its_own_page() {
+    let fx = Fixture::new(false).await;
+    let b = fx.sign_in(WRITER).await;
+    let made = create(
+        &fx,
+        &b,
+        "linked",
+        &[
+            ("resource_id", "x?workspace=team-b#top"),
+            ("binding_name", "OPENAI_API_KEY"),
+        ],
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.text);
+    let page = fx
+        .get(&b, &format!("/secrets/{}", id_from_location(&made)))
+        .await;
+    let href = "href=\"/resources/SCORER_JOB/x%3Fworkspace%3Dteam-b%23top?workspace=default\"";
+    assert!(page.text.contains(href), "{}", page.text);
+}
+
 #[tokio::test]
 async fn a_team_a_session_gets_404_for_a_team_b_secret() {
     let fx = Fixture::new(false).await;

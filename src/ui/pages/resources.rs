@@ -43,7 +43,10 @@ fn check(ctx: &Ctx, ws: &str, rtype: &str, rid: &str) -> Result<(), UiError> {
     Ok(())
 }
 
-fn resource_url(rtype: &str, rid: &str, ws: &str) -> String {
+/// The page of a resource: its type and id percent-encoded as path
+/// segments, so an id holding `/`, `?` or `#` (resource ids may) links to
+/// that resource's page and not to another path or another workspace.
+pub(crate) fn resource_url(rtype: &str, rid: &str, ws: &str) -> String {
     let mut ser = form_urlencoded::Serializer::new(String::new());
     ser.append_pair("workspace", ws);
     let seg = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();

@@ -517,7 +517,7 @@ pub async fn detail(
                         @for (b, res) in bindings.items.iter().zip(&resources) {
                             tr {
                                 th scope="row" {
-                                    a href={"/resources/" (b.resource_type) "/" (b.resource_id) "?workspace=" (b.workspace)} { (res) }
+                                    a href=(super::resources::resource_url(&b.resource_type, &b.resource_id, &b.workspace)) { (res) }
                                 }
                                 td { code { (b.binding_name) } }
                                 td { (or_dash(b.value_field.as_deref())) }
