@@ -8,7 +8,8 @@
 
 use serde_json::{Value, json};
 use testkit::mlflow::{
-    MLFLOW_ADMIN, MLFLOW_PASS, MlflowServer, Ours, mlflow_decrypt_all, mlflow_list, run,
+    MLFLOW_ADMIN, MLFLOW_PASS, MlflowServer, Ours, mlflow_decrypt_all, mlflow_decrypt_workspaces,
+    mlflow_list, run,
 };
 
 const V1: &str = "sk-push-first-value-0123456789";
@@ -16,8 +17,18 @@ const V2: &str = "sk-push-second-value-9876543210";
 const HAND: &str = "sk-made-by-hand-in-mlflow-4242";
 const OURS_HAND: &str = "sk-ours-for-the-same-name-777";
 const AZURE: &str = "azure-push-key-0123456789abc";
+const TEAM_A: &str = "sk-team-a-value-for-the-same-name-31";
 
-const FORBIDDEN: &[&str] = &[V1, V2, HAND, OURS_HAND, AZURE, MLFLOW_PASS, MLFLOW_ADMIN.1];
+const FORBIDDEN: &[&str] = &[
+    V1,
+    V2,
+    HAND,
+    OURS_HAND,
+    AZURE,
+    TEAM_A,
+    MLFLOW_PASS,
+    MLFLOW_ADMIN.1,
+];
 
 fn with_stdin(c: std::process::Command, input: &str) -> testkit::mlflow::Run {
     let out = testkit::output_with_stdin(c, Some(input));
@@ -262,4 +273,31 @@ async fn push_signs_in_to_mlflow_basic_auth() {
         "MLflow's own decrypt path must read our value"
     );
     assert_eq!(links(&ours).len(), 1);
+}
+
+/// An MLflow server with workspaces (`MLFLOW_ENABLE_WORKSPACES`): a
+/// secret of ours in workspace `team-a` lands in MLflow's `team-a` (the
+/// `X-MLFLOW-WORKSPACE` header), one of the same name in `default` lands in
+/// MLflow's `default`, and each holds its own value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_names_the_workspace_on_a_server_with_workspaces() {
+    testkit::mlflow_skip_if_off!();
+    let server = MlflowServer::start_with_workspaces(&["team-a"]).await;
+    let ours = Ours::new();
+    create_openai_key(&ours);
+    create(
+        &ours,
+        "openai-key",
+        &["--workspace", "team-a", "--value-stdin"],
+        TEAM_A,
+    );
+    for ws in ["default", "team-a"] {
+        let r = push(&ours, &server, &["openai-key", "--workspace", ws]);
+        assert_eq!(r.code, 0, "push from {ws}: {}", r.stderr);
+        assert_eq!(r.json()["action"], "created", "{ws}: {}", r.stdout);
+    }
+    let theirs = mlflow_decrypt_workspaces(&server.db_uri);
+    assert_eq!(theirs.len(), 2, "{:?}", theirs.keys());
+    assert!(theirs["default/openai-key"] == json!({"api_key": V1}));
+    assert!(theirs["team-a/openai-key"] == json!({"api_key": TEAM_A}));
 }

@@ -28,7 +28,7 @@ import tempfile
 import mlflow.store.tracking.gateway.sqlalchemy_mixin as gateway_mixin
 import mlflow.store.tracking.sqlalchemy_store as sqlalchemy_store_mod
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-from mlflow.utils.crypto import KEKManager
+from mlflow.utils.crypto import KEKManager, _decrypt_secret
 
 
 def no_fsync():
@@ -53,7 +53,7 @@ def store(db_uri):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["seed", "decrypt", "list"])
+    p.add_argument("command", choices=["seed", "decrypt", "decrypt-workspaces", "list"])
     p.add_argument("--db-uri", required=True)
     p.add_argument("--out")
     p.add_argument("--count", type=int)
@@ -62,6 +62,24 @@ def main():
     a = p.parse_args()
     if a.no_fsync:
         no_fsync()
+    if a.command == "decrypt-workspaces":
+        # Every row of every workspace (the store's own listing sees only
+        # the current one), decrypted by MLflow's own _decrypt_secret, keyed
+        # "<workspace>/<name>".
+        import sqlalchemy
+        engine = sqlalchemy.create_engine(a.db_uri)
+        kek = KEKManager()
+        with engine.connect() as c:
+            rows = c.execute(sqlalchemy.text(
+                "SELECT workspace, secret_id, secret_name, encrypted_value, wrapped_dek FROM secrets"
+            )).fetchall()
+        values = {f"{r.workspace}/{r.secret_name}": _decrypt_secret(
+                      encrypted_value=r.encrypted_value, wrapped_dek=r.wrapped_dek,
+                      kek_manager=kek, secret_id=r.secret_id, secret_name=r.secret_name)
+                  for r in rows}
+        with open(a.out, "w", encoding="utf-8") as f:
+            json.dump(values, f)
+        return
     s = store(a.db_uri)
     if a.command == "seed":
         if a.count is not None:

@@ -134,6 +134,29 @@ pub fn mlflow_decrypt_all(db_uri: &str) -> serde_json::Map<String, Value> {
     }
 }
 
+/// Every gateway secret of every workspace, decrypted by MLflow's own
+/// `_decrypt_secret`, keyed `"<workspace>/<name>"` (the store's listing
+/// sees one workspace at a time).
+pub fn mlflow_decrypt_workspaces(db_uri: &str) -> serde_json::Map<String, Value> {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("values.json");
+    let args = [
+        "decrypt-workspaces",
+        "--db-uri",
+        db_uri,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    gateway_py(&args, None);
+    match serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap() {
+        Value::Object(m) => m,
+        other => panic!(
+            "gateway.py decrypt-workspaces wrote {}",
+            other.to_string().len()
+        ),
+    }
+}
+
 /// MLflow's gateway secrets: (name, id, provider).
 pub fn mlflow_list(db_uri: &str) -> Vec<(String, String, Option<String>)> {
     let out = gateway_py(&["list", "--db-uri", db_uri], None);
@@ -321,17 +344,29 @@ pub const MLFLOW_ADMIN: (&str, &str) = ("admin", "admin-pass-for-the-push-test-9
 
 impl MlflowServer {
     pub async fn start() -> Self {
-        Self::start_app(false).await
+        Self::start_app(false, false).await
+    }
+
+    /// With MLflow's workspaces on (`MLFLOW_ENABLE_WORKSPACES`), and the
+    /// workspaces `names` created through its REST API.
+    pub async fn start_with_workspaces(names: &[&str]) -> Self {
+        let server = Self::start_app(false, true).await;
+        for name in names {
+            let body = serde_json::json!({ "name": name }).to_string();
+            let (status, text) = server.post("/api/3.0/mlflow/workspaces", &body).await;
+            assert_eq!(status, 201, "create MLflow workspace {name}: {text}");
+        }
+        server
     }
 
     /// MLflow's basic-auth app (`--app-name basic-auth`, `mlflow[auth]`)
     /// with [`MLFLOW_ADMIN`] as its admin and its user database in the
     /// server's own directory.
     pub async fn start_with_basic_auth() -> Self {
-        Self::start_app(true).await
+        Self::start_app(true, false).await
     }
 
-    async fn start_app(basic_auth: bool) -> Self {
+    async fn start_app(basic_auth: bool, workspaces: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (db_uri, _) = mlflow_sqlite(dir.path());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -367,6 +402,9 @@ impl MlflowServer {
         } else {
             cmd.arg("server");
         }
+        if workspaces {
+            cmd.env("MLFLOW_ENABLE_WORKSPACES", "true");
+        }
         let child = cmd
             .args(["--host", "127.0.0.1", "--workers", "1"])
             .args(["--port", &port.to_string(), "--backend-store-uri", &db_uri])
@@ -386,6 +424,28 @@ impl MlflowServer {
         };
         server.wait_ready(port).await;
         server
+    }
+
+    /// POST a JSON body to `path`: (status, body text).
+    pub async fn post(&self, path: &str, body: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = self.url.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, text)
     }
 
     async fn wait_ready(&self, port: u16) {
