@@ -25,6 +25,7 @@
 # Environment (optional): BENCH_SECRETS=10000 BENCH_ROUNDS=3 BENCH_DURATION=10
 # BENCH_WARMUP=3 BENCH_CONNECTIONS=32 BENCH_THREADS=2 BENCH_SEED_CONCURRENCY=8
 # BENCH_MLFLOW_REST_SECRETS=50 MLFLOW_SECRETS_MLFLOW_VERSION (3.17.2)
+# BENCH_KEEP_WORK=1 (keep the temporary directory: server and wrk logs)
 # CARGO_TARGET_DIR (default <repo>/target), BENCH_PREBUILT=1 (use the
 # release binary already in CARGO_TARGET_DIR, e.g. from `cargo bench`).
 # BENCH_NICE (e.g. -10, as root: the niceness of this script and so of
@@ -60,7 +61,11 @@ cleanup() {
     if [[ $rc -ne 0 ]]; then
         for g in "$WORK"/*.log; do [[ -f "$g" ]] && { echo "----- $g" >&2; tail -n 20 "$g" >&2; }; done
     fi
-    rm -rf "$WORK"
+    if [[ -n "${BENCH_KEEP_WORK:-}" ]]; then
+        log "kept $WORK (server and wrk logs)"
+    else
+        rm -rf "$WORK"
+    fi
     exit "$rc"
 }
 trap cleanup EXIT

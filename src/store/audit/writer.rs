@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::AuditRecord;
 use super::chain::row_hash;
 use crate::model::now_ms;
-use crate::store::sql::{Dialect, db_err};
+use crate::store::sql::{Dialect, WriterPause, db_err};
 use crate::store::{Result, StoreError};
 use crate::value::truncate_chars;
 
@@ -56,10 +56,11 @@ pub(crate) struct AuditWriter {
 }
 
 impl AuditWriter {
-    /// Start the writer task on the current Tokio runtime.
-    pub(crate) fn spawn(pool: AnyPool, dialect: Dialect) -> Self {
+    /// Start the writer task on the current Tokio runtime. With `pause`
+    /// (SQLite), each batch first waits out a WAL restart in progress.
+    pub(crate) fn spawn(pool: AnyPool, dialect: Dialect, pause: Option<WriterPause>) -> Self {
         let (tx, rx) = mpsc::channel(AUDIT_QUEUE);
-        tokio::spawn(run(pool, dialect, rx));
+        tokio::spawn(run(pool, dialect, pause, rx));
         Self { tx }
     }
 
@@ -78,11 +79,22 @@ fn writer_gone() -> StoreError {
     StoreError::Unavailable("the audit writer has stopped".into())
 }
 
-async fn run(pool: AnyPool, dialect: Dialect, mut rx: mpsc::Receiver<(AuditRecord, Waiter)>) {
+async fn run(
+    pool: AnyPool,
+    dialect: Dialect,
+    pause: Option<WriterPause>,
+    mut rx: mpsc::Receiver<(AuditRecord, Waiter)>,
+) {
     let mut batch = Vec::with_capacity(MAX_AUDIT_BATCH);
     // The chain's head as this task last moved it: the fast path's guess.
     let mut head = None;
     while rx.recv_many(&mut batch, MAX_AUDIT_BATCH).await > 0 {
+        let _held = match &pause {
+            Some(p) => Some(p.hold().await),
+            None => None,
+        };
+        // What came in while a WAL restart held the writer joins this batch.
+        drain(&mut rx, &mut batch);
         if batch.len() > 1 {
             gather(&mut rx, &mut batch).await;
         }
@@ -135,14 +147,19 @@ async fn gather(
     for _ in 0..GATHER_YIELDS {
         tokio::task::yield_now().await;
         let before = batch.len();
-        while batch.len() < MAX_AUDIT_BATCH {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
+        drain(rx, batch);
         if batch.len() == before {
             return;
+        }
+    }
+}
+
+/// Move what is queued now into `batch`, up to [`MAX_AUDIT_BATCH`].
+fn drain(rx: &mut mpsc::Receiver<(AuditRecord, Waiter)>, batch: &mut Vec<(AuditRecord, Waiter)>) {
+    while batch.len() < MAX_AUDIT_BATCH {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
         }
     }
 }

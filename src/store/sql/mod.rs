@@ -47,6 +47,7 @@ pub(crate) use rows::{
     Arg, SealedRow, audit_cols, audit_entry_from_row, fetch_listing, push_workspaces_in,
     secret_from_row,
 };
+pub(crate) use sqlite::WriterPause;
 pub use sqlite::sqlite_path;
 pub use values::{BoundInfo, BoundMeta, BoundValue};
 
@@ -160,8 +161,9 @@ impl SqlStore {
         } else {
             None
         };
+        let pause = checkpointer.as_ref().map(|c| c.pause());
         Ok(Self {
-            audit_writer: AuditWriter::spawn(pool.clone(), dialect),
+            audit_writer: AuditWriter::spawn(pool.clone(), dialect, pause),
             pool,
             dialect,
             keys,
