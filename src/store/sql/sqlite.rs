@@ -1,6 +1,7 @@
 //! What only a SQLite store needs: the database file (created owner-only,
-//! never created by a command that only reads) and the background WAL
-//! checkpointer.
+//! never created by a command that only reads), the background WAL
+//! checkpointer, and the pause it holds the audit writer with while it
+//! restarts the WAL.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
