@@ -77,10 +77,11 @@ const WAL_FORCE_RESTART_FACTOR: i64 = 4;
 /// SQLite's RESTART holds the database's write lock while it runs. An
 /// audit batch that meets that lock waits in SQLite's busy handler, which
 /// sleeps 1, 2, 5, then 10 ms between tries whatever the lock's holder
-/// does: a commit that meets a 3 ms RESTART may sleep 8 ms (1 + 2 + 5), and
-/// every request waiting on that commit with it. Held here instead, the writer
-/// wakes the moment the restart ends (a Tokio mutex, uncontended but for
-/// the restart), and its next batch carries everything queued meanwhile.
+/// does: a commit that meets a 4 ms RESTART tries at 0, 1, 3 and 8 ms, and
+/// every request waiting on that commit waits with it. Held here instead,
+/// the writer wakes the moment the restart ends (a Tokio mutex, uncontended
+/// but for the restart), and its next batch carries everything queued
+/// meanwhile.
 #[derive(Clone, Default)]
 pub(crate) struct WriterPause(Arc<tokio::sync::Mutex<()>>);
 
